@@ -1,0 +1,10 @@
+//! Generates the gRPC code of `proto/qsign/v1` and the descriptor set that
+//! server reflection serves.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("qsign_descriptor.bin"))
+        .compile_protos(&["proto/qsign/v1/signing.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Errors: a small [`ErrorKind`] decides the gRPC status (SPEC §7) in one place
+//! (`service::status`); [`Error`] carries a message a person can act on and,
+//! for the logs only, the underlying cause.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What went wrong, from the caller's point of view. Maps one-to-one to a
+/// gRPC code in `service::status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Missing, malformed, expired, not-yet-valid or replayed activation token.
+    Unauthenticated,
+    /// The token does not cover the documents, or the profile is not allowed.
+    PermissionDenied,
+    /// Malformed input: PDF, digest length, unknown profile, empty batch.
+    InvalidArgument,
+    /// Valid input that qsign does not sign (encrypted PDF, DocMDP lock).
+    FailedPrecondition,
+    /// Input over a configured limit.
+    ResourceExhausted,
+    /// The HSM (or a TSA) cannot be reached or refuses to work.
+    Unavailable,
+    /// A broken invariant inside qsign. Never the caller's fault.
+    Internal,
+}
+
+/// An error with a stable, public message and an optional private cause.
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the cause; it reaches the logs, never the wire.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message meant for the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn invalid_argument(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
