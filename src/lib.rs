@@ -1,4 +1,8 @@
 #![deny(unsafe_code)]
+pub mod app;
+pub mod auth;
+pub mod client;
+pub mod config;
 pub mod error;
 
 pub use error::{Error, ErrorKind, Result};
@@ -10,3 +14,10 @@ pub mod proto {
     /// Descriptor set served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("qsign_descriptor");
 }
+pub mod hsm;
+pub mod pki;
+pub mod service;
+pub mod signed_data;
+pub mod signer;
+pub mod signing;
+pub mod state;

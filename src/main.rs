@@ -1,1 +1,193 @@
-fn main(){}
+//! `qsign`: the server and its command-line client in one binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use qsign::client::{self, Connection, DetachedJob, TokenSource};
+use qsign::proto;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Remote qualified signing: ephemeral keys in a PKCS#11 token"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server (embedded development default without --config).
+    Serve {
+        /// Configuration file; without it, the embedded default in --state-dir.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// State directory of the embedded default.
+        #[arg(long, default_value = ".qsign")]
+        state_dir: PathBuf,
+        /// Listen address (overrides the configuration).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Sign files as detached CAdES; writes FILE.p7s next to each.
+    SignDetached {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Seal with this organisation profile instead of signing personally.
+        #[arg(long)]
+        seal: Option<String>,
+        /// Send only SHA-256 digests; the files never leave this machine.
+        #[arg(long)]
+        digest_only: bool,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// CA certificate (PEM) that signed an https server's certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The activation token (compact JWS) issued by the identity provider.
+    #[arg(long, conflicts_with = "dev_identity")]
+    token: Option<PathBuf>,
+    /// DEVELOPMENT: mint the token from the state dir's dev IdP for "Given Family".
+    #[arg(long)]
+    dev_identity: Option<String>,
+    /// State directory holding the dev IdP key.
+    #[arg(long, default_value = ".qsign")]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = KeyAlgorithm::EcP256)]
+    key_algorithm: KeyAlgorithm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlgorithm {
+    EcP256,
+    EcP384,
+    Rsa2048,
+    Rsa3072,
+}
+
+impl ClientArgs {
+    fn connection(&self) -> Connection {
+        Connection {
+            server: self.server.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+
+    fn token(&self) -> Result<TokenSource, String> {
+        match (&self.token, &self.dev_identity) {
+            (Some(file), None) => Ok(TokenSource::File(file.clone())),
+            (None, Some(name)) => Ok(TokenSource::Dev {
+                state_dir: self.state_dir.clone(),
+                name: name.clone(),
+            }),
+            _ => Err("give --token FILE or --dev-identity \"Given Family\"".into()),
+        }
+    }
+
+    fn key_algorithm(&self) -> proto::KeyAlgorithm {
+        match self.key_algorithm {
+            KeyAlgorithm::EcP256 => proto::KeyAlgorithm::EcP256,
+            KeyAlgorithm::EcP384 => proto::KeyAlgorithm::EcP384,
+            KeyAlgorithm::Rsa2048 => proto::KeyAlgorithm::Rsa2048,
+            KeyAlgorithm::Rsa3072 => proto::KeyAlgorithm::Rsa3072,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            state_dir,
+            listen,
+        } => serve(config, state_dir, listen),
+        Command::SignDetached {
+            files,
+            seal,
+            digest_only,
+            common,
+        } => sign_detached(files, seal, digest_only, &common),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qsign: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    state_dir: PathBuf,
+    listen: Option<SocketAddr>,
+) -> Result<(), String> {
+    // Before any thread exists: SoftHSM reads SOFTHSM2_CONF from the environment.
+    let (config, module) =
+        qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
+    let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        tracing::info!(address = %config.listen, tls = config.tls.is_some(), "qsign serving");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        };
+        qsign::service::serve(core, listener, config.tls.as_ref(), shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    drop(runtime);
+    module.finalize();
+    Ok(())
+}
+
+fn sign_detached(
+    files: Vec<PathBuf>,
+    seal: Option<String>,
+    digest_only: bool,
+    args: &ClientArgs,
+) -> Result<(), String> {
+    let job = DetachedJob {
+        files,
+        seal_profile: seal,
+        digest_only,
+        key_algorithm: args.key_algorithm(),
+        level: proto::Level::Unspecified,
+    };
+    let token = args.token()?;
+    let written = runtime()?
+        .block_on(client::sign_detached(&args.connection(), &token, &job))
+        .map_err(|e| e.to_string())?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}

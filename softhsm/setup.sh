@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what qsign needs from Debian where it is missing (SoftHSM2, protoc
+# for the build, OpenSSL), and with DIR initialises a SoftHSM token there.
+# Idempotent: a second run changes nothing.
+#
+#   softhsm/setup.sh                 install only
+#   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
+#                                    "qsign") in DIR: DIR/softhsm2.conf,
+#                                    DIR/tokens/, DIR/user-pin (mode 0600)
+#
+# `qsign serve` without --config makes its own token the same way (from
+# softhsm2.conf.in) on first start; use DIR for a token you configure by hand.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+need=()
+command -v softhsm2-util >/dev/null || need+=(softhsm2)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v openssl >/dev/null || need+=(openssl)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "installing: ${need[*]}" >&2
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}" >/dev/null
+fi
+module=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -1 || true)
+[ -n "$module" ] || { echo "libsofthsm2.so not found after installing softhsm2" >&2; exit 1; }
+
+[ $# -ge 1 ] || exit 0
+dir=$(mkdir -p "$1" && cd "$1" && pwd)
+label=${2:-qsign}
+umask 077
+mkdir -p "$dir/tokens"
+[ -f "$dir/softhsm2.conf" ] || sed "s|@TOKENDIR@|$dir/tokens|" "$here/softhsm2.conf.in" > "$dir/softhsm2.conf"
+export SOFTHSM2_CONF="$dir/softhsm2.conf"
+if softhsm2-util --show-slots 2>/dev/null | grep -q "Label:[[:space:]]*$label[[:space:]]*$"; then
+  echo "token '$label' already initialised in $dir" >&2
+else
+  [ -f "$dir/user-pin" ] || (head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$dir/user-pin")
+  so_pin=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+  softhsm2-util --init-token --free --label "$label" --so-pin "$so_pin" --pin "$(cat "$dir/user-pin")" >/dev/null
+  echo "token '$label' initialised in $dir (user PIN in $dir/user-pin)" >&2
+fi
+echo "SOFTHSM2_CONF=$dir/softhsm2.conf"
+echo "module=$module"

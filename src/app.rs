@@ -1,0 +1,152 @@
+//! Start-up: from a validated [`Config`] and a loaded PKCS#11 module to a
+//! ready [`SigningCore`], refusing to serve on any inconsistency.
+
+use std::sync::Arc;
+
+use cryptoki::types::AuthPin;
+use der::Decode;
+use x509_cert::Certificate;
+
+use crate::auth::{Profiles, TokenPolicy, Verifier};
+use crate::config::{Config, PinSource};
+use crate::hsm::{Hsm, HsmSettings, Module};
+use crate::pki::Issuer;
+use crate::signing::SigningCore;
+use crate::state::read_certificates;
+use crate::{Error, ErrorKind};
+
+/// Opens the token and builds everything a request needs.
+pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>, Error> {
+    let hsm = Hsm::open(
+        module,
+        &pin(&config.hsm.pin)?,
+        HsmSettings {
+            token_label: config.hsm.token_label.clone(),
+            sessions: config.hsm.sessions,
+            issuing_key_label: config.hsm.issuing_key_label.clone(),
+            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+        },
+    )?;
+    let issuing = single_certificate(&config.issuing_certificate)?;
+    let root = single_certificate(&config.root_certificate)?;
+    let issuer = Issuer::from_der(issuing.clone())?;
+    check_issuing_key(&hsm, &issuer, &config.hsm.issuing_key_label)?;
+    let chain = vec![issuer.certificate.clone()];
+    Certificate::from_der(&root).map_err(|e| {
+        Error::internal(format!(
+            "{} is not a certificate",
+            config.root_certificate.display()
+        ))
+        .with_source(e)
+    })?;
+
+    let jwks = std::fs::read_to_string(&config.token.jwks_file).map_err(|e| {
+        Error::internal(format!(
+            "cannot read the IdP JWKS {}",
+            config.token.jwks_file.display()
+        ))
+        .with_source(e)
+    })?;
+    let mut policy = TokenPolicy::new(config.token.issuer.clone(), config.token.audience.clone());
+    policy.leeway = config.token.leeway;
+    policy.max_lifetime = config.token.max_lifetime;
+    let verifier = Verifier::new(policy, &jwks)?;
+    let profiles = Profiles::new(config.profiles.clone())?;
+    Ok(Arc::new(SigningCore {
+        hsm,
+        issuer,
+        chain,
+        trust_chain: vec![issuing, root],
+        policy: config.certificate.clone(),
+        verifier,
+        profiles,
+        limits: config.limits.clone(),
+    }))
+}
+
+/// Refuse to serve when the issuing certificate does not belong to the
+/// issuing key (as rustls refuses inconsistent credentials).
+fn check_issuing_key(hsm: &Hsm, issuer: &Issuer, label: &str) -> Result<(), Error> {
+    let in_token = hsm.run_blocking(|session| Ok(session.persistent_public_key(label)?))?;
+    if in_token != issuer.certificate.tbs_certificate.subject_public_key_info {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!("the issuing CA certificate does not match the token key '{label}'"),
+        ));
+    }
+    Ok(())
+}
+
+fn single_certificate(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    let mut certificates = read_certificates(path)?;
+    match certificates.len() {
+        1 => Ok(certificates.remove(0)),
+        n => Err(Error::internal(format!(
+            "{} must hold exactly one certificate, it holds {n}",
+            path.display()
+        ))),
+    }
+}
+
+/// The token's user PIN, from a file or an environment variable.
+pub fn pin(source: &PinSource) -> Result<AuthPin, Error> {
+    let value = match source {
+        PinSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the HSM PIN file {}", path.display()),
+            )
+            .with_source(e)
+        })?,
+        PinSource::Env(name) => std::env::var(name).map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("environment variable {name} (HSM PIN) is not set"),
+            )
+        })?,
+    };
+    Ok(AuthPin::from(value.trim().to_owned()))
+}
+
+/// Loads the configuration and the PKCS#11 module: from `--config`, or from
+/// the embedded default in `state_dir` (created on first start).
+///
+/// Sets `SOFTHSM2_CONF` for SoftHSM, which reads it when the module is
+/// initialised: call this before other threads start (`main` calls it
+/// before the async runtime exists).
+pub fn load(
+    config: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<(Config, Module), Error> {
+    use crate::state::{softhsm_module, StateDir, CONFIG};
+    let mut module = None;
+    let config_path = match config {
+        Some(path) => path.to_owned(),
+        None => {
+            let state = StateDir::open(state_dir)?;
+            std::env::set_var("SOFTHSM2_CONF", state.softhsm_conf()?);
+            if !state.is_initialised() {
+                let loaded = Module::load(&softhsm_module())?;
+                let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 50051));
+                state.bootstrap(&loaded, listen.unwrap_or(default_listen))?;
+                module = Some(loaded);
+            }
+            state.file(CONFIG)
+        }
+    };
+    let mut config = Config::load(&config_path)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let module = match module {
+        Some(module) => module,
+        None => {
+            if let Some(conf) = &config.hsm.softhsm_conf {
+                std::env::set_var("SOFTHSM2_CONF", conf);
+            }
+            Module::load(&config.hsm.module)?
+        }
+    };
+    Ok((config, module))
+}

@@ -1,0 +1,273 @@
+//! Configuration: one TOML file, parsed strictly (unknown keys are errors),
+//! then validated once into [`Config`]. Relative paths are relative to the
+//! file's directory. `qsign.toml` in a dev state dir documents every knob.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::Profile;
+use crate::pki::{CertificatePolicy, MAX_LIFETIME};
+use crate::Error;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    hsm: HsmFile,
+    ca: CaFile,
+    #[serde(default)]
+    certificate: CertificateFile,
+    token: TokenFile,
+    #[serde(default)]
+    limits: Limits,
+    tls: Option<TlsFile>,
+    #[serde(default)]
+    profiles: Vec<Profile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HsmFile {
+    module: PathBuf,
+    token_label: String,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
+    #[serde(default = "default_sessions")]
+    sessions: usize,
+    #[serde(default = "default_issuing_key_label")]
+    issuing_key_label: String,
+    #[serde(default = "default_ephemeral_key_label")]
+    ephemeral_key_label: String,
+    softhsm_conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaFile {
+    root_certificate: PathBuf,
+    issuing_certificate: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CertificateFile {
+    lifetime_minutes: u64,
+    backdate_seconds: u64,
+    pds_url: String,
+    serial_number_prefix: String,
+}
+
+impl Default for CertificateFile {
+    fn default() -> Self {
+        Self {
+            lifetime_minutes: 10,
+            backdate_seconds: 60,
+            pds_url: "https://qsign.example/pds/en".into(),
+            serial_number_prefix: "UI".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    issuer: String,
+    audience: String,
+    jwks_file: PathBuf,
+    #[serde(default = "default_leeway")]
+    leeway_seconds: u64,
+    #[serde(default = "default_token_lifetime")]
+    max_lifetime_seconds: u64,
+}
+
+/// Request limits (SPEC §7 RESOURCE_EXHAUSTED).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Documents in one `SignDetached` request.
+    pub max_batch: usize,
+    /// Bytes of one PDF, or of all contents of one batch.
+    pub max_document_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_batch: 100,
+            max_document_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    certificate: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+/// Where the HSM PIN comes from; never the file itself.
+#[derive(Clone, Debug)]
+pub enum PinSource {
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct HsmConfig {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: PinSource,
+    pub sessions: usize,
+    pub issuing_key_label: String,
+    pub ephemeral_key_label: String,
+    pub softhsm_conf: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_file: PathBuf,
+    pub leeway: Duration,
+    pub max_lifetime: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub hsm: HsmConfig,
+    pub root_certificate: PathBuf,
+    pub issuing_certificate: PathBuf,
+    pub certificate: CertificatePolicy,
+    pub token: TokenConfig,
+    pub limits: Limits,
+    pub tls: Option<TlsConfig>,
+    pub profiles: Vec<Profile>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid_argument(format!("cannot read configuration {}", path.display()))
+                .with_source(e)
+        })?;
+        let file: File = toml::from_str(&text).map_err(|e| {
+            Error::invalid_argument(format!("configuration {} is invalid: {e}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::validate(file, base)
+    }
+
+    fn validate(file: File, base: &Path) -> Result<Self, Error> {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        let pin = match (&file.hsm.pin_file, &file.hsm.pin_env) {
+            (Some(f), None) => PinSource::File(resolve(f)),
+            (None, Some(v)) => PinSource::Env(v.clone()),
+            _ => return Err(invalid("[hsm] needs exactly one of pin_file or pin_env")),
+        };
+        let c = &file.certificate;
+        let lifetime = Duration::from_secs(c.lifetime_minutes * 60);
+        if lifetime.is_zero() || lifetime > MAX_LIFETIME {
+            return Err(invalid(
+                "[certificate] lifetime_minutes must be between 1 and 60",
+            ));
+        }
+        if !c.pds_url.starts_with("https://") {
+            return Err(invalid(
+                "[certificate] pds_url must be an https URL (EN 319 412-5 §4.3.4)",
+            ));
+        }
+        if c.serial_number_prefix.is_empty()
+            || !c
+                .serial_number_prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric())
+        {
+            return Err(invalid(
+                "[certificate] serial_number_prefix must be letters or digits, e.g. \"UI\"",
+            ));
+        }
+        if file.hsm.sessions == 0 || file.limits.max_batch == 0 {
+            return Err(invalid(
+                "[hsm] sessions and [limits] max_batch must be at least 1",
+            ));
+        }
+        Ok(Self {
+            listen: file.listen,
+            hsm: HsmConfig {
+                module: resolve(&file.hsm.module),
+                token_label: file.hsm.token_label,
+                pin,
+                sessions: file.hsm.sessions,
+                issuing_key_label: file.hsm.issuing_key_label,
+                ephemeral_key_label: file.hsm.ephemeral_key_label,
+                softhsm_conf: file.hsm.softhsm_conf.as_deref().map(resolve),
+            },
+            root_certificate: resolve(&file.ca.root_certificate),
+            issuing_certificate: resolve(&file.ca.issuing_certificate),
+            certificate: CertificatePolicy {
+                lifetime,
+                backdate: Duration::from_secs(c.backdate_seconds),
+                pds_url: c.pds_url.clone(),
+                serial_number_prefix: c.serial_number_prefix.clone(),
+            },
+            token: TokenConfig {
+                issuer: file.token.issuer,
+                audience: file.token.audience,
+                jwks_file: resolve(&file.token.jwks_file),
+                leeway: Duration::from_secs(file.token.leeway_seconds),
+                max_lifetime: Duration::from_secs(file.token.max_lifetime_seconds),
+            },
+            limits: file.limits,
+            tls: file.tls.map(|t| TlsConfig {
+                certificate: resolve(&t.certificate),
+                key: resolve(&t.key),
+                client_ca: t.client_ca.as_deref().map(resolve),
+            }),
+            profiles: file.profiles,
+        })
+    }
+}
+
+fn invalid(message: &'static str) -> Error {
+    Error::invalid_argument(message)
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+fn default_sessions() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+}
+fn default_issuing_key_label() -> String {
+    "qsign-issuing-ca".into()
+}
+fn default_ephemeral_key_label() -> String {
+    "qsign-ephemeral".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_token_lifetime() -> u64 {
+    900
+}

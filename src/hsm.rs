@@ -1,0 +1,384 @@
+//! The only module that knows PKCS#11 (cryptoki).
+//!
+//! One shared context per process (`OS_LOCKING_OK`), a pool of logged-in
+//! sessions, and [`Hsm::run`]: the single async boundary that waits for a
+//! session and runs all HSM work of a request in one blocking task, off the
+//! async workers.
+
+mod ephemeral;
+mod mechanism;
+mod pool;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::RvError;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SubjectPublicKeyInfoOwned};
+
+use crate::signer::SignatureValue;
+use crate::{Error, ErrorKind};
+
+pub use ephemeral::EphemeralKey;
+pub use mechanism::KeyAlgorithm;
+use pool::{Lease, Pool};
+
+/// What the token did wrong. Kept whole: cryptoki records which `C_*`
+/// function failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error("PKCS#11: {0}")]
+    Pkcs11(#[from] cryptoki::error::Error),
+    #[error("token: {0}")]
+    Token(&'static str),
+    #[error("no token labelled '{0}' in the PKCS#11 module")]
+    NoToken(String),
+    #[error("no private key labelled '{0}' in the token")]
+    NoKey(String),
+    #[error("encoding: {0}")]
+    Der(#[from] der::Error),
+    #[error("HSM task failed: {0}")]
+    Task(String),
+}
+
+impl HsmError {
+    fn kind(&self) -> ErrorKind {
+        use cryptoki::error::Error as CkError;
+        match self {
+            Self::Pkcs11(CkError::Pkcs11(rv, _)) if token_gone(*rv) => ErrorKind::Unavailable,
+            Self::Pkcs11(CkError::LibraryLoading(_)) | Self::NoToken(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Return values that mean the token, not the request, is the problem.
+fn token_gone(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::DeviceError
+            | RvError::DeviceMemory
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::TokenNotRecognized
+            | RvError::SessionClosed
+            | RvError::SessionHandleInvalid
+            | RvError::SessionCount
+            | RvError::CryptokiNotInitialized
+            | RvError::UserNotLoggedIn
+            | RvError::PinExpired
+            | RvError::GeneralError
+            | RvError::HostMemory
+    )
+}
+
+impl From<HsmError> for Error {
+    fn from(e: HsmError) -> Self {
+        let message = match e.kind() {
+            ErrorKind::Unavailable => "the HSM is unavailable; try again later or ask the operator",
+            _ => "the HSM failed to complete the operation",
+        };
+        Error::new(e.kind(), message).with_source(e)
+    }
+}
+
+/// A PKCS#11 module, loaded and initialised once per process.
+#[derive(Clone)]
+pub struct Module {
+    context: Pkcs11,
+}
+
+impl Module {
+    pub fn load(path: &Path) -> Result<Self, HsmError> {
+        let context = Pkcs11::new(path)?;
+        context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        Ok(Self { context })
+    }
+
+    /// The slot whose token carries `label` (never a slot number).
+    pub fn slot(&self, label: &str) -> Result<Option<Slot>, HsmError> {
+        for slot in self.context.get_slots_with_initialized_token()? {
+            if self.context.get_token_info(slot)?.label() == label {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Initialises a fresh token in a free slot and sets its user PIN.
+    /// Development and tests only: production tokens are made by the operator.
+    pub fn init_token(
+        &self,
+        label: &str,
+        so_pin: &AuthPin,
+        user_pin: &AuthPin,
+    ) -> Result<Slot, HsmError> {
+        let free = self
+            .context
+            .get_slots_with_token()?
+            .into_iter()
+            .find(|slot| {
+                self.context
+                    .get_token_info(*slot)
+                    .is_ok_and(|info| !info.token_initialized())
+            })
+            .ok_or(HsmError::Token("no free slot to initialise a token in"))?;
+        self.context.init_token(free, so_pin, label)?;
+        // SoftHSM moves a freshly initialised token to a new slot id.
+        let slot = self
+            .slot(label)?
+            .ok_or_else(|| HsmError::NoToken(label.into()))?;
+        let session = self.context.open_rw_session(slot)?;
+        session.login(UserType::So, Some(so_pin))?;
+        session.init_pin(user_pin)?;
+        Ok(slot)
+    }
+
+    /// Finalises the module; call once at shutdown, after the last session.
+    pub fn finalize(self) {
+        if let Err(e) = self.context.finalize() {
+            tracing::warn!(error = %e, "C_Finalize failed");
+        }
+    }
+}
+
+/// Settings of the session pool.
+#[derive(Clone, Debug)]
+pub struct HsmSettings {
+    pub token_label: String,
+    /// Sessions that may work at once (the pool's size).
+    pub sessions: usize,
+    /// Label of the issuing CA's persistent private key.
+    pub issuing_key_label: String,
+    /// Label given to ephemeral keys; tests use it to find leftovers.
+    pub ephemeral_label: String,
+}
+
+/// A logged-in token with a pool of sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct Hsm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    settings: HsmSettings,
+    // Keeps the login alive while pool sessions come and go (closing the
+    // last session of an application logs it out, PKCS#11 v3.0 §5.6).
+    login: std::sync::Mutex<Session>,
+}
+
+impl Hsm {
+    pub fn open(module: &Module, pin: &AuthPin, settings: HsmSettings) -> Result<Self, HsmError> {
+        let slot = module
+            .slot(&settings.token_label)?
+            .ok_or_else(|| HsmError::NoToken(settings.token_label.clone()))?;
+        let login = module.context.open_rw_session(slot)?;
+        match login.login(UserType::User, Some(pin)) {
+            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let pool = Pool::new(module.context.clone(), slot, settings.sessions);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                settings,
+                login: std::sync::Mutex::new(login),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &HsmSettings {
+        &self.inner.settings
+    }
+
+    /// The async boundary: waits for a session, then runs `work` with it in
+    /// one blocking task. Cancelling the caller does not cancel `work`; its
+    /// guards still clean up.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        let permit = self.inner.pool.permit().await?;
+        let inner = self.inner.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let lease = inner.pool.lease()?;
+            work(&HsmSession {
+                lease: &lease,
+                settings: &inner.settings,
+            })
+        });
+        task.await
+            .map_err(|e| Error::from(HsmError::Task(e.to_string())))?
+    }
+
+    /// Logs the application out of the token: every session loses the right
+    /// to use private keys until the next [`Hsm::open`]. For maintenance and
+    /// for tests of the HSM-unavailable path (SPEC §7).
+    pub fn logout(&self) -> Result<(), HsmError> {
+        let login = self.inner.login.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(login.logout()?)
+    }
+
+    /// Runs `work` on the calling thread; for start-up and the CLI.
+    pub fn run_blocking<T>(
+        &self,
+        work: impl FnOnce(&HsmSession<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let lease = self.inner.pool.lease()?;
+        work(&HsmSession {
+            lease: &lease,
+            settings: &self.inner.settings,
+        })
+    }
+}
+
+/// One pooled session, lent to one request.
+pub struct HsmSession<'a> {
+    lease: &'a Lease<'a>,
+    settings: &'a HsmSettings,
+}
+
+impl<'a> HsmSession<'a> {
+    fn session(&self) -> &Session {
+        self.lease.session()
+    }
+
+    /// A fresh key pair as sensitive, non-extractable session objects,
+    /// destroyed when the guard drops.
+    pub fn generate_ephemeral(
+        &self,
+        algorithm: KeyAlgorithm,
+    ) -> Result<EphemeralKey<'_>, HsmError> {
+        EphemeralKey::generate(self.lease, algorithm, &self.settings.ephemeral_label)
+    }
+
+    /// The issuing CA key, through this session's in-token session copy.
+    pub fn issuing_ca(&self) -> Result<KeySigner<'_>, HsmError> {
+        let label = &self.settings.issuing_key_label;
+        let key = self.lease.ca_copy(label)?;
+        let algorithm = self.persistent_algorithm(label)?;
+        Ok(KeySigner {
+            session: self.session(),
+            key,
+            algorithm,
+        })
+    }
+
+    /// A persistent private key by label, e.g. the root CA key at set-up.
+    pub fn persistent_signer(&self, label: &str) -> Result<KeySigner<'_>, HsmError> {
+        let key = find_one(self.session(), ObjectClass::PRIVATE_KEY, label)?;
+        Ok(KeySigner {
+            session: self.session(),
+            key,
+            algorithm: self.persistent_algorithm(label)?,
+        })
+    }
+
+    /// The SPKI of the persistent public key labelled `label`.
+    pub fn persistent_public_key(
+        &self,
+        label: &str,
+    ) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
+        let algorithm = self.persistent_algorithm(label)?;
+        let key = find_one(self.session(), ObjectClass::PUBLIC_KEY, label)?;
+        let attributes = self
+            .session()
+            .get_attributes(key, algorithm.public_attributes())?;
+        algorithm.subject_public_key_info(&attributes)
+    }
+
+    /// Generates a persistent, sensitive, non-extractable key pair (CA set-up).
+    pub fn generate_persistent(
+        &self,
+        algorithm: KeyAlgorithm,
+        label: &str,
+    ) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
+        ephemeral::generate_persistent(self.session(), algorithm, label)
+    }
+
+    /// Whether a private key labelled `label` exists.
+    pub fn has_private_key(&self, label: &str) -> Result<bool, HsmError> {
+        Ok(!find(self.session(), ObjectClass::PRIVATE_KEY, label)?.is_empty())
+    }
+
+    /// Handles of every object labelled `label`, token or session.
+    pub fn objects_labelled(&self, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
+        Ok(self
+            .session()
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?)
+    }
+
+    /// Tries to read `CKA_VALUE`; `Ok(None)` when the token refuses
+    /// (sensitive). Used by tests to prove ephemeral keys cannot leave.
+    pub fn read_value(&self, object: ObjectHandle) -> Result<Option<Vec<u8>>, HsmError> {
+        let info = self
+            .session()
+            .get_attribute_info(object, &[AttributeType::Value])?;
+        match info.first() {
+            Some(cryptoki::object::AttributeInfo::Available(_)) => {}
+            _ => return Ok(None),
+        }
+        let attributes = self
+            .session()
+            .get_attributes(object, &[AttributeType::Value])?;
+        Ok(attributes.into_iter().find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        }))
+    }
+
+    fn persistent_algorithm(&self, label: &str) -> Result<KeyAlgorithm, HsmError> {
+        self.lease.algorithm_of(label)
+    }
+}
+
+fn find(session: &Session, class: ObjectClass, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
+    Ok(session.find_objects(&[
+        Attribute::Class(class),
+        Attribute::Token(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])?)
+}
+
+fn find_one(session: &Session, class: ObjectClass, label: &str) -> Result<ObjectHandle, HsmError> {
+    match find(session, class, label)?.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(HsmError::NoKey(label.into())),
+        _ => Err(HsmError::Token("several keys share one label")),
+    }
+}
+
+/// A private key in the token as a `signature::Signer`.
+pub struct KeySigner<'s> {
+    session: &'s Session,
+    key: ObjectHandle,
+    algorithm: KeyAlgorithm,
+}
+
+impl KeySigner<'_> {
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+}
+
+impl signature::Signer<SignatureValue> for KeySigner<'_> {
+    fn try_sign(&self, message: &[u8]) -> Result<SignatureValue, signature::Error> {
+        self.algorithm
+            .sign(self.session, self.key, message)
+            .map(SignatureValue::new)
+            .map_err(signature::Error::from_source)
+    }
+}
+
+impl DynSignatureAlgorithmIdentifier for KeySigner<'_> {
+    fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
+        Ok(self.algorithm.signature_algorithm())
+    }
+}

@@ -1,0 +1,232 @@
+//! Certificates: the short-lived qualified certificate of every request
+//! (SPEC §5) and the CA certificates made at set-up (`ca`).
+//!
+//! `issue(subject, public key, &issuer, &ca_signer)`: one small function per
+//! certificate profile, the ETSI clause above each extension.
+
+pub mod ca;
+pub mod extensions;
+pub mod name;
+pub mod oid;
+
+use std::time::{Duration, SystemTime};
+
+use der::asn1::{BitString, GeneralizedTime, OctetString, UtcTime};
+use der::{Decode, Encode};
+use rand::RngCore;
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::certificate::{TbsCertificate, Version};
+use x509_cert::ext::Extension;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+use x509_cert::Certificate;
+
+use crate::signer::Signer;
+use crate::{Error, ErrorKind};
+use extensions::QcKind;
+
+/// Upper bound of a certificate's lifetime (SPEC §5).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// The certificate policy of the service (configuration).
+#[derive(Clone, Debug)]
+pub struct CertificatePolicy {
+    /// Lifetime of an ephemeral certificate: default 10 minutes, at most 60.
+    pub lifetime: Duration,
+    /// How far `notBefore` lies before now, for relying parties' clock skew.
+    pub backdate: Duration,
+    /// EN 319 412-5 §4.3.4 PKI disclosure statement URL (https).
+    pub pds_url: String,
+    /// EN 319 412-1 §5.1.3 national scheme prefix of the person's
+    /// serialNumber, e.g. `UI` gives `UI:DK-<uuid>`.
+    pub serial_number_prefix: String,
+}
+
+/// Who the ephemeral certificate names.
+#[derive(Clone, Debug)]
+pub enum Subject<'a> {
+    /// EN 319 412-2: an employee signing in person.
+    NaturalPerson {
+        given_name: &'a str,
+        surname: &'a str,
+        subject_id: uuid::Uuid,
+        organization_name: &'a str,
+        cvr: &'a str,
+    },
+    /// EN 319 412-3: an organisation's seal; no personal name anywhere.
+    LegalPerson {
+        organization_name: &'a str,
+        cvr: &'a str,
+        common_name: &'a str,
+    },
+}
+
+/// The issuing CA as the certificates it signs need it; built once.
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    pub certificate: Certificate,
+    pub der: Vec<u8>,
+    key_id: OctetString,
+}
+
+impl Issuer {
+    pub fn from_der(der: Vec<u8>) -> Result<Self, Error> {
+        let certificate = Certificate::from_der(&der).map_err(|e| {
+            Error::internal("issuing CA certificate is not valid DER").with_source(e)
+        })?;
+        let key_id =
+            extensions::key_identifier(&certificate.tbs_certificate.subject_public_key_info)
+                .map_err(encoding)?;
+        Ok(Self {
+            certificate,
+            der,
+            key_id,
+        })
+    }
+
+    pub fn name(&self) -> &Name {
+        &self.certificate.tbs_certificate.subject
+    }
+}
+
+/// A freshly issued certificate and its DER encoding.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub certificate: Certificate,
+    pub der: Vec<u8>,
+}
+
+/// Issues the ephemeral qualified certificate (SPEC §5).
+pub fn issue(
+    subject: &Subject<'_>,
+    public_key: SubjectPublicKeyInfoOwned,
+    policy: &CertificatePolicy,
+    issuer: &Issuer,
+    ca: &impl Signer,
+    now: SystemTime,
+) -> Result<Issued, Error> {
+    let (name, kind, certificate_policy) = match subject {
+        Subject::NaturalPerson {
+            given_name,
+            surname,
+            subject_id,
+            organization_name,
+            cvr,
+        } => {
+            // EN 319 412-1 §5.1.3: scheme prefix, country, hyphen, identifier.
+            let serial = format!("{}:DK-{subject_id}", policy.serial_number_prefix);
+            let name = name::natural_person(given_name, surname, &serial, organization_name, cvr);
+            (name, QcKind::ESign, oid::QCP_N_QSCD)
+        }
+        Subject::LegalPerson {
+            organization_name,
+            cvr,
+            common_name,
+        } => {
+            let name = name::legal_person(organization_name, cvr, common_name);
+            (name, QcKind::ESeal, oid::QCP_L_QSCD)
+        }
+    };
+    let name = name.map_err(|e| {
+        Error::invalid_argument("a name does not fit in a certificate").with_source(e)
+    })?;
+    let lifetime = policy.lifetime.min(MAX_LIFETIME);
+    let validity = Validity {
+        not_before: rfc5280_time(now - policy.backdate)?,
+        not_after: rfc5280_time(now + lifetime)?,
+    };
+    let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
+    let extensions = vec![
+        extensions::key_usage_non_repudiation(),
+        extensions::authority_key_identifier(&issuer.key_id),
+        extensions::subject_key_identifier(&key_id),
+        extensions::certificate_policies(certificate_policy),
+        extensions::qc_statements(kind, &policy.pds_url),
+        // RFC 9608 / EN 319 412-1 §5.2: a short-term certificate.
+        extensions::no_rev_avail(),
+        extensions::valassured_st_certs(),
+    ];
+    let extensions = extensions
+        .into_iter()
+        .collect::<der::Result<Vec<_>>>()
+        .map_err(encoding)?;
+    sign(
+        Unsigned {
+            issuer: issuer.name().clone(),
+            subject: name,
+            validity,
+            public_key,
+            extensions,
+        },
+        ca,
+    )
+}
+
+/// The parts of a TBSCertificate that differ between profiles.
+pub(crate) struct Unsigned {
+    pub issuer: Name,
+    pub subject: Name,
+    pub validity: Validity,
+    pub public_key: SubjectPublicKeyInfoOwned,
+    pub extensions: Vec<Extension>,
+}
+
+/// RFC 5280 §4.1: encodes the TBSCertificate once, signs it, and assembles
+/// the certificate from the encoded parts.
+pub(crate) fn sign(unsigned: Unsigned, ca: &impl Signer) -> Result<Issued, Error> {
+    let algorithm = ca
+        .signature_algorithm_identifier()
+        .map_err(|e| Error::internal("CA key has no signature algorithm").with_source(e))?;
+    let tbs = TbsCertificate {
+        version: Version::V3,
+        serial_number: random_serial()?,
+        signature: algorithm.clone(),
+        issuer: unsigned.issuer,
+        validity: unsigned.validity,
+        subject: unsigned.subject,
+        subject_public_key_info: unsigned.public_key,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(unsigned.extensions),
+    };
+    let tbs_der = tbs.to_der().map_err(encoding)?;
+    let signature = ca.try_sign(&tbs_der).map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "the HSM could not sign the certificate",
+        )
+        .with_source(e)
+    })?;
+    let certificate = Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm: algorithm,
+        signature: BitString::from_bytes(signature.as_bytes()).map_err(encoding)?,
+    };
+    let der = certificate.to_der().map_err(encoding)?;
+    Ok(Issued { certificate, der })
+}
+
+/// RFC 5280 §4.1.2.2: positive, at most 20 octets; 127 random bits here
+/// (CA/B BR §7.1 asks for at least 64).
+fn random_serial() -> Result<SerialNumber, Error> {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::new(&bytes).map_err(encoding)
+}
+
+/// RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after.
+pub(crate) fn rfc5280_time(time: SystemTime) -> Result<Time, Error> {
+    let generalized = GeneralizedTime::from_system_time(time).map_err(encoding)?;
+    if generalized.to_date_time().year() < 2050 {
+        let utc = UtcTime::from_system_time(time).map_err(encoding)?;
+        Ok(Time::UtcTime(utc))
+    } else {
+        Ok(Time::GeneralTime(generalized))
+    }
+}
+
+pub(crate) fn encoding(e: der::Error) -> Error {
+    Error::internal("certificate encoding failed").with_source(e)
+}

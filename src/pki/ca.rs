@@ -1,0 +1,81 @@
+//! CA certificates made at set-up: a self-signed root and an issuing CA
+//! (RFC 5280 §4.2.1.9, §4.2.1.3). Their keys stay in the token.
+
+use std::time::{Duration, SystemTime};
+
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::name::Name;
+
+use super::{encoding, extensions, rfc5280_time, sign, Issued, Issuer, Unsigned};
+use crate::signer::Signer;
+use crate::Error;
+use x509_cert::time::Validity;
+
+/// A self-signed root: cA, keyCertSign + cRLSign, SKI (RFC 5280 §4.2.1.2:
+/// a self-signed certificate may omit the AKI).
+pub fn root(
+    name: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    signer: &impl Signer,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<Issued, Error> {
+    let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
+    let extensions = [
+        extensions::basic_constraints_ca(None),
+        extensions::key_usage_ca(),
+        extensions::subject_key_identifier(&key_id),
+    ];
+    sign(
+        Unsigned {
+            issuer: name.clone(),
+            subject: name,
+            validity: validity(now, lifetime)?,
+            public_key,
+            extensions: extensions
+                .into_iter()
+                .collect::<der::Result<_>>()
+                .map_err(encoding)?,
+        },
+        signer,
+    )
+}
+
+/// An issuing CA under `parent`: cA with pathLenConstraint 0 — it issues
+/// end-entity certificates only.
+pub fn issuing(
+    name: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    parent: &Issuer,
+    signer: &impl Signer,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<Issued, Error> {
+    let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
+    let extensions = [
+        extensions::basic_constraints_ca(Some(0)),
+        extensions::key_usage_ca(),
+        extensions::subject_key_identifier(&key_id),
+        extensions::authority_key_identifier(&parent.key_id),
+    ];
+    sign(
+        Unsigned {
+            issuer: parent.name().clone(),
+            subject: name,
+            validity: validity(now, lifetime)?,
+            public_key,
+            extensions: extensions
+                .into_iter()
+                .collect::<der::Result<_>>()
+                .map_err(encoding)?,
+        },
+        signer,
+    )
+}
+
+fn validity(now: SystemTime, lifetime: Duration) -> Result<Validity, Error> {
+    Ok(Validity {
+        not_before: rfc5280_time(now - Duration::from_secs(3600))?,
+        not_after: rfc5280_time(now + lifetime)?,
+    })
+}

@@ -1,0 +1,164 @@
+//! Certificate extensions of the qualified profiles, each with the clause
+//! that asks for it.
+
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::asn1::{Ia5String, Null, OctetString, PrintableString};
+use der::{Any, Encode, Sequence};
+use sha2::{Digest, Sha256};
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::ext::pkix::certpolicy::PolicyInformation;
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
+};
+use x509_cert::ext::Extension;
+
+use super::oid;
+
+/// Wraps an encodable value as an `Extension` (RFC 5280 §4.1).
+pub fn extension(
+    id: ObjectIdentifier,
+    critical: bool,
+    value: &impl Encode,
+) -> der::Result<Extension> {
+    Ok(Extension {
+        extn_id: id,
+        critical,
+        extn_value: OctetString::new(value.to_der()?)?,
+    })
+}
+
+fn associated<T: AssociatedOid + Encode>(critical: bool, value: &T) -> der::Result<Extension> {
+    extension(T::OID, critical, value)
+}
+
+/// RFC 7093 §2 method 1: the leftmost 160 bits of the SHA-256 of the
+/// subjectPublicKey BIT STRING value.
+pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> der::Result<OctetString> {
+    let digest = Sha256::digest(spki.subject_public_key.raw_bytes());
+    OctetString::new(&digest[..20])
+}
+
+/// RFC 5280 §4.2.1.2.
+pub fn subject_key_identifier(id: &OctetString) -> der::Result<Extension> {
+    associated(false, &SubjectKeyIdentifier(id.clone()))
+}
+
+/// RFC 5280 §4.2.1.1: the issuer's subjectKeyIdentifier.
+pub fn authority_key_identifier(issuer_key_id: &OctetString) -> der::Result<Extension> {
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(issuer_key_id.clone()),
+        ..Default::default()
+    };
+    associated(false, &aki)
+}
+
+/// EN 319 412-2 §4.3.2: nonRepudiation (contentCommitment) only, critical
+/// ("type A" in the ETSI table of key usages).
+pub fn key_usage_non_repudiation() -> der::Result<Extension> {
+    associated(true, &KeyUsage(KeyUsages::NonRepudiation.into()))
+}
+
+/// RFC 5280 §4.2.1.3 for CA certificates: keyCertSign and cRLSign, critical.
+pub fn key_usage_ca() -> der::Result<Extension> {
+    associated(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
+}
+
+/// RFC 5280 §4.2.1.9, critical for CAs.
+pub fn basic_constraints_ca(path_len: Option<u8>) -> der::Result<Extension> {
+    associated(
+        true,
+        &BasicConstraints {
+            ca: true,
+            path_len_constraint: path_len,
+        },
+    )
+}
+
+/// EN 319 411-2 §5.3 / EN 319 412-2 §4.3.3: exactly one QCP policy.
+pub fn certificate_policies(policy: ObjectIdentifier) -> der::Result<Extension> {
+    let policies = CertificatePolicies(vec![PolicyInformation {
+        policy_identifier: policy,
+        policy_qualifiers: None,
+    }]);
+    associated(false, &policies)
+}
+
+/// RFC 9608 §2: noRevAvail, `NULL`, non-critical. Such a certificate carries
+/// no CRL distribution point and no OCSP pointer (RFC 9608 §3).
+pub fn no_rev_avail() -> der::Result<Extension> {
+    extension(oid::CE_NO_REV_AVAIL, false, &Null)
+}
+
+/// EN 319 412-1 §5.2: ext-etsi-valassured-ST-certs, `NULL`, non-critical.
+pub fn valassured_st_certs() -> der::Result<Extension> {
+    extension(oid::ETSI_EXT_VALASSURED_ST_CERTS, false, &Null)
+}
+
+/// RFC 3739 §3.2.6 `QCStatement ::= SEQUENCE { statementId, statementInfo OPTIONAL }`.
+#[derive(Sequence)]
+struct QcStatement {
+    statement_id: ObjectIdentifier,
+    statement_info: Option<Any>,
+}
+
+/// EN 319 412-5 §4.3.4 `PdsLocation ::= SEQUENCE { url IA5String, language PrintableString }`.
+#[derive(Sequence)]
+struct PdsLocation {
+    url: Ia5String,
+    language: PrintableString,
+}
+
+/// RFC 3739 §3.2.6.1 `SemanticsInformation` with only the identifier.
+#[derive(Sequence)]
+struct SemanticsInformation {
+    semantics_identifier: Option<ObjectIdentifier>,
+}
+
+/// Which QcType and semantics identifier the subject gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QcKind {
+    /// Natural person, qualified electronic signature.
+    ESign,
+    /// Legal person, qualified electronic seal.
+    ESeal,
+}
+
+/// EN 319 412-5 §4.2: qcStatements, non-critical (QCS-4.1-01), with
+/// QcCompliance, QcSSCD, QcType, QcPDS and the EN 319 412-1 semantics
+/// identifier; never QcCClegislation (an EU qualified certificate).
+pub fn qc_statements(kind: QcKind, pds_url: &str) -> der::Result<Extension> {
+    let (qc_type, semantics) = match kind {
+        QcKind::ESign => (oid::ETSI_QCT_ESIGN, oid::ETSI_QCS_SEMANTICS_ID_NATURAL),
+        QcKind::ESeal => (oid::ETSI_QCT_ESEAL, oid::ETSI_QCS_SEMANTICS_ID_LEGAL),
+    };
+    let pds = vec![PdsLocation {
+        url: Ia5String::new(pds_url)?,
+        language: PrintableString::new("en")?,
+    }];
+    let statements = vec![
+        QcStatement {
+            statement_id: oid::ETSI_QCS_QC_COMPLIANCE,
+            statement_info: None,
+        },
+        QcStatement {
+            statement_id: oid::ETSI_QCS_QC_SSCD,
+            statement_info: None,
+        },
+        QcStatement {
+            statement_id: oid::ETSI_QCS_QC_TYPE,
+            statement_info: Some(Any::encode_from(&vec![qc_type])?),
+        },
+        QcStatement {
+            statement_id: oid::ETSI_QCS_QC_PDS,
+            statement_info: Some(Any::encode_from(&pds)?),
+        },
+        QcStatement {
+            statement_id: oid::QCS_PKIX_QC_SYNTAX_V2,
+            statement_info: Some(Any::encode_from(&SemanticsInformation {
+                semantics_identifier: Some(semantics),
+            })?),
+        },
+    ];
+    extension(oid::PE_QC_STATEMENTS, false, &statements)
+}

@@ -1,0 +1,201 @@
+//! The gRPC layer: the only module that knows tonic. It turns protobuf
+//! messages into [`SigningCore`] calls and errors into statuses
+//! (`status::status`), and serves health and reflection beside it.
+
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use crate::config::TlsConfig;
+use crate::hsm::KeyAlgorithm;
+use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
+use crate::proto::{self, document};
+use crate::signing::{Authorization, Document, SigningCore};
+use crate::Error;
+pub use status::status;
+
+/// SigningService over a [`SigningCore`].
+pub struct Service {
+    core: Arc<SigningCore>,
+}
+
+impl Service {
+    pub fn new(core: Arc<SigningCore>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl SigningService for Service {
+    async fn sign_pdf(
+        &self,
+        _request: Request<proto::SignPdfRequest>,
+    ) -> Result<Response<proto::SignPdfResponse>, Status> {
+        Err(Status::unimplemented(
+            "SignPdf is not available in this build",
+        ))
+    }
+
+    async fn sign_pdf_digest(
+        &self,
+        _request: Request<proto::SignPdfDigestRequest>,
+    ) -> Result<Response<proto::SignPdfDigestResponse>, Status> {
+        Err(Status::unimplemented(
+            "SignPdfDigest is not available in this build",
+        ))
+    }
+
+    async fn sign_detached(
+        &self,
+        request: Request<proto::SignDetachedRequest>,
+    ) -> Result<Response<proto::SignDetachedResponse>, Status> {
+        let request = request.into_inner();
+        let authorization = authorization(
+            request.activation_token,
+            request.seal_profile,
+            request.level,
+            request.key_algorithm,
+        )
+        .map_err(status)?;
+        let documents = request
+            .documents
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| match d.data {
+                Some(document::Data::Content(c)) => Ok(Document::Content(c)),
+                Some(document::Data::Sha256Digest(d)) => Ok(Document::Digest(d)),
+                None => Err(Error::invalid_argument(format!(
+                    "document {i} has neither content nor sha256_digest"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(status)?;
+        let signed = self
+            .core
+            .sign_detached(documents, authorization)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::SignDetachedResponse {
+            cms: signed.cms,
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+        }))
+    }
+
+    async fn get_trust_chain(
+        &self,
+        _request: Request<proto::GetTrustChainRequest>,
+    ) -> Result<Response<proto::GetTrustChainResponse>, Status> {
+        Ok(Response::new(proto::GetTrustChainResponse {
+            certificates: self.core.trust_chain.clone(),
+            tsa_certificate: Vec::new(),
+        }))
+    }
+}
+
+/// The common request fields (SPEC §2), checked.
+fn authorization(
+    activation_token: String,
+    seal_profile: String,
+    level: i32,
+    key_algorithm: i32,
+) -> Result<Authorization, Error> {
+    level_supported(level)?;
+    Ok(Authorization {
+        activation_token,
+        seal_profile: Some(seal_profile).filter(|p| !p.is_empty()),
+        key_algorithm: key_algorithm_of(key_algorithm)?,
+    })
+}
+
+fn key_algorithm_of(value: i32) -> Result<KeyAlgorithm, Error> {
+    use proto::KeyAlgorithm as P;
+    match P::try_from(value) {
+        Ok(P::Unspecified | P::EcP256) => Ok(KeyAlgorithm::EcP256),
+        Ok(P::EcP384) => Ok(KeyAlgorithm::EcP384),
+        Ok(P::Rsa2048) => Ok(KeyAlgorithm::Rsa2048),
+        Ok(P::Rsa3072) => Ok(KeyAlgorithm::Rsa3072),
+        Err(_) => Err(Error::invalid_argument(format!(
+            "unknown key_algorithm {value}; use EC_P256, EC_P384, RSA_2048 or RSA_3072"
+        ))),
+    }
+}
+
+/// SPEC §6 levels. Without a time-stamping authority only B-B can be made,
+/// and a request for more is refused rather than silently downgraded.
+fn level_supported(value: i32) -> Result<(), Error> {
+    use proto::Level as P;
+    match P::try_from(value) {
+        Ok(P::Unspecified | P::BB) => Ok(()),
+        Ok(level) => Err(Error::new(
+            crate::ErrorKind::FailedPrecondition,
+            format!(
+                "level {} needs a time-stamping authority and this server has none configured; \
+                 ask for B_B",
+                level.as_str_name()
+            ),
+        )),
+        Err(_) => Err(Error::invalid_argument(format!("unknown level {value}"))),
+    }
+}
+
+/// Serves SigningService, grpc.health.v1 and reflection on `listener`
+/// until `shutdown` completes.
+pub async fn serve(
+    core: Arc<SigningCore>,
+    listener: TcpListener,
+    tls: Option<&TlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    // Twice the document limit: a message above it is still decoded, so that
+    // the handler can answer RESOURCE_EXHAUSTED with advice (SPEC §7).
+    let max_message = core
+        .limits
+        .max_document_bytes
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    let signing = SigningServiceServer::new(Service::new(core))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SigningServiceServer<Service>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::internal("reflection service").with_source(e))?;
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(server_tls(tls)?)
+            .map_err(|e| Error::internal("TLS configuration rejected").with_source(e))?;
+    }
+    server
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(signing)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::internal("gRPC server failed").with_source(e))
+}
+
+fn server_tls(tls: &TlsConfig) -> Result<ServerTlsConfig, Error> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| Error::internal(format!("cannot read {}", p.display())).with_source(e))
+    };
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&tls.certificate)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}

@@ -1,0 +1,215 @@
+//! CMS `SignedData` for CAdES baseline (ETSI EN 319 122-1) and PAdES
+//! (EN 319 142-1 §6.3): detached, one signer, signed attributes computed
+//! once per request and reused for every document of a batch.
+
+use std::time::SystemTime;
+
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use const_oid::db::{rfc5911, rfc6268};
+use const_oid::ObjectIdentifier;
+use der::asn1::{OctetString, SetOfVec};
+use der::{Any, Encode, Sequence};
+use sha2::{Digest, Sha256};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::attr::Attribute;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::Certificate;
+
+use crate::pki::{rfc5280_time, Issued};
+use crate::signer::Signer;
+use crate::{Error, ErrorKind};
+
+/// RFC 6211 §2 id-aa-CMSAlgorithmProtection.
+pub const AA_CMS_ALGORITHM_PROTECTION: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.52");
+
+/// RFC 6211 §2 (IMPLICIT TAGS module).
+#[derive(Sequence)]
+struct CmsAlgorithmProtection {
+    digest_algorithm: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    signature_algorithm: Option<AlgorithmIdentifierOwned>,
+}
+
+/// RFC 5035 §4 `IssuerSerial`.
+#[derive(Sequence)]
+struct IssuerSerial {
+    issuer: Vec<GeneralName>,
+    serial_number: SerialNumber,
+}
+
+/// RFC 5035 §4 `ESSCertIDv2`; hashAlgorithm is omitted as it is the
+/// DEFAULT, SHA-256 (DER forbids encoding a default).
+#[derive(Sequence)]
+struct EssCertIdV2 {
+    cert_hash: OctetString,
+    issuer_serial: Option<IssuerSerial>,
+}
+
+/// RFC 5035 §3 `SigningCertificateV2`.
+#[derive(Sequence)]
+struct SigningCertificateV2 {
+    certs: Vec<EssCertIdV2>,
+}
+
+/// Whether the CMS carries the signing-time attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningTime {
+    /// CAdES baseline: signing-time shall be present (EN 319 122-1 §5.2.1).
+    Attribute(SystemTime),
+    /// PAdES baseline: shall not be present; the time is the PDF's `/M`
+    /// (EN 319 142-1 §6.3).
+    Omitted,
+}
+
+/// What every SignerInfo of one request shares: the signer's certificate,
+/// the chain, and the attributes that depend only on them.
+pub struct SignatureContext {
+    certificates: CertificateSet,
+    sid: SignerIdentifier,
+    digest_algorithm: AlgorithmIdentifierOwned,
+    signature_algorithm: AlgorithmIdentifierOwned,
+    signing_certificate_v2: Attribute,
+    algorithm_protection: Attribute,
+}
+
+impl SignatureContext {
+    /// `chain`: the issuing CA certificate(s) to embed (RFC 5652 §5.1).
+    pub fn new(
+        signer_certificate: &Issued,
+        chain: &[Certificate],
+        signer: &impl Signer,
+    ) -> Result<Self, Error> {
+        let tbs = &signer_certificate.certificate.tbs_certificate;
+        let digest_algorithm = signer.digest_algorithm();
+        let signature_algorithm = signer
+            .signature_algorithm_identifier()
+            .map_err(|e| Error::internal("signer has no signature algorithm").with_source(e))?;
+        // EN 319 122-1 §5.2.2.3: ESS signing-certificate-v2 binds the
+        // signature to exactly this certificate.
+        let ess = SigningCertificateV2 {
+            certs: vec![EssCertIdV2 {
+                cert_hash: octets(&Sha256::digest(&signer_certificate.der))?,
+                issuer_serial: Some(IssuerSerial {
+                    issuer: vec![GeneralName::DirectoryName(tbs.issuer.clone())],
+                    serial_number: tbs.serial_number.clone(),
+                }),
+            }],
+        };
+        let protection = CmsAlgorithmProtection {
+            digest_algorithm: digest_algorithm.clone(),
+            signature_algorithm: Some(signature_algorithm.clone()),
+        };
+        let mut certificates = SetOfVec::new();
+        certificates
+            .insert(CertificateChoices::Certificate(
+                signer_certificate.certificate.clone(),
+            ))
+            .map_err(encoding)?;
+        for certificate in chain {
+            certificates
+                .insert(CertificateChoices::Certificate(certificate.clone()))
+                .map_err(encoding)?;
+        }
+        Ok(Self {
+            certificates: CertificateSet(certificates),
+            sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                issuer: tbs.issuer.clone(),
+                serial_number: tbs.serial_number.clone(),
+            }),
+            signing_certificate_v2: attribute(rfc5911::ID_AA_SIGNING_CERTIFICATE_V_2, &ess)?,
+            algorithm_protection: attribute(AA_CMS_ALGORITHM_PROTECTION, &protection)?,
+            digest_algorithm,
+            signature_algorithm,
+        })
+    }
+
+    /// Signs one document given its SHA-256 digest (RFC 5652 §5.4: the
+    /// signature covers the DER of the signed attributes).
+    pub fn sign(
+        &self,
+        message_digest: &[u8; 32],
+        signing_time: SigningTime,
+        signer: &impl Signer,
+    ) -> Result<SignerInfo, Error> {
+        let mut attributes = vec![
+            // RFC 5652 §11.1 content-type, §11.2 message-digest.
+            attribute(rfc6268::ID_CONTENT_TYPE, &rfc6268::ID_DATA)?,
+            attribute(rfc6268::ID_MESSAGE_DIGEST, &octets(message_digest)?)?,
+            self.signing_certificate_v2.clone(),
+            self.algorithm_protection.clone(),
+        ];
+        if let SigningTime::Attribute(time) = signing_time {
+            // RFC 5652 §11.3 signing-time: UTCTime through 2049.
+            attributes.push(attribute(rfc6268::ID_SIGNING_TIME, &rfc5280_time(time)?)?);
+        }
+        let signed_attributes = SetOfVec::try_from(attributes).map_err(encoding)?;
+        let to_sign = signed_attributes.to_der().map_err(encoding)?;
+        let signature = signer.try_sign(&to_sign).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "the HSM could not sign the signed attributes",
+            )
+            .with_source(e)
+        })?;
+        Ok(SignerInfo {
+            version: CmsVersion::V1,
+            sid: self.sid.clone(),
+            digest_alg: self.digest_algorithm.clone(),
+            signed_attrs: Some(signed_attributes),
+            signature_algorithm: self.signature_algorithm.clone(),
+            signature: octets(signature.as_bytes())?,
+            unsigned_attrs: None,
+        })
+    }
+
+    /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
+    pub fn content_info(&self, signer_info: SignerInfo) -> Result<Vec<u8>, Error> {
+        let mut digest_algorithms = SetOfVec::new();
+        digest_algorithms
+            .insert(self.digest_algorithm.clone())
+            .map_err(encoding)?;
+        let signer_infos = SetOfVec::try_from(vec![signer_info]).map_err(encoding)?;
+        let signed_data = SignedData {
+            version: CmsVersion::V1,
+            digest_algorithms,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: rfc6268::ID_DATA,
+                econtent: None,
+            },
+            certificates: Some(self.certificates.clone()),
+            crls: None,
+            signer_infos: SignerInfos(signer_infos),
+        };
+        let content_info = ContentInfo {
+            content_type: rfc6268::ID_SIGNED_DATA,
+            content: Any::encode_from(&signed_data).map_err(encoding)?,
+        };
+        content_info.to_der().map_err(encoding)
+    }
+}
+
+/// A single-valued attribute (RFC 5652 §5.3).
+fn attribute(
+    oid: ObjectIdentifier,
+    value: &(impl der::EncodeValue + der::Tagged),
+) -> Result<Attribute, Error> {
+    let value = Any::encode_from(value).map_err(encoding)?;
+    Ok(Attribute {
+        oid,
+        values: SetOfVec::try_from(vec![value]).map_err(encoding)?,
+    })
+}
+
+fn octets(bytes: &[u8]) -> Result<OctetString, Error> {
+    OctetString::new(bytes).map_err(encoding)
+}
+
+fn encoding(e: der::Error) -> Error {
+    Error::internal("CMS encoding failed").with_source(e)
+}

@@ -1,0 +1,225 @@
+//! The embedded default (SPEC §8): a state directory that holds a SoftHSM
+//! token, a development root and issuing CA whose keys live in that token, a
+//! development identity provider, and the `qsign.toml` that ties them
+//! together. Made on first start, reused afterwards.
+//!
+//! DEVELOPMENT ONLY: the IdP's private key sits in a file so that the CLI can
+//! mint activation tokens. A production deployment trusts a real IdP's JWKS
+//! and never has its key.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use der::pem::LineEnding;
+use rand::distributions::{Alphanumeric, DistString};
+
+use crate::auth::dev::DevIdp;
+use crate::hsm::{Hsm, HsmSettings, KeyAlgorithm, Module};
+use crate::pki::{self, name::NameBuilder, Issuer};
+use crate::{Error, ErrorKind};
+
+pub const CONFIG: &str = "qsign.toml";
+pub const ROOT_CA: &str = "root-ca.pem";
+pub const ISSUING_CA: &str = "issuing-ca.pem";
+pub const DEV_IDP_KEY: &str = "dev-idp-key.pem";
+pub const DEV_IDP_JWKS: &str = "dev-idp-jwks.json";
+pub const USER_PIN: &str = "user-pin";
+pub const SOFTHSM_CONF: &str = "softhsm2.conf";
+
+pub const TOKEN_LABEL: &str = "qsign";
+pub const ROOT_KEY_LABEL: &str = "qsign-root-ca";
+pub const ISSUING_KEY_LABEL: &str = "qsign-issuing-ca";
+pub const DEV_ISSUER: &str = "qsign-dev-idp";
+pub const DEV_AUDIENCE: &str = "qsign";
+pub const DEV_PROFILE: &str = "dev";
+pub const DEV_ORGANIZATION: &str = "Qsign Udvikling ApS";
+pub const DEV_CVR: &str = "12345678";
+
+const SOFTHSM_TEMPLATE: &str = include_str!("../softhsm/softhsm2.conf.in");
+const CONFIG_TEMPLATE: &str = include_str!("state/qsign.toml.in");
+
+/// A state directory (default `./.qsign`).
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Creates the directory (mode 0700) if needed.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .and_then(|()| fs::canonicalize(path))
+            .map(|path| Self { path })
+            .map_err(|e| io_error("cannot create the state directory", path, e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Whether first start has completed (the config is written last).
+    pub fn is_initialised(&self) -> bool {
+        self.file(CONFIG).is_file()
+    }
+
+    /// The SoftHSM configuration of this directory, written from
+    /// `softhsm/softhsm2.conf.in` if missing. Point `SOFTHSM2_CONF` at it
+    /// before the module is loaded.
+    pub fn softhsm_conf(&self) -> Result<PathBuf, Error> {
+        let conf = self.file(SOFTHSM_CONF);
+        let tokens = self.file("tokens");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tokens)
+            .map_err(|e| io_error("cannot create the token directory", &tokens, e))?;
+        if !conf.exists() {
+            let text = SOFTHSM_TEMPLATE.replace("@TOKENDIR@", &tokens.to_string_lossy());
+            write_private(&conf, text.as_bytes())?;
+        }
+        Ok(conf)
+    }
+
+    /// First start: token, CA keys and certificates, dev IdP, config.
+    pub fn bootstrap(&self, module: &Module, listen: SocketAddr) -> Result<(), Error> {
+        if module.slot(TOKEN_LABEL)?.is_some() {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                format!(
+                    "state directory {} holds a token but no {CONFIG}: an earlier first start was \
+                     interrupted; delete the directory and start again",
+                    self.path.display()
+                ),
+            ));
+        }
+        let user_pin = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+        let so_pin = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+        write_private(&self.file(USER_PIN), user_pin.as_bytes())?;
+        module.init_token(TOKEN_LABEL, &so_pin.into(), &user_pin.clone().into())?;
+        let hsm = Hsm::open(
+            module,
+            &user_pin.into(),
+            HsmSettings {
+                token_label: TOKEN_LABEL.into(),
+                sessions: 1,
+                issuing_key_label: ISSUING_KEY_LABEL.into(),
+                ephemeral_label: "qsign-bootstrap".into(),
+            },
+        )?;
+        let (root, issuing) = hsm.run_blocking(make_cas)?;
+        write_public(&self.file(ROOT_CA), &pem_certificate(&root)?)?;
+        write_public(&self.file(ISSUING_CA), &pem_certificate(&issuing)?)?;
+
+        let idp = DevIdp::generate();
+        write_private(&self.file(DEV_IDP_KEY), idp.pkcs8_pem().as_bytes())?;
+        write_public(&self.file(DEV_IDP_JWKS), &idp.jwks_json())?;
+
+        let config = CONFIG_TEMPLATE
+            .replace("@LISTEN@", &listen.to_string())
+            .replace("@MODULE@", &softhsm_module().to_string_lossy());
+        write_private(&self.file(CONFIG), config.as_bytes())?;
+        tracing::info!(dir = %self.path.display(), "created a development state directory");
+        Ok(())
+    }
+}
+
+/// The root and issuing CA of the development state: persistent,
+/// sensitive, non-extractable EC P-256 keys in the token.
+fn make_cas(session: &crate::hsm::HsmSession<'_>) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let now = SystemTime::now();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let name = |cn: &str| -> Result<_, Error> {
+        Ok(NameBuilder::default()
+            .printable(const_oid::db::rfc4519::C, "DK")
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::O, DEV_ORGANIZATION))
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::CN, cn))
+            .map_err(pki::encoding)?
+            .build())
+    };
+    let root_key = session.generate_persistent(KeyAlgorithm::EcP256, ROOT_KEY_LABEL)?;
+    let root_signer = session.persistent_signer(ROOT_KEY_LABEL)?;
+    let root = pki::ca::root(
+        name("qsign development root CA")?,
+        root_key,
+        &root_signer,
+        now,
+        20 * year,
+    )?;
+    let root_issuer = Issuer::from_der(root.der.clone())?;
+    let issuing_key = session.generate_persistent(KeyAlgorithm::EcP256, ISSUING_KEY_LABEL)?;
+    let issuing = pki::ca::issuing(
+        name("qsign development issuing CA")?,
+        issuing_key,
+        &root_issuer,
+        &root_signer,
+        now,
+        10 * year,
+    )?;
+    Ok((root.der, issuing.der))
+}
+
+/// Where Debian puts SoftHSM's PKCS#11 module.
+pub fn softhsm_module() -> PathBuf {
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+}
+
+pub fn pem_certificate(der: &[u8]) -> Result<String, Error> {
+    der::pem::encode_string("CERTIFICATE", LineEnding::LF, der)
+        .map_err(|e| Error::internal(format!("PEM encoding failed: {e}")))
+}
+
+/// DER of every certificate in a PEM file, in file order.
+pub fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
+    let text =
+        fs::read_to_string(path).map_err(|e| io_error("cannot read certificate", path, e))?;
+    let mut out = Vec::new();
+    for block in text.split_inclusive("-----END CERTIFICATE-----") {
+        let Some(start) = block.find("-----BEGIN") else {
+            continue;
+        };
+        let (label, der) = der::pem::decode_vec(&block.as_bytes()[start..]).map_err(|e| {
+            Error::internal(format!("{} is not a PEM certificate: {e}", path.display()))
+        })?;
+        if label == "CERTIFICATE" {
+            out.push(der);
+        }
+    }
+    Ok(out)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| io_error("cannot write", path, e))
+}
+
+fn write_public(path: &Path, text: &str) -> Result<(), Error> {
+    fs::write(path, text).map_err(|e| io_error("cannot write", path, e))
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::internal(format!("{what} {}", path.display())).with_source(e)
+}

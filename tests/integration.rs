@@ -1,0 +1,12 @@
+//! One test binary against a real SoftHSM token: the fixture in `support`
+//! creates a development state directory once per process and starts an
+//! in-process server per test, each with its own ephemeral-key label so that
+//! leak checks of parallel tests do not see each other's keys.
+
+mod support;
+
+mod certificate;
+mod cli;
+mod detached;
+mod errors;
+mod hygiene;

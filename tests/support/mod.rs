@@ -1,0 +1,209 @@
+//! The SoftHSM fixture, an in-process server, token minting and the
+//! external verifiers (openssl, the shared pyHanko validators).
+
+pub mod tools;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use qsign::auth::dev::{dev_subject, DevClaims, DevIdp};
+use qsign::config::Config;
+use qsign::hsm::{Hsm, HsmSettings, Module};
+use qsign::proto::signing_service_client::SigningServiceClient;
+use qsign::signing::SigningCore;
+use qsign::state;
+use tonic::transport::Channel;
+
+pub struct Env {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub module: Module,
+    pub idp: DevIdp,
+    /// A session pool of the fixture's own, for looking into the token.
+    pub hsm: Hsm,
+    _temp: tempfile::TempDir,
+}
+
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// The process-wide fixture: SoftHSM token, CA and dev IdP, made once.
+pub fn env() -> &'static Env {
+    ENV.get_or_init(|| {
+        let temp = tempfile::Builder::new()
+            .prefix("qsign-test-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = temp.path().join("state");
+        let (config, module) = qsign::app::load(None, &dir, None).expect("development state");
+        let pem = std::fs::read_to_string(dir.join(state::DEV_IDP_KEY)).expect("dev IdP key");
+        let idp = DevIdp::from_pkcs8_pem(&pem).expect("dev IdP key parses");
+        let hsm = Hsm::open(
+            &module,
+            &qsign::app::pin(&config.hsm.pin).expect("pin"),
+            HsmSettings {
+                token_label: config.hsm.token_label.clone(),
+                sessions: 2,
+                issuing_key_label: config.hsm.issuing_key_label.clone(),
+                ephemeral_label: "qsign-test-fixture".into(),
+            },
+        )
+        .expect("fixture HSM");
+        Env {
+            dir,
+            config,
+            module,
+            idp,
+            hsm,
+            _temp: temp,
+        }
+    })
+}
+
+impl Env {
+    pub fn root_ca(&self) -> PathBuf {
+        self.dir.join(state::ROOT_CA)
+    }
+
+    /// A signing core whose ephemeral keys carry `label`.
+    pub fn core(&self, label: &str, tweak: impl FnOnce(&mut Config)) -> Arc<SigningCore> {
+        let mut config = self.config.clone();
+        config.hsm.ephemeral_key_label = key_label(label);
+        tweak(&mut config);
+        qsign::app::signing_core(&config, &self.module).expect("signing core")
+    }
+
+    /// Objects in the token that carry the ephemeral label of `label`.
+    pub fn leftover_keys(&self, label: &str) -> usize {
+        let label = key_label(label);
+        self.hsm
+            .run_blocking(|s| Ok(s.objects_labelled(&label)?.len()))
+            .expect("find objects")
+    }
+
+    /// An activation token for `digests`.
+    pub fn token(&self, who: &Who, digests: &[[u8; 32]]) -> String {
+        self.token_at(who, digests, SystemTime::now(), Duration::from_secs(300))
+    }
+
+    pub fn token_at(
+        &self,
+        who: &Who,
+        digests: &[[u8; 32]],
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> String {
+        self.idp
+            .mint(&who.claims(digests), now, lifetime)
+            .expect("mint")
+    }
+}
+
+pub fn key_label(test: &str) -> String {
+    format!("qsign-test-{test}")
+}
+
+/// The person behind a token.
+pub struct Who {
+    pub given: &'static str,
+    pub family: &'static str,
+    pub cvr: &'static str,
+    pub seal_profiles: Vec<&'static str>,
+}
+
+impl Who {
+    pub fn jens() -> Self {
+        Self {
+            given: "Jens",
+            family: "Hansen",
+            cvr: state::DEV_CVR,
+            seal_profiles: vec![],
+        }
+    }
+
+    pub fn sealer() -> Self {
+        Self {
+            given: "Mette",
+            family: "Sørensen",
+            cvr: state::DEV_CVR,
+            seal_profiles: vec![state::DEV_PROFILE],
+        }
+    }
+
+    pub fn claims(&self, digests: &[[u8; 32]]) -> DevClaims {
+        DevClaims {
+            issuer: state::DEV_ISSUER.into(),
+            audience: state::DEV_AUDIENCE.into(),
+            subject: dev_subject(&format!("{} {}", self.given, self.family)),
+            given_name: Some(self.given.into()),
+            family_name: Some(self.family.into()),
+            org_cvr: self.cvr.into(),
+            org_name: state::DEV_ORGANIZATION.into(),
+            seal_profiles: self.seal_profiles.iter().map(|s| s.to_string()).collect(),
+            digests: digests.to_vec(),
+            jti: None,
+        }
+    }
+}
+
+/// An in-process server on an ephemeral port, stopped on drop.
+pub struct Server {
+    pub address: SocketAddr,
+    #[allow(dead_code)]
+    pub core: Arc<SigningCore>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    pub async fn start(core: Arc<SigningCore>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = core.clone();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            qsign::service::serve(serving, listener, None, shutdown)
+                .await
+                .expect("serve");
+        });
+        Self {
+            address,
+            core,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn client(&self) -> SigningServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        SigningServiceClient::new(channel)
+            .max_decoding_message_size(1 << 30)
+            .max_encoding_message_size(1 << 30)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a server for the test `label` with the default configuration.
+pub async fn server(label: &str) -> Server {
+    Server::start(env().core(label, |_| {})).await
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}

@@ -1,0 +1,104 @@
+//! External verifiers. Under `CI=true` a missing tool fails the test;
+//! elsewhere the check is skipped with a note.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether `tool` is on PATH; panics under CI when it is not.
+pub fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !in_ci(),
+            "{tool} is required under CI=true but is not installed"
+        );
+        eprintln!("note: {tool} not installed; skipping this check");
+    }
+    found
+}
+
+/// `openssl cms -verify` of a detached signature against `root`.
+pub fn openssl_cms_verify(cms: &[u8], content: &[u8], root: &Path) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let sig = dir.path().join("s.p7s");
+    let data = dir.path().join("content");
+    std::fs::write(&sig, cms).map_err(|e| e.to_string())?;
+    std::fs::write(&data, content).map_err(|e| e.to_string())?;
+    let out = Command::new("openssl")
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ])
+        .arg("-in")
+        .arg(&sig)
+        .arg("-content")
+        .arg(&data)
+        .arg("-CAfile")
+        .arg(root)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The shared validators' Python (a venv with pyHanko), from
+/// `QSIGN_VALIDATE_PY` or the default place of `shared/validate/setup.sh`.
+pub fn validator() -> Option<(PathBuf, PathBuf)> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/validate");
+    let python = std::env::var_os("QSIGN_VALIDATE_PY")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            Some(PathBuf::from(home).join(".cache/qsign-validate/bin/python"))
+        })
+        .filter(|p| p.exists());
+    match (python, scripts.is_dir()) {
+        (Some(python), true) => Some((python, scripts)),
+        _ => {
+            assert!(
+                !in_ci(),
+                "the shared validators (pyHanko venv) are required under CI=true"
+            );
+            eprintln!("note: shared validators not set up; skipping");
+            None
+        }
+    }
+}
+
+/// Runs a shared validator script; returns its JSON verdict on failure.
+pub fn validate(script: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let Some((python, scripts)) = validator() else {
+        return Ok(());
+    };
+    let out = Command::new(python)
+        .arg(scripts.join(script))
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{script} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
