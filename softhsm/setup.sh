@@ -4,6 +4,9 @@
 # Idempotent: a second run changes nothing.
 #
 #   softhsm/setup.sh                 install only
+#   softhsm/setup.sh --verifiers     also what the tests check output with:
+#                                    qpdf, poppler (pdfsig), NSS certutil and a
+#                                    Python venv with pyHanko (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
 #                                    "qsign") in DIR: DIR/softhsm2.conf,
 #                                    DIR/tokens/, DIR/user-pin (mode 0600)
@@ -12,12 +15,20 @@
 # softhsm2.conf.in) on first start; use DIR for a token you configure by hand.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+verifiers=0
+[ "${1:-}" = "--verifiers" ] && { verifiers=1; shift; }
 
 need=()
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v openssl >/dev/null || need+=(openssl)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+if [ "$verifiers" = 1 ]; then
+  command -v qpdf >/dev/null || need+=(qpdf)
+  command -v pdfsig >/dev/null || need+=(poppler-utils)
+  command -v certutil >/dev/null || need+=(libnss3-tools)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   echo "installing: ${need[*]}" >&2
@@ -26,6 +37,15 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 module=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -1 || true)
 [ -n "$module" ] || { echo "libsofthsm2.so not found after installing softhsm2" >&2; exit 1; }
+
+if [ "$verifiers" = 1 ]; then
+  # The independent validators (pyHanko) the tests run on qsign's output.
+  venv=${QSIGN_VALIDATE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qsign-validate}
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -c 'import pyhanko' 2>/dev/null ||
+    "$venv/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-certvalidator==0.33.0' asn1crypto cryptography
+  echo "QSIGN_VALIDATE_PY=$venv/bin/python"
+fi
 
 [ $# -ge 1 ] || exit 0
 dir=$(mkdir -p "$1" && cd "$1" && pwd)
