@@ -150,3 +150,51 @@ pub fn load(
     };
     Ok((config, module))
 }
+
+/// `qsign init-ca`: a root and an issuing CA in the configured token, their
+/// certificates written where the configuration expects them. For a token
+/// made by hand (e.g. `softhsm/setup.sh DIR`) or a fresh HSM partition.
+pub fn init_ca(
+    config: &Config,
+    module: &Module,
+    root_key_label: &str,
+    organization: &str,
+) -> Result<(), Error> {
+    for path in [&config.root_certificate, &config.issuing_certificate] {
+        if path.exists() {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                format!(
+                    "{} exists; refusing to replace a CA certificate",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let hsm = Hsm::open(
+        module,
+        &pin(&config.hsm.pin)?,
+        HsmSettings {
+            token_label: config.hsm.token_label.clone(),
+            sessions: 1,
+            issuing_key_label: config.hsm.issuing_key_label.clone(),
+            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+        },
+    )?;
+    let (root, issuing) = crate::state::create_ca(
+        &hsm,
+        root_key_label,
+        &config.hsm.issuing_key_label,
+        organization,
+    )?;
+    for (path, der) in [
+        (&config.root_certificate, root),
+        (&config.issuing_certificate, issuing),
+    ] {
+        let pem = crate::state::pem_certificate(&der)?;
+        std::fs::write(path, pem).map_err(|e| {
+            Error::internal(format!("cannot write {}", path.display())).with_source(e)
+        })?;
+    }
+    Ok(())
+}

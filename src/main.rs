@@ -1,7 +1,7 @@
 //! `qsign`: the server and its command-line client in one binary.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,6 +31,17 @@ enum Command {
         /// Listen address (overrides the configuration).
         #[arg(long)]
         listen: Option<SocketAddr>,
+    },
+    /// Create a root and an issuing CA in the token of a configuration.
+    InitCa {
+        #[arg(long)]
+        config: PathBuf,
+        /// Label of the root CA key in the token.
+        #[arg(long, default_value = "qsign-root-ca")]
+        root_key_label: String,
+        /// Organisation named in the CA certificates.
+        #[arg(long, default_value = "qsign")]
+        organization: String,
     },
     /// Sign files as detached CAdES; writes FILE.p7s next to each.
     SignDetached {
@@ -118,6 +129,11 @@ fn main() -> ExitCode {
             state_dir,
             listen,
         } => serve(config, state_dir, listen),
+        Command::InitCa {
+            config,
+            root_key_label,
+            organization,
+        } => init_ca(config, &root_key_label, &organization),
         Command::SignDetached {
             files,
             seal,
@@ -159,6 +175,16 @@ fn serve(
     })?;
     drop(runtime);
     module.finalize();
+    Ok(())
+}
+
+fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    qsign::app::init_ca(&config, &module, root_key_label, organization)
+        .map_err(|e| e.to_string())?;
+    module.finalize();
+    println!("{}", config.root_certificate.display());
     Ok(())
 }
 

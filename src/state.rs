@@ -117,7 +117,7 @@ impl StateDir {
                 ephemeral_label: "qsign-bootstrap".into(),
             },
         )?;
-        let (root, issuing) = hsm.run_blocking(make_cas)?;
+        let (root, issuing) = create_ca(&hsm, ROOT_KEY_LABEL, ISSUING_KEY_LABEL, DEV_ORGANIZATION)?;
         write_public(&self.file(ROOT_CA), &pem_certificate(&root)?)?;
         write_public(&self.file(ISSUING_CA), &pem_certificate(&issuing)?)?;
 
@@ -134,39 +134,49 @@ impl StateDir {
     }
 }
 
-/// The root and issuing CA of the development state: persistent,
-/// sensitive, non-extractable EC P-256 keys in the token.
-fn make_cas(session: &crate::hsm::HsmSession<'_>) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let now = SystemTime::now();
-    let year = Duration::from_secs(365 * 24 * 3600);
-    let name = |cn: &str| -> Result<_, Error> {
-        Ok(NameBuilder::default()
-            .printable(const_oid::db::rfc4519::C, "DK")
-            .and_then(|b| b.utf8(const_oid::db::rfc4519::O, DEV_ORGANIZATION))
-            .and_then(|b| b.utf8(const_oid::db::rfc4519::CN, cn))
-            .map_err(pki::encoding)?
-            .build())
-    };
-    let root_key = session.generate_persistent(KeyAlgorithm::EcP256, ROOT_KEY_LABEL)?;
-    let root_signer = session.persistent_signer(ROOT_KEY_LABEL)?;
-    let root = pki::ca::root(
-        name("qsign development root CA")?,
-        root_key,
-        &root_signer,
-        now,
-        20 * year,
-    )?;
-    let root_issuer = Issuer::from_der(root.der.clone())?;
-    let issuing_key = session.generate_persistent(KeyAlgorithm::EcP256, ISSUING_KEY_LABEL)?;
-    let issuing = pki::ca::issuing(
-        name("qsign development issuing CA")?,
-        issuing_key,
-        &root_issuer,
-        &root_signer,
-        now,
-        10 * year,
-    )?;
-    Ok((root.der, issuing.der))
+/// Makes a root and an issuing CA whose keys are persistent, sensitive,
+/// non-extractable EC P-256 objects in the token; returns their DER
+/// certificates. Refuses when a key with either label already exists.
+pub fn create_ca(
+    hsm: &Hsm,
+    root_label: &str,
+    issuing_label: &str,
+    organization: &str,
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    hsm.run_blocking(|session| {
+        for label in [root_label, issuing_label] {
+            if session.has_private_key(label)? {
+                return Err(Error::new(
+                    ErrorKind::FailedPrecondition,
+                    format!("the token already holds a key labelled '{label}'; refusing to replace a CA"),
+                ));
+            }
+        }
+        let now = SystemTime::now();
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let name = |cn: &str| -> Result<_, Error> {
+            Ok(NameBuilder::default()
+                .printable(const_oid::db::rfc4519::C, "DK")
+                .and_then(|b| b.utf8(const_oid::db::rfc4519::O, organization))
+                .and_then(|b| b.utf8(const_oid::db::rfc4519::CN, cn))
+                .map_err(pki::encoding)?
+                .build())
+        };
+        let root_key = session.generate_persistent(KeyAlgorithm::EcP256, root_label)?;
+        let root_signer = session.persistent_signer(root_label)?;
+        let root = pki::ca::root(name(&format!("{organization} root CA"))?, root_key, &root_signer, now, 20 * year)?;
+        let root_issuer = Issuer::from_der(root.der.clone())?;
+        let issuing_key = session.generate_persistent(KeyAlgorithm::EcP256, issuing_label)?;
+        let issuing = pki::ca::issuing(
+            name(&format!("{organization} issuing CA"))?,
+            issuing_key,
+            &root_issuer,
+            &root_signer,
+            now,
+            10 * year,
+        )?;
+        Ok((root.der, issuing.der))
+    })
 }
 
 /// Where Debian puts SoftHSM's PKCS#11 module.

@@ -122,3 +122,140 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
             .expect("verify seal");
     }
 }
+
+/// `qsign serve --config` on a token made by `softhsm/setup.sh`, the PIN in
+/// an environment variable, an IdP of the test's own and profiles of its
+/// own; the CLI signs with a token from a file.
+#[test]
+fn config_file_on_a_token_made_by_the_setup_script() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/setup.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(dir.join("hsm"))
+        .output()
+        .expect("setup.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pin = std::fs::read_to_string(dir.join("hsm/user-pin")).unwrap();
+    let idp = qsign::auth::dev::DevIdp::generate();
+    std::fs::write(dir.join("idp-jwks.json"), idp.jwks_json()).unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"listen = "127.0.0.1:{port}"
+[hsm]
+module = "{module}"
+token_label = "qsign"
+pin_env = "QSIGN_TEST_PIN"
+softhsm_conf = "hsm/softhsm2.conf"
+sessions = 2
+[ca]
+root_certificate = "root.pem"
+issuing_certificate = "issuing.pem"
+[certificate]
+lifetime_minutes = 5
+pds_url = "https://acme.example/pds/en"
+[token]
+issuer = "https://idp.acme.example"
+audience = "qsign-acme"
+jwks_file = "idp-jwks.json"
+[[profiles]]
+id = "acme-seal"
+organization_name = "Acme A/S"
+cvr = "11223344"
+allow = ["seal"]
+"#,
+        module = qsign::state::softhsm_module().display()
+    );
+    let config_path = dir.join("qsign.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let qsign = |args: &[&str]| {
+        let mut command = Command::new(QSIGN);
+        command.args(args).env("QSIGN_TEST_PIN", pin.trim());
+        command
+    };
+    let config_arg = config_path.to_str().unwrap();
+    let out = qsign(&["init-ca", "--config", config_arg, "--organization", "Acme"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = qsign(&["init-ca", "--config", config_arg])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "a second init-ca refuses to replace the CA"
+    );
+
+    let child = qsign(&["serve", "--config", config_arg])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serving = Serving(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "qsign serve --config did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let file = dir.join("invoice.xml");
+    std::fs::write(&file, b"<invoice>42</invoice>").unwrap();
+    let claims = qsign::auth::dev::DevClaims {
+        issuer: "https://idp.acme.example".into(),
+        audience: "qsign-acme".into(),
+        subject: uuid::Uuid::new_v4(),
+        given_name: Some("Ida".into()),
+        family_name: Some("Jensen".into()),
+        org_cvr: "11223344".into(),
+        org_name: "Acme".into(),
+        seal_profiles: vec!["acme-seal".into()],
+        digests: vec![crate::support::sha256(b"<invoice>42</invoice>")],
+        jti: None,
+    };
+    let token = idp
+        .mint(
+            &claims,
+            std::time::SystemTime::now(),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    std::fs::write(dir.join("token.jws"), token).unwrap();
+    let out = qsign(&[
+        "sign-detached",
+        "--server",
+        &format!("http://127.0.0.1:{port}"),
+        "--seal",
+        "acme-seal",
+    ])
+    .arg("--token")
+    .arg(dir.join("token.jws"))
+    .arg(&file)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cms = std::fs::read(dir.join("invoice.xml.p7s")).unwrap();
+    if tools::require("openssl") {
+        tools::openssl_cms_verify(&cms, b"<invoice>42</invoice>", &dir.join("root.pem"))
+            .expect("verify");
+    }
+    let needle = b"Acme A/S";
+    assert!(
+        cms.windows(needle.len()).any(|w| w == needle),
+        "the seal names the profile's organisation"
+    );
+}

@@ -10,3 +10,4 @@ mod cli;
 mod detached;
 mod errors;
 mod hygiene;
+mod service;
