@@ -182,9 +182,22 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(signing)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .map_err(|e| Error::internal("gRPC server failed").with_source(e))
+}
+
+/// Accepted connections with Nagle's algorithm off: a unary gRPC exchange
+/// is a few small writes, and delayed ACKs would add ~40 ms to each.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 fn server_tls(tls: &TlsConfig) -> Result<ServerTlsConfig, Error> {

@@ -1,0 +1,312 @@
+//! PAdES baseline signatures as one incremental update of the untouched
+//! original (ISO 32000-1 §7.5.6, §12.7, §12.8; ETSI EN 319 142-1 §5).
+//!
+//! ```text
+//!            prepare(src) / prepare_bytes(pdf)
+//! original ───────────────────────────────────▶ PreparedUpdate: sig dict with /ByteRange
+//!    │        reads the tail, the xref chain     and a zeroed /Contents, field + widget,
+//!    │        and the few objects it changes     rewritten AcroForm/page, xref, trailer
+//!    │                                                │
+//!    └── Sha256 over all original bytes ──▶ digest(hasher) ──▶ 32 bytes
+//!                                                                 │ caller: CMS signed
+//!                                                                 ▼ data (no CMS here)
+//!                               embed(cms) ◀── DER ───────────────┘
+//!                                   │
+//!    signed file = original ‖ update()
+//! ```
+//!
+//! The reader touches only what it needs: the last 4 KB (for `startxref`),
+//! the cross-reference sections, the catalog, the page tree nodes on the
+//! way to the target page, the AcroForm and its root fields, and /Perms.
+//! Object streams are decoded only when a needed object lives in one. A
+//! 1 GB file is read through a small window; nothing is held whole.
+//!
+//! `contents_capacity` is the DER size the CMS may reach: signer and
+//! chain certificates, the signature, signed attributes, and for B-T and
+//! up the time-stamp token with its TSA certificates. Reserve generously
+//! (8-16 KB for B-T); an oversized placeholder only costs zeros.
+
+mod appearance;
+mod document;
+mod filter;
+mod form;
+mod lexer;
+mod object;
+mod source;
+mod update;
+mod xref;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{Read, Seek};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::ErrorKind;
+use document::Document;
+use form::Edits;
+use object::{Dictionary, ObjRef, Object, PdfString};
+use source::{Bytes, Reader, Source};
+use update::{Body, Layout, Trailer};
+
+pub use update::PreparedUpdate;
+
+/// Largest /Contents placeholder: 1 MiB of DER (2 MiB of hex).
+pub const MAX_CONTENTS_CAPACITY: usize = 1 << 20;
+
+/// A visible signature: where the widget goes and what it says.
+#[derive(Clone, Debug)]
+pub struct Appearance {
+    /// 1-based page number.
+    pub page: u32,
+    /// x, y, width, height in default user space (points, origin bottom left).
+    pub rect: [f32; 4],
+    /// Lines of text, e.g. "Digitally signed by X", "2026-11-28 12:00:00 UTC".
+    pub lines: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SignatureRequest {
+    /// /Name: the signer's name; only for personal signatures.
+    pub name: Option<String>,
+    pub reason: Option<String>,
+    pub location: Option<String>,
+    pub contact_info: Option<String>,
+    /// Written as /M (D:YYYYMMDDHHmmSSZ); the CMS carries no signing-time.
+    pub signing_time: SystemTime,
+    /// None: an invisible widget on page 1 with /Rect [0 0 0 0].
+    pub appearance: Option<Appearance>,
+    /// Bytes of DER CMS to reserve; /Contents gets twice as many hex digits.
+    pub contents_capacity: usize,
+    /// Default: the first "Signature<N>" not used by a root field.
+    pub field_name: Option<String>,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum PdfError {
+    #[error("PDF is malformed: {0}")]
+    Malformed(String),
+    #[error(
+        "the PDF is encrypted; remove the password protection (e.g. qpdf --decrypt) and sign again"
+    )]
+    Encrypted,
+    #[error(
+        "the PDF is certified with \"no changes allowed\" (DocMDP /P 1); it cannot take another signature"
+    )]
+    CertifiedNoChanges,
+    #[error("unsupported PDF: {0}")]
+    Unsupported(String),
+    #[error("invalid signature request: {0}")]
+    InvalidRequest(String),
+    #[error(
+        "the signature ({need} bytes) does not fit the {have} bytes reserved for /Contents; prepare again with a larger contents_capacity"
+    )]
+    ContentsTooSmall { need: usize, have: usize },
+    #[error("cannot read the PDF: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PdfError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PdfError::Malformed(_) | PdfError::InvalidRequest(_) => ErrorKind::InvalidArgument,
+            PdfError::Encrypted | PdfError::CertifiedNoChanges | PdfError::Unsupported(_) => {
+                ErrorKind::FailedPrecondition
+            }
+            PdfError::ContentsTooSmall { .. } | PdfError::Io(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<PdfError> for crate::Error {
+    fn from(e: PdfError) -> Self {
+        match e {
+            // The OS error text stays in the logs.
+            PdfError::Io(_) => crate::Error::new(e.kind(), "cannot read the PDF").with_source(e),
+            _ => crate::Error::new(e.kind(), e.to_string()),
+        }
+    }
+}
+
+/// Prepares the update for a seekable file. Reads only the tail, the
+/// cross-reference sections and the few objects it needs, never the whole
+/// file.
+pub fn prepare<R: Read + Seek>(
+    src: &mut R,
+    request: &SignatureRequest,
+) -> Result<PreparedUpdate, PdfError> {
+    validate(request)?;
+    prepare_document(Document::open(Reader::new(src)?)?, request)
+}
+
+/// Prepares the update for an in-memory PDF: one parse, no copy of `pdf`.
+pub fn prepare_bytes(pdf: &[u8], request: &SignatureRequest) -> Result<PreparedUpdate, PdfError> {
+    validate(request)?;
+    prepare_document(Document::open(Bytes::new(pdf))?, request)
+}
+
+fn prepare_document<S: Source>(
+    mut doc: Document<S>,
+    request: &SignatureRequest,
+) -> Result<PreparedUpdate, PdfError> {
+    let signing_time = pdf_date(request.signing_time)?;
+    let (root, catalog) = doc.catalog()?;
+    // §12.8.2.2: P 1 forbids any change, a new signature included.
+    if doc.docmdp_permission(&catalog)? == Some(1) {
+        return Err(PdfError::CertifiedNoChanges);
+    }
+    let page_index = request.appearance.as_ref().map_or(0, |a| a.page - 1);
+    let page = doc.page(&catalog, page_index)?;
+    let page_ref = page.0;
+    // Signature, field, font, appearance, perhaps an AcroForm, and the
+    // cross-reference stream.
+    let mut edits = Edits::new(doc.first_free_number(6)?);
+    let sig = edits.allocate()?;
+    let field = edits.allocate()?;
+    let name = request.field_name.as_deref();
+    let field_name =
+        form::register_field(&mut doc, &mut edits, (root, catalog), page, field, name)?;
+    let mut objects = widget_objects(request, &mut edits, &field_name, sig, (field, page_ref))?;
+    let next_number = edits.next_number();
+    objects.extend(edits.into_objects().map(|(r, o)| (r, Body::Object(o))));
+
+    let original_len = doc.len();
+    let trailer = Trailer {
+        root,
+        info: doc.xref().trailer_value(b"Info").cloned(),
+        id: doc.xref().trailer_value(b"ID").cloned(),
+        prev: doc.startxref(),
+    };
+    let layout = Layout {
+        original_len,
+        leading_eol: !doc.ends_with_eol()?,
+        kind: doc.xref().kind(),
+        contents_capacity: request.contents_capacity,
+        next_number,
+        id_seed: [
+            &original_len.to_be_bytes()[..],
+            signing_time.as_bytes(),
+            field_name.as_bytes(),
+        ]
+        .concat(),
+    };
+    let signature = signature_dictionary(request, signing_time);
+    tracing::debug!(original_len, objects = objects.len() + 1, xref = ?layout.kind, "prepared PAdES update");
+    let update = update::write((sig, &signature), objects, &trailer, &layout, field_name);
+    Ok(update)
+}
+
+/// The merged field and widget (`field`, on `page`) and, for a visible
+/// signature, its font and appearance stream.
+fn widget_objects(
+    request: &SignatureRequest,
+    edits: &mut Edits,
+    field_name: &str,
+    sig: ObjRef,
+    (field, page): (ObjRef, ObjRef),
+) -> Result<Vec<(ObjRef, Body)>, PdfError> {
+    let Some(visible) = &request.appearance else {
+        let widget = form::signature_field(field_name, sig, page, [0.0; 4]);
+        return Ok(vec![(field, Body::Object(Object::Dictionary(widget)))]);
+    };
+    let [x, y, w, h] = visible.rect;
+    let rect = [x, y, x + w, y + h].map(appearance::round);
+    let mut widget = form::signature_field(field_name, sig, page, rect);
+    let font = edits.allocate()?;
+    let xobject = edits.allocate()?;
+    let (dict, content) = appearance::form_xobject(visible, font);
+    let mut ap = Dictionary::new();
+    ap.insert(b"N", Object::Reference(xobject));
+    widget.insert(b"AP", Object::Dictionary(ap));
+    Ok(vec![
+        (field, Body::Object(Object::Dictionary(widget))),
+        (
+            font,
+            Body::Object(Object::Dictionary(appearance::helvetica())),
+        ),
+        (xobject, Body::Stream(dict, content)),
+    ])
+}
+
+fn validate(request: &SignatureRequest) -> Result<(), PdfError> {
+    let invalid = |m: &str| Err(PdfError::InvalidRequest(m.into()));
+    if !(1..=MAX_CONTENTS_CAPACITY).contains(&request.contents_capacity) {
+        return invalid("contents_capacity must be between 1 and 1048576 bytes");
+    }
+    if let Some(name) = &request.field_name {
+        // §12.7.3.2: a partial field name shall not contain a period.
+        if name.is_empty() || name.contains('.') {
+            return invalid("the field name must be non-empty and contain no period");
+        }
+    }
+    if let Some(a) = &request.appearance {
+        let [x, y, w, h] = a.rect;
+        if a.page == 0 {
+            return invalid("page numbers start at 1");
+        }
+        // 14,400 units is the largest page side (Annex C.2).
+        let coordinate = |v: f32| v.is_finite() && v.abs() <= 14_400.0;
+        if !(coordinate(x) && coordinate(y) && coordinate(w) && coordinate(h))
+            || w <= 0.0
+            || h <= 0.0
+        {
+            return invalid(
+                "the appearance rectangle needs finite coordinates and a positive width and height",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The signature dictionary (§12.8.1, Table 252; ETSI EN 319 142-1 §5.3:
+/// /SubFilter ETSI.CAdES.detached, the time in /M).
+fn signature_dictionary(request: &SignatureRequest, signing_time: String) -> Dictionary {
+    let mut sig = Dictionary::new();
+    sig.insert(b"Type", Object::name(b"Sig"));
+    sig.insert(b"Filter", Object::name(b"Adobe.PPKLite"));
+    sig.insert(b"SubFilter", Object::name(b"ETSI.CAdES.detached"));
+    sig.insert(b"M", Object::String(PdfString::literal(signing_time)));
+    let texts: [(&[u8], &Option<String>); 4] = [
+        (b"Name", &request.name),
+        (b"Reason", &request.reason),
+        (b"Location", &request.location),
+        (b"ContactInfo", &request.contact_info),
+    ];
+    for (key, value) in texts {
+        if let Some(text) = value {
+            sig.insert(key, Object::String(PdfString::text(text)));
+        }
+    }
+    sig
+}
+
+/// A PDF date in UTC (§7.9.4): `D:YYYYMMDDHHmmSSZ`.
+fn pdf_date(time: SystemTime) -> Result<String, PdfError> {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| PdfError::InvalidRequest("the signing time is before 1970".into()))?
+        .as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    if year > 9999 {
+        return Err(PdfError::InvalidRequest(
+            "the signing time is after the year 9999".into(),
+        ));
+    }
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    Ok(format!("D:{year:04}{month:02}{day:02}{h:02}{m:02}{s:02}Z"))
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
