@@ -166,3 +166,207 @@ pub async fn sign_detached(
     );
     Ok(written)
 }
+
+/// What `qsign sign-pdf` was asked.
+pub struct PdfJob {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub seal_profile: Option<String>,
+    pub options: crate::signing::PdfOptions,
+    pub key_algorithm: proto::KeyAlgorithm,
+    pub level: proto::Level,
+    /// Files above this size are signed hash-only (SignPdfDigest).
+    pub hash_only_above: u64,
+}
+
+/// Signs a PDF: small files through SignPdf, big ones hash-only. The output
+/// appears only complete (written to a temporary file, then renamed).
+pub async fn sign_pdf(
+    connection: &Connection,
+    token: &TokenSource,
+    job: &PdfJob,
+) -> Result<String, ClientError> {
+    let len = std::fs::metadata(&job.input)
+        .map_err(|e| format!("cannot read {}: {e}", job.input.display()))?
+        .len();
+    let mut client = connect(connection).await?;
+    let status =
+        |s: tonic::Status| -> ClientError { format!("{:?}: {}", s.code(), s.message()).into() };
+    let partial = partial_path(&job.output);
+    let signature_id = if len <= job.hash_only_above {
+        let pdf = std::fs::read(&job.input)?;
+        let digest: [u8; 32] = Sha256::digest(&pdf).into();
+        let request = proto::SignPdfRequest {
+            pdf,
+            activation_token: activation_token(token, &[digest], job.seal_profile.as_deref())?,
+            seal_profile: job.seal_profile.clone().unwrap_or_default(),
+            level: job.level as i32,
+            key_algorithm: job.key_algorithm as i32,
+            reason: job.options.reason.clone(),
+            location: job.options.location.clone(),
+            contact_info: job.options.contact_info.clone(),
+            appearance: job.options.visible.map(|(page, [x, y, width, height])| {
+                proto::Appearance {
+                    page,
+                    x,
+                    y,
+                    width,
+                    height,
+                }
+            }),
+        };
+        let response = client.sign_pdf(request).await.map_err(status)?.into_inner();
+        std::fs::write(&partial, response.signed_pdf)?;
+        response.signature_id
+    } else {
+        hash_only(&mut client, token, job, len, &partial).await?
+    };
+    std::fs::rename(&partial, &job.output)?;
+    Ok(signature_id)
+}
+
+/// Prepares the update locally, streams the file once (hash + copy to the
+/// partial output), sends only digests, embeds the CMS it gets back.
+async fn hash_only(
+    client: &mut SigningServiceClient<Channel>,
+    token: &TokenSource,
+    job: &PdfJob,
+    len: u64,
+    partial: &Path,
+) -> Result<String, ClientError> {
+    use std::io::{Seek, Write};
+    let status =
+        |s: tonic::Status| -> ClientError { format!("{:?}: {}", s.code(), s.message()).into() };
+    let chain = client
+        .get_trust_chain(proto::GetTrustChainRequest {})
+        .await
+        .map_err(status)?
+        .into_inner()
+        .certificates;
+    let signer = pdf_signer(token, job.seal_profile.is_some())?;
+    let request = crate::signing::pdf_request(
+        &signer,
+        &job.options,
+        SystemTime::now(),
+        crate::signed_data::pades_capacity(&chain),
+    );
+    let mut input = std::fs::File::open(&job.input)?;
+    let mut prepared = crate::pades::prepare(&mut input, &request)?;
+    input.rewind()?;
+    let mut output = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(partial)?);
+    let hasher = copy_and_hash(&mut input, &mut output, len, prepared.original_len())?;
+    let document_digest: [u8; 32] = hasher.clone().finalize().into();
+    let byte_range_digest = prepared.digest(hasher);
+    let response = client
+        .sign_pdf_digest(proto::SignPdfDigestRequest {
+            byte_range_digest: byte_range_digest.to_vec(),
+            document_digest: document_digest.to_vec(),
+            activation_token: activation_token(
+                token,
+                &[document_digest],
+                job.seal_profile.as_deref(),
+            )?,
+            seal_profile: job.seal_profile.clone().unwrap_or_default(),
+            level: job.level as i32,
+            key_algorithm: job.key_algorithm as i32,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    prepared.embed(&response.cms)?;
+    output.write_all(prepared.update())?;
+    output
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    Ok(response.signature_id)
+}
+
+/// One pass over the original: SHA-256 and a copy, with a progress bar on
+/// a terminal. Memory stays at one buffer whatever the file's size.
+fn copy_and_hash(
+    input: &mut std::fs::File,
+    output: &mut impl std::io::Write,
+    len: u64,
+    expected: u64,
+) -> Result<Sha256, ClientError> {
+    let progress = indicatif::ProgressBar::new(len);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        output.write_all(&buffer[..n])?;
+        total += n as u64;
+        progress.set_position(total);
+    }
+    progress.finish_and_clear();
+    if total != expected {
+        return Err(format!(
+            "the file changed while it was read ({total} bytes, expected {expected})"
+        )
+        .into());
+    }
+    Ok(hasher)
+}
+
+/// Who the locally prepared signature shows, from the token's claims.
+fn pdf_signer(token: &TokenSource, seal: bool) -> Result<crate::signing::PdfSigner, ClientError> {
+    use crate::signing::PdfSigner;
+    let (name, organization) = match token {
+        TokenSource::Dev { name, .. } => {
+            (name.trim().to_owned(), state::DEV_ORGANIZATION.to_owned())
+        }
+        TokenSource::File(path) => {
+            let jws = std::fs::read_to_string(path)?;
+            let payload = jws
+                .split('.')
+                .nth(1)
+                .ok_or("the token is not a compact JWS")?;
+            use base64::Engine;
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload.trim_end_matches('='))?;
+            let claims: serde_json::Value = serde_json::from_slice(&json)?;
+            let text = |key: &str| {
+                claims
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            (
+                format!("{} {}", text("given_name"), text("family_name")),
+                text("org_name"),
+            )
+        }
+    };
+    Ok(if seal {
+        let cvr = match token {
+            TokenSource::Dev { .. } => state::DEV_CVR.to_owned(),
+            TokenSource::File(_) => String::new(),
+        };
+        PdfSigner::Seal {
+            organization_name: organization,
+            cvr,
+        }
+    } else {
+        PdfSigner::Person { name }
+    })
+}
+
+/// `OUT.pdf.partial` beside the output, renamed when complete.
+fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}

@@ -192,9 +192,9 @@ impl Config {
                 "[certificate] lifetime_minutes must be between 1 and 60",
             ));
         }
-        if !c.pds_url.starts_with("https://") {
+        if !c.pds_url.starts_with("https://") || c.pds_url.len() > crate::pki::MAX_PDS_URL_LEN {
             return Err(invalid(
-                "[certificate] pds_url must be an https URL (EN 319 412-5 §4.3.4)",
+                "[certificate] pds_url must be an https URL of at most 256 bytes (EN 319 412-5 §4.3.4)",
             ));
         }
         if c.serial_number_prefix.is_empty()

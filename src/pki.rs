@@ -29,6 +29,20 @@ use extensions::QcKind;
 /// Upper bound of a certificate's lifetime (SPEC §5).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
+/// RFC 5280 Appendix A.1 ub-common-name and ub-organization-name: the
+/// longest name, in characters, qsign puts into a CN or O.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Upper bound of an ephemeral certificate's DER length, given names within
+/// [`MAX_NAME_CHARS`], a PDS URL within [`MAX_PDS_URL_LEN`], an issuer
+/// name within [`MAX_ISSUER_NAME_LEN`] and any key algorithm (RSA-3072 at
+/// most). PDF signatures reserve room from it before the certificate exists.
+pub const MAX_END_ENTITY_LEN: usize = 4096;
+/// Longest QcPDS URL accepted in the configuration.
+pub const MAX_PDS_URL_LEN: usize = 256;
+/// Longest issuing CA subject name (DER) accepted at start.
+pub const MAX_ISSUER_NAME_LEN: usize = 512;
+
 /// The certificate policy of the service (configuration).
 #[derive(Clone, Debug)]
 pub struct CertificatePolicy {
@@ -128,6 +142,7 @@ pub fn issue(
             (name, QcKind::ESeal, oid::QCP_L_QSCD)
         }
     };
+    check_name_lengths(subject)?;
     let name = name.map_err(|e| {
         Error::invalid_argument("a name does not fit in a certificate").with_source(e)
     })?;
@@ -161,6 +176,33 @@ pub fn issue(
         },
         ca,
     )
+}
+
+/// RFC 5280 Appendix A.1 upper bounds, so that [`MAX_END_ENTITY_LEN`] holds.
+fn check_name_lengths(subject: &Subject<'_>) -> Result<(), Error> {
+    let (common_name, organization) = match subject {
+        Subject::NaturalPerson {
+            given_name,
+            surname,
+            organization_name,
+            ..
+        } => (
+            given_name.chars().count() + 1 + surname.chars().count(),
+            organization_name,
+        ),
+        Subject::LegalPerson {
+            organization_name,
+            common_name,
+            ..
+        } => (common_name.chars().count(), organization_name),
+    };
+    if common_name > MAX_NAME_CHARS || organization.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid_argument(format!(
+            "a name is longer than {MAX_NAME_CHARS} characters, the limit of a certificate's \
+             common name and organization (RFC 5280 ub-common-name)"
+        )));
+    }
+    Ok(())
 }
 
 /// The parts of a TBSCertificate that differ between profiles.

@@ -16,7 +16,7 @@ use crate::config::TlsConfig;
 use crate::hsm::KeyAlgorithm;
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
-use crate::signing::{Authorization, Document, SigningCore};
+use crate::signing::{Authorization, Document, PdfOptions, SigningCore};
 use crate::Error;
 pub use status::status;
 
@@ -35,20 +35,62 @@ impl Service {
 impl SigningService for Service {
     async fn sign_pdf(
         &self,
-        _request: Request<proto::SignPdfRequest>,
+        request: Request<proto::SignPdfRequest>,
     ) -> Result<Response<proto::SignPdfResponse>, Status> {
-        Err(Status::unimplemented(
-            "SignPdf is not available in this build",
-        ))
+        let request = request.into_inner();
+        let authorization = authorization(
+            request.activation_token,
+            request.seal_profile,
+            request.level,
+            request.key_algorithm,
+        )
+        .map_err(status)?;
+        let options = PdfOptions {
+            reason: request.reason,
+            location: request.location,
+            contact_info: request.contact_info,
+            visible: request
+                .appearance
+                .map(|a| (a.page, [a.x, a.y, a.width, a.height])),
+        };
+        let signed = self
+            .core
+            .sign_pdf(request.pdf, options, authorization)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::SignPdfResponse {
+            signed_pdf: signed.signed_pdf,
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+        }))
     }
 
     async fn sign_pdf_digest(
         &self,
-        _request: Request<proto::SignPdfDigestRequest>,
+        request: Request<proto::SignPdfDigestRequest>,
     ) -> Result<Response<proto::SignPdfDigestResponse>, Status> {
-        Err(Status::unimplemented(
-            "SignPdfDigest is not available in this build",
-        ))
+        let request = request.into_inner();
+        let authorization = authorization(
+            request.activation_token,
+            request.seal_profile,
+            request.level,
+            request.key_algorithm,
+        )
+        .map_err(status)?;
+        let mut signed = self
+            .core
+            .sign_pdf_digest(
+                &request.byte_range_digest,
+                &request.document_digest,
+                authorization,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::SignPdfDigestResponse {
+            cms: signed.cms.pop().unwrap_or_default(),
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+        }))
     }
 
     async fn sign_detached(

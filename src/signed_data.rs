@@ -194,6 +194,30 @@ impl SignatureContext {
     }
 }
 
+/// Room for a signature-time-stamp token and its TSA certificate, kept in
+/// every PDF signature so that B-T can be added (EN 319 142-1 §5.3).
+pub const TIME_STAMP_ALLOWANCE: usize = 8192;
+
+/// The DER length a PAdES CMS may reach, computed from what goes in it:
+/// the end-entity certificate (bounded by `pki::MAX_END_ENTITY_LEN`), the
+/// chain certificates, twice the issuer name (ESS issuerSerial and the
+/// SignerIdentifier), signed attributes, an RSA-3072 signature, framing,
+/// and the time-stamp allowance. Client and server compute the same value
+/// from the chain that GetTrustChain returns.
+pub fn pades_capacity(chain: &[Vec<u8>]) -> usize {
+    const SIGNED_ATTRIBUTES: usize = 512;
+    const SIGNATURE: usize = 400;
+    const FRAMING: usize = 256;
+    let chain_len: usize = chain.iter().map(Vec::len).sum();
+    crate::pki::MAX_END_ENTITY_LEN
+        + chain_len
+        + 2 * crate::pki::MAX_ISSUER_NAME_LEN
+        + SIGNED_ATTRIBUTES
+        + SIGNATURE
+        + FRAMING
+        + TIME_STAMP_ALLOWANCE
+}
+
 /// A single-valued attribute (RFC 5652 §5.3).
 fn attribute(
     oid: ObjectIdentifier,

@@ -13,7 +13,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
@@ -21,6 +21,7 @@ use x509_cert::Certificate;
 use crate::auth::{Activation, Profiles, Signatory, Verifier};
 use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
+use crate::pades;
 use crate::pki::{self, CertificatePolicy, Issuer, Subject};
 use crate::signed_data::{SignatureContext, SigningTime};
 use crate::{Error, ErrorKind};
@@ -59,6 +60,29 @@ pub struct DetachedSignatures {
     pub signature_id: String,
 }
 
+/// Options of a PAdES signature (SPEC §2 SignPdf).
+#[derive(Clone, Debug, Default)]
+pub struct PdfOptions {
+    pub reason: Option<String>,
+    pub location: Option<String>,
+    pub contact_info: Option<String>,
+    /// A visible appearance: page (1-based) and rectangle x, y, w, h.
+    pub visible: Option<(u32, [f32; 4])>,
+}
+
+pub struct SignedPdf {
+    pub signed_pdf: Vec<u8>,
+    pub certificate: Vec<u8>,
+    pub signature_id: String,
+}
+
+/// What one HSM task returns.
+struct Signed {
+    signature_id: String,
+    certificate: Vec<u8>,
+    cms: Vec<Vec<u8>>,
+}
+
 impl SigningCore {
     /// SPEC §2 SignDetached: one key, one certificate, one CMS per document.
     pub async fn sign_detached(
@@ -83,13 +107,159 @@ impl SigningCore {
         }
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
-        let (activation, signatory) = self.authorize(&authorization, &digests, now)?;
-        let signature_id = uuid::Uuid::new_v4().to_string();
-        let id = signature_id.clone();
+        let (activation, signatory) = self.check(&authorization, &digests, now)?;
+        self.verifier.consume(&activation, now)?;
+        let signed = self
+            .sign_digests(
+                activation,
+                signatory,
+                authorization.key_algorithm,
+                digests.clone(),
+                digests,
+                SigningTime::Attribute(now),
+            )
+            .await?;
+        Ok(DetachedSignatures {
+            cms: signed.cms,
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+        })
+    }
+
+    /// SPEC §2 SignPdf: the input followed by one incremental update with a
+    /// PAdES baseline signature (EN 319 142-1). The token covers the SHA-256
+    /// of the PDF as received.
+    pub async fn sign_pdf(
+        self: &Arc<Self>,
+        pdf: Vec<u8>,
+        options: PdfOptions,
+        authorization: Authorization,
+    ) -> Result<SignedPdf, Error> {
+        if pdf.len() > self.limits.max_document_bytes {
+            return Err(Error::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "the PDF has {} bytes; the limit is {}: sign it hash-only (`qsign sign-pdf` \
+                     does so for big files: it sends only the digest through SignPdfDigest)",
+                    pdf.len(),
+                    self.limits.max_document_bytes
+                ),
+            ));
+        }
+        let pdf = Arc::new(pdf);
+        let document_digest = blocking_if_large(pdf.len(), {
+            let pdf = pdf.clone();
+            move || Ok(Sha256::digest(pdf.as_slice()).into())
+        })
+        .await?;
+        let now = SystemTime::now();
+        let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
+        let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
+        let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity);
+        let (prepared, byte_range_digest) = blocking_if_large(pdf.len(), {
+            let pdf = pdf.clone();
+            move || {
+                let prepared = pades::prepare_bytes(&pdf, &request)?;
+                let digest = prepared.digest(Sha256::new_with_prefix(pdf.as_slice()));
+                Ok((prepared, digest))
+            }
+        })
+        .await?;
+        self.verifier.consume(&activation, now)?;
+        let signed = self
+            .sign_digests(
+                activation,
+                signatory,
+                authorization.key_algorithm,
+                vec![document_digest],
+                vec![byte_range_digest],
+                SigningTime::Omitted,
+            )
+            .await?;
+        let mut prepared = prepared;
+        prepared.embed(&signed.cms[0])?;
+        let pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
+        let mut signed_pdf = pdf;
+        signed_pdf.extend_from_slice(prepared.update());
+        Ok(SignedPdf {
+            signed_pdf,
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+        })
+    }
+
+    /// Hash-only PAdES: the client prepared the PDF with the same library
+    /// and sends the ByteRange digest; the token covers the SHA-256 of the
+    /// original PDF, which the signer approved. The CMS is made after the
+    /// certificate exists, so its ESS signing-certificate-v2 is right.
+    pub async fn sign_pdf_digest(
+        self: &Arc<Self>,
+        byte_range_digest: &[u8],
+        document_digest: &[u8],
+        authorization: Authorization,
+    ) -> Result<DetachedSignatures, Error> {
+        let digest = |bytes: &[u8], what: &str| {
+            <[u8; 32]>::try_from(bytes).map_err(|_| {
+                Error::invalid_argument(format!(
+                    "{what} must be a 32-byte SHA-256, got {} bytes",
+                    bytes.len()
+                ))
+            })
+        };
+        let byte_range_digest = digest(byte_range_digest, "byte_range_digest")?;
+        let document_digest = digest(document_digest, "document_digest")?;
+        let now = SystemTime::now();
+        let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
+        self.verifier.consume(&activation, now)?;
+        let signed = self
+            .sign_digests(
+                activation,
+                signatory,
+                authorization.key_algorithm,
+                vec![document_digest],
+                vec![byte_range_digest],
+                SigningTime::Omitted,
+            )
+            .await?;
+        Ok(DetachedSignatures {
+            cms: signed.cms,
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+        })
+    }
+
+    /// SPEC §3, §4: a valid token that covers every digest and allows the
+    /// profile. The caller spends it (`Verifier::consume`) once nothing
+    /// else can refuse the request.
+    fn check(
+        &self,
+        authorization: &Authorization,
+        digests: &[[u8; 32]],
+        now: SystemTime,
+    ) -> Result<(Activation, Signatory), Error> {
+        let activation = self.verifier.verify(&authorization.activation_token, now)?;
+        activation.covers(digests)?;
+        let seal = authorization
+            .seal_profile
+            .as_deref()
+            .filter(|p| !p.is_empty());
+        let signatory = self.profiles.authorize(&activation, seal)?;
+        Ok((activation, signatory))
+    }
+
+    /// One HSM task: a key, its certificate, one SignerInfo per digest.
+    async fn sign_digests(
+        self: &Arc<Self>,
+        activation: Activation,
+        signatory: Signatory,
+        algorithm: KeyAlgorithm,
+        approved: Vec<[u8; 32]>,
+        digests: Vec<[u8; 32]>,
+        signing_time: SigningTime,
+    ) -> Result<Signed, Error> {
         let core = self.clone();
-        let algorithm = authorization.key_algorithm;
-        let (certificate, cms) = self
-            .hsm
+        let now = SystemTime::now();
+        self.hsm
             .run(move |session| {
                 let key = session.generate_ephemeral(algorithm)?;
                 let ca = session.issuing_ca()?;
@@ -104,41 +274,117 @@ impl SigningCore {
                 let context = SignatureContext::new(&issued, &core.chain, &key)?;
                 let cms = digests
                     .iter()
-                    .map(|digest| {
-                        let signer_info =
-                            context.sign(digest, SigningTime::Attribute(now), &key)?;
-                        context.content_info(signer_info)
-                    })
+                    .map(|digest| context.content_info(context.sign(digest, signing_time, &key)?))
                     .collect::<Result<Vec<_>, Error>>()?;
-                audit(&id, &activation, &signatory, &issued, &digests);
-                Ok((issued.der, cms))
+                let signature_id = uuid::Uuid::new_v4().to_string();
+                audit(&signature_id, &activation, &signatory, &issued, &approved);
+                Ok(Signed {
+                    signature_id,
+                    certificate: issued.der,
+                    cms,
+                })
             })
-            .await?;
-        Ok(DetachedSignatures {
-            cms,
-            certificate,
-            signature_id,
-        })
+            .await
     }
+}
 
-    /// SPEC §3, §4: a valid token that covers every digest and allows the
-    /// profile; then, and only then, the token is spent.
-    fn authorize(
-        &self,
-        authorization: &Authorization,
-        digests: &[[u8; 32]],
-        now: SystemTime,
-    ) -> Result<(Activation, Signatory), Error> {
-        let activation = self.verifier.verify(&authorization.activation_token, now)?;
-        activation.covers(digests)?;
-        let seal = authorization
-            .seal_profile
-            .as_deref()
-            .filter(|p| !p.is_empty());
-        let signatory = self.profiles.authorize(&activation, seal)?;
-        self.verifier.consume(&activation, now)?;
-        Ok((activation, signatory))
+/// Who a PDF signature shows: a person's name, or an organisation.
+#[derive(Clone, Debug)]
+pub enum PdfSigner {
+    Person {
+        name: String,
+    },
+    Seal {
+        organization_name: String,
+        cvr: String,
+    },
+}
+
+impl From<&Signatory> for PdfSigner {
+    fn from(signatory: &Signatory) -> Self {
+        match signatory {
+            Signatory::Person {
+                given_name,
+                family_name,
+                ..
+            } => Self::Person {
+                name: format!("{given_name} {family_name}"),
+            },
+            Signatory::Seal {
+                organization_name,
+                cvr,
+                ..
+            } => Self::Seal {
+                organization_name: organization_name.clone(),
+                cvr: cvr.to_string(),
+            },
+        }
     }
+}
+
+/// The PDF side of a signature, for the server and the hash-only client
+/// alike: /Name for persons only (SPEC §5: no personal name in a seal),
+/// and the visible appearance's text.
+pub fn pdf_request(
+    signer: &PdfSigner,
+    options: &PdfOptions,
+    now: SystemTime,
+    contents_capacity: usize,
+) -> pades::SignatureRequest {
+    let (name, first_line) = match signer {
+        PdfSigner::Person { name } => (Some(name.clone()), format!("Digitally signed by {name}")),
+        PdfSigner::Seal {
+            organization_name,
+            cvr,
+        } => (None, format!("Sealed by {organization_name} (CVR {cvr})")),
+    };
+    pades::SignatureRequest {
+        name,
+        reason: options.reason.clone(),
+        location: options.location.clone(),
+        contact_info: options.contact_info.clone(),
+        signing_time: now,
+        appearance: options.visible.map(|(page, rect)| pades::Appearance {
+            page,
+            rect,
+            lines: vec![first_line, utc(now)],
+        }),
+        contents_capacity,
+        field_name: None,
+    }
+}
+
+/// `2026-11-28 12:00:00 UTC`.
+fn utc(time: SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    der::DateTime::from_unix_duration(Duration::from_secs(since.as_secs()))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minutes(),
+                t.seconds()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `work` off the async workers when `len` bytes make it slow.
+async fn blocking_if_large<T: Send + 'static>(
+    len: usize,
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    if len < 256 << 10 {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal("a PDF task failed").with_source(e))?
 }
 
 /// The certificate subject of a signatory (SPEC §5).
@@ -201,13 +447,7 @@ async fn digests(documents: Vec<Document>, max_bytes: usize) -> Result<Vec<[u8; 
             })
             .collect()
     };
-    if content_bytes < 256 << 10 {
-        hash()
-    } else {
-        tokio::task::spawn_blocking(hash)
-            .await
-            .map_err(|e| Error::internal("hashing task failed").with_source(e))?
-    }
+    blocking_if_large(content_bytes, hash).await
 }
 
 /// The audit record: the only place the activating person of a seal appears.

@@ -10,4 +10,5 @@ mod cli;
 mod detached;
 mod errors;
 mod hygiene;
+mod pades;
 mod service;
