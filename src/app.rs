@@ -67,7 +67,8 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
 /// Refuse to serve when the issuing certificate does not belong to the
 /// issuing key (as rustls refuses inconsistent credentials).
 fn check_issuing_key(hsm: &Hsm, issuer: &Issuer, label: &str) -> Result<(), Error> {
-    let in_token = hsm.run_blocking(|session| Ok(session.persistent_public_key(label)?))?;
+    let owned = label.to_owned();
+    let in_token = hsm.run_blocking(move |session| Ok(session.persistent_public_key(&owned)?))?;
     if in_token != issuer.certificate.tbs_certificate.subject_public_key_info {
         return Err(Error::new(
             ErrorKind::FailedPrecondition,

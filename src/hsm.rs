@@ -26,6 +26,7 @@ use crate::{Error, ErrorKind};
 pub use ephemeral::EphemeralKey;
 pub use mechanism::KeyAlgorithm;
 use pool::{Lease, Pool};
+use tokio::sync::oneshot;
 
 /// What the token did wrong. Kept whole: cryptoki records which `C_*`
 /// function failed.
@@ -166,7 +167,7 @@ pub struct Hsm {
 
 struct Inner {
     pool: Pool,
-    settings: HsmSettings,
+    settings: Arc<HsmSettings>,
     // Keeps the login alive while pool sessions come and go (closing the
     // last session of an application logs it out, PKCS#11 v3.0 §5.6).
     login: std::sync::Mutex<Session>,
@@ -182,11 +183,11 @@ impl Hsm {
             Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(e.into()),
         }
-        let pool = Pool::new(module.context.clone(), slot, settings.sessions);
+        let pool = Pool::new(module.context.clone(), slot, settings.sessions)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                settings,
+                settings: Arc::new(settings),
                 login: std::sync::Mutex::new(login),
             }),
         })
@@ -196,26 +197,30 @@ impl Hsm {
         &self.inner.settings
     }
 
-    /// The async boundary: waits for a session, then runs `work` with it in
-    /// one blocking task. Cancelling the caller does not cancel `work`; its
-    /// guards still clean up.
+    /// The async boundary: waits for a permit, then runs `work` on a
+    /// session's worker thread, off the async workers. Cancelling the
+    /// caller does not cancel `work`; its guards still clean up.
     pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     {
         let permit = self.inner.pool.permit().await?;
-        let inner = self.inner.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let (done, result) = oneshot::channel();
+        let settings = self.inner.settings.clone();
+        self.inner.pool.submit(Box::new(move |lease| {
             let _permit = permit;
-            let lease = inner.pool.lease()?;
-            work(&HsmSession {
-                lease: &lease,
-                settings: &inner.settings,
-            })
-        });
-        task.await
-            .map_err(|e| Error::from(HsmError::Task(e.to_string())))?
+            let outcome = lease.map_err(Error::from).and_then(|lease| {
+                work(&HsmSession {
+                    lease,
+                    settings: &settings,
+                })
+            });
+            let _ = done.send(outcome);
+        }))?;
+        result
+            .await
+            .map_err(|_| Error::from(HsmError::Task("the HSM task panicked".into())))?
     }
 
     /// Logs the application out of the token: every session loses the right
@@ -226,22 +231,32 @@ impl Hsm {
         Ok(login.logout()?)
     }
 
-    /// Runs `work` on the calling thread; for start-up and the CLI.
-    pub fn run_blocking<T>(
+    /// Runs `work` on a session's worker and waits for it on the calling
+    /// thread; for start-up, the CLI and tests (never on an async worker).
+    pub fn run_blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&HsmSession<'_>) -> Result<T, Error>,
+        work: impl FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let lease = self.inner.pool.lease()?;
-        work(&HsmSession {
-            lease: &lease,
-            settings: &self.inner.settings,
-        })
+        let (done, result) = std::sync::mpsc::channel();
+        let settings = self.inner.settings.clone();
+        self.inner.pool.submit(Box::new(move |lease| {
+            let outcome = lease.map_err(Error::from).and_then(|lease| {
+                work(&HsmSession {
+                    lease,
+                    settings: &settings,
+                })
+            });
+            let _ = done.send(outcome);
+        }))?;
+        result
+            .recv()
+            .map_err(|_| Error::from(HsmError::Task("the HSM task panicked".into())))?
     }
 }
 
 /// One pooled session, lent to one request.
 pub struct HsmSession<'a> {
-    lease: &'a Lease<'a>,
+    lease: &'a Lease,
     settings: &'a HsmSettings,
 }
 

@@ -143,7 +143,14 @@ pub fn create_ca(
     issuing_label: &str,
     organization: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    hsm.run_blocking(|session| {
+    let (root_label, issuing_label, organization) = (
+        root_label.to_owned(),
+        issuing_label.to_owned(),
+        organization.to_owned(),
+    );
+    hsm.run_blocking(move |session| {
+        let (root_label, issuing_label) = (root_label.as_str(), issuing_label.as_str());
+        let organization = organization.as_str();
         for label in [root_label, issuing_label] {
             if session.has_private_key(label)? {
                 return Err(Error::new(

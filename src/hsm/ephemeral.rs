@@ -19,14 +19,14 @@ pub struct EphemeralKey<'s> {
 
 /// The guard proper: owns both halves from the moment they exist.
 struct KeyPairHandles<'s> {
-    lease: &'s Lease<'s>,
+    lease: &'s Lease,
     public: ObjectHandle,
     private: ObjectHandle,
 }
 
 impl<'s> EphemeralKey<'s> {
     pub(super) fn generate(
-        lease: &'s Lease<'s>,
+        lease: &'s Lease,
         algorithm: KeyAlgorithm,
         label: &str,
     ) -> Result<Self, HsmError> {

@@ -1,11 +1,11 @@
-//! A pool of logged-in sessions. A session is used by one thread at a time
-//! and never held across `.await`; a session whose clean-up failed is closed
-//! rather than returned, which also destroys any session object it still
-//! owns (PKCS#11 v3.0 §4.4: session objects live as long as their session).
+//! A pool of logged-in sessions, each owned by one worker thread. A session
+//! is never held across `.await`; a session whose clean-up failed is closed
+//! rather than reused, which also destroys any session object it still owns
+//! (PKCS#11 v3.0 §4.4: session objects live as long as their session).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -16,11 +16,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{find_one, HsmError, KeyAlgorithm};
 
+/// Work for a session: gets the session (or why none could be opened).
+pub(super) type Job = Box<dyn FnOnce(Result<&Lease, HsmError>) + Send>;
+
+/// One worker thread per session: a session stays on its thread for its
+/// whole life (cryptoki's `Session` is not `Sync`), and the token's per
+/// session state stays warm in that thread's cache.
 pub(super) struct Pool {
-    context: Pkcs11,
-    slot: Slot,
-    idle: Mutex<Vec<PooledSession>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
     permits: Arc<Semaphore>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 struct PooledSession {
@@ -31,16 +36,30 @@ struct PooledSession {
 }
 
 impl Pool {
-    pub(super) fn new(context: Pkcs11, slot: Slot, size: usize) -> Self {
-        Self {
-            context,
-            slot,
-            idle: Mutex::new(Vec::with_capacity(size)),
-            permits: Arc::new(Semaphore::new(size.max(1))),
-        }
+    /// Starts `size` workers; each opens its session on first use.
+    pub(super) fn new(context: Pkcs11, slot: Slot, size: usize) -> Result<Self, HsmError> {
+        let size = size.max(1);
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let workers = (0..size)
+            .map(|i| {
+                let (context, receiver) = (context.clone(), receiver.clone());
+                std::thread::Builder::new()
+                    .name(format!("qsign-hsm-{i}"))
+                    .spawn(move || work(&context, slot, &receiver))
+                    .map_err(|_| HsmError::Token("cannot start an HSM worker thread"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            jobs: Mutex::new(Some(sender)),
+            // Twice the workers: the next job waits in the queue, not in
+            // the async caller, so a worker never idles between two jobs.
+            permits: Arc::new(Semaphore::new(2 * size)),
+            workers: Mutex::new(workers),
+        })
     }
 
-    /// Waits until a session may be used; bounds the blocking tasks in flight.
+    /// Waits until a job may be queued; bounds the HSM work in flight.
     pub(super) async fn permit(&self) -> Result<OwnedSemaphorePermit, HsmError> {
         self.permits
             .clone()
@@ -49,45 +68,84 @@ impl Pool {
             .map_err(|_| HsmError::Token("session pool closed"))
     }
 
-    /// An idle session, or a new one (the login is shared by the application).
-    pub(super) fn lease(&self) -> Result<Lease<'_>, HsmError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let pooled = match idle {
-            Some(pooled) => pooled,
-            None => PooledSession {
-                session: self.context.open_rw_session(self.slot)?,
-                copies: RefCell::default(),
-                algorithms: RefCell::default(),
-            },
-        };
-        Ok(Lease {
-            pool: self,
-            pooled: Some(pooled),
-            healthy: Cell::new(true),
-        })
+    /// Queues `job` for the next free worker.
+    pub(super) fn submit(&self, job: Job) -> Result<(), HsmError> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.as_ref()
+            .and_then(|sender| sender.send(job).ok())
+            .ok_or(HsmError::Token("session pool closed"))
     }
 }
 
-/// A session lent to one request; returns to the pool on drop if healthy.
-pub(super) struct Lease<'p> {
-    pool: &'p Pool,
-    pooled: Option<PooledSession>,
+impl Drop for Pool {
+    /// Closes the queue and waits for the workers: their sessions close
+    /// before the module may be finalised.
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for worker in self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// A worker's loop: one session, reopened after a failure.
+fn work(context: &Pkcs11, slot: Slot, receiver: &Mutex<mpsc::Receiver<Job>>) {
+    let mut idle: Option<PooledSession> = None;
+    loop {
+        let job = match receiver.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let pooled = match idle.take() {
+            Some(pooled) => pooled,
+            None => match context.open_rw_session(slot) {
+                Ok(session) => PooledSession {
+                    session,
+                    copies: RefCell::default(),
+                    algorithms: RefCell::default(),
+                },
+                Err(e) => {
+                    job(Err(e.into()));
+                    continue;
+                }
+            },
+        };
+        let lease = Lease {
+            pooled,
+            healthy: Cell::new(true),
+        };
+        // A panic in the job has already dropped its guards (destroying
+        // its keys); the session is closed all the same.
+        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&lease))));
+        if finished.is_ok() && lease.healthy.get() {
+            idle = Some(lease.pooled);
+        } else {
+            tracing::warn!("closing an HSM session after a failure");
+        }
+    }
+}
+
+/// A session lent to one job.
+pub(super) struct Lease {
+    pooled: PooledSession,
     healthy: Cell<bool>,
 }
 
-impl Lease<'_> {
+impl Lease {
     fn pooled(&self) -> &PooledSession {
-        // Invariant: `pooled` is only taken in `drop`.
-        self.pooled
-            .as_ref()
-            .expect("lease holds its session until dropped")
+        &self.pooled
     }
 
     pub(super) fn session(&self) -> &Session {
         &self.pooled().session
     }
 
-    /// Marks the session unfit for reuse: it is closed on drop.
+    /// Marks the session unfit for reuse: it is closed after the job.
     pub(super) fn poison(&self) {
         self.healthy.set(false);
     }
@@ -125,24 +183,6 @@ impl Lease<'_> {
             .borrow_mut()
             .insert(label.to_owned(), algorithm);
         Ok(algorithm)
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let Some(pooled) = self.pooled.take() else {
-            return;
-        };
-        if self.healthy.get() && !std::thread::panicking() {
-            self.pool
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(pooled);
-        } else {
-            tracing::warn!("closing an HSM session after a failure");
-            // Dropping the session closes it and destroys its session objects.
-        }
     }
 }
 

@@ -78,7 +78,7 @@ impl Env {
     pub fn leftover_keys(&self, label: &str) -> usize {
         let label = key_label(label);
         self.hsm
-            .run_blocking(|s| Ok(s.objects_labelled(&label)?.len()))
+            .run_blocking(move |s| Ok(s.objects_labelled(&label)?.len()))
             .expect("find objects")
     }
 
