@@ -13,6 +13,7 @@ use crate::hsm::{Hsm, HsmSettings, Module};
 use crate::pki::Issuer;
 use crate::signing::SigningCore;
 use crate::state::read_certificates;
+use crate::tsa::TimeStampAuthority;
 use crate::{Error, ErrorKind};
 
 /// Opens the token and builds everything a request needs.
@@ -52,6 +53,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     policy.max_lifetime = config.token.max_lifetime;
     let verifier = Verifier::new(policy, &jwks)?;
     let profiles = Profiles::new(config.profiles.clone())?;
+    let tsa = time_stamp_authority(config, &hsm)?;
     Ok(Arc::new(SigningCore {
         hsm,
         issuer,
@@ -61,7 +63,23 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
         verifier,
         profiles,
         limits: config.limits.clone(),
+        tsa,
     }))
+}
+
+/// The built-in TSA of `[tsa]`, checked against its key in the token.
+fn time_stamp_authority(
+    config: &Config,
+    hsm: &Hsm,
+) -> Result<Option<Arc<TimeStampAuthority>>, Error> {
+    let Some(tsa) = &config.tsa else {
+        return Ok(None);
+    };
+    let certificate = single_certificate(&tsa.certificate)?;
+    let authority = hsm.run_blocking(|session| {
+        TimeStampAuthority::new(session, tsa.settings.clone(), certificate)
+    })?;
+    Ok(Some(Arc::new(authority)))
 }
 
 /// Refuse to serve when the issuing certificate does not belong to the

@@ -31,6 +31,10 @@ enum Command {
         /// Listen address (overrides the configuration).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the RFC 3161 HTTP time-stamping endpoint (overrides
+        /// `[tsa] listen`; needs a `[tsa]` table).
+        #[arg(long)]
+        tsa_listen: Option<SocketAddr>,
     },
     /// Create a root and an issuing CA in the token of a configuration.
     InitCa {
@@ -128,7 +132,8 @@ fn main() -> ExitCode {
             config,
             state_dir,
             listen,
-        } => serve(config, state_dir, listen),
+            tsa_listen,
+        } => serve(config, state_dir, listen, tsa_listen),
         Command::InitCa {
             config,
             root_key_label,
@@ -154,24 +159,47 @@ fn serve(
     config: Option<PathBuf>,
     state_dir: PathBuf,
     listen: Option<SocketAddr>,
+    tsa_listen: Option<SocketAddr>,
 ) -> Result<(), String> {
     // Before any thread exists: SoftHSM reads SOFTHSM2_CONF from the environment.
     let (config, module) =
         qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
     let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
+    let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
+    if tsa_listen.is_some() && core.tsa.is_none() {
+        return Err("--tsa-listen needs a [tsa] table in the configuration".into());
+    }
     let runtime = runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let tsa_server = match (tsa_listen, &core.tsa) {
+            (Some(address), Some(tsa)) => {
+                let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                    format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
+                })?;
+                tracing::info!(%address, "RFC 3161 time-stamping over HTTP");
+                let serving = qsign::tsa::http::serve(
+                    core.hsm.clone(),
+                    tsa.clone(),
+                    listener,
+                    std::future::pending(),
+                );
+                Some(tokio::spawn(serving))
+            }
+            _ => None,
+        };
         tracing::info!(address = %config.listen, tls = config.tls.is_some(), "qsign serving");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
         };
-        qsign::service::serve(core, listener, config.tls.as_ref(), shutdown)
-            .await
-            .map_err(|e| e.to_string())
+        let served = qsign::service::serve(core, listener, config.tls.as_ref(), shutdown).await;
+        if let Some(task) = tsa_server {
+            task.abort();
+        }
+        served.map_err(|e| e.to_string())
     })?;
     drop(runtime);
     module.finalize();
