@@ -166,30 +166,16 @@ fn serve(
         qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
     let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
     let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
-    if tsa_listen.is_some() && core.tsa.is_none() {
-        return Err("--tsa-listen needs a [tsa] table in the configuration".into());
-    }
     let runtime = runtime()?;
     runtime.block_on(async {
+        // The TSA first: once the gRPC port answers, both are listening.
+        let tsa_server = match tsa_listen {
+            Some(address) => Some(tsa_endpoint(&core, address).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let tsa_server = match (tsa_listen, &core.tsa) {
-            (Some(address), Some(tsa)) => {
-                let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
-                    format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
-                })?;
-                tracing::info!(%address, "RFC 3161 time-stamping over HTTP");
-                let serving = qsign::tsa::http::serve(
-                    core.hsm.clone(),
-                    tsa.clone(),
-                    listener,
-                    std::future::pending(),
-                );
-                Some(tokio::spawn(serving))
-            }
-            _ => None,
-        };
         tracing::info!(address = %config.listen, tls = config.tls.is_some(), "qsign serving");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -204,6 +190,23 @@ fn serve(
     drop(runtime);
     module.finalize();
     Ok(())
+}
+
+/// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`.
+async fn tsa_endpoint(
+    core: &qsign::signing::SigningCore,
+    address: SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let tsa = core
+        .tsa
+        .clone()
+        .ok_or("--tsa-listen needs a [tsa] table in the configuration")?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
+    })?;
+    tracing::info!(%address, "RFC 3161 time-stamping over HTTP");
+    let serving = qsign::tsa::http::serve(core.hsm.clone(), tsa, listener, std::future::pending());
+    Ok(tokio::spawn(serving))
 }
 
 fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {

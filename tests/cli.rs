@@ -27,12 +27,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(state: &Path, port: u16) -> Serving {
+/// `qsign serve` on `port`, its RFC 3161 endpoint on a free port of its
+/// own (not the configured 50052, which may be taken), returned with it.
+fn serve(state: &Path, port: u16) -> (Serving, u16) {
+    let tsa_port = free_port();
     let child = Command::new(QSIGN)
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--tsa-listen",
+            &format!("127.0.0.1:{tsa_port}"),
             "--state-dir",
         ])
         .arg(state)
@@ -49,7 +54,19 @@ fn serve(state: &Path, port: u16) -> Serving {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    serving
+    (serving, tsa_port)
+}
+
+/// A token from the served TSA endpoint, checked for its imprint.
+fn time_stamp(tsa_port: u16) {
+    let imprint = qsign::tsa::MessageImprint::sha256_of(b"cli time-stamp");
+    let urls = [format!("http://127.0.0.1:{tsa_port}/")];
+    let token = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(qsign::tsa::request_external(&urls, &imprint))
+        .expect("qsign serve answers RFC 3161 queries");
+    let info = qsign::tsa::tst_info(&token).unwrap();
+    assert_eq!(info.message_imprint, imprint);
 }
 
 fn sign(state: &Path, port: u16, extra: &[&str], file: &Path) {
@@ -82,9 +99,10 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
     let sig = temp.path().join("filing.txt.p7s");
     let root_before;
     {
-        let _server = serve(&state, port);
+        let (_server, tsa_port) = serve(&state, port);
         for name in [
             "root-ca.pem",
+            "tsa.pem",
             "dev-idp-key.pem",
             "dev-idp-jwks.json",
             "qsign.toml",
@@ -101,6 +119,7 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
             assert_eq!(mode & 0o077, 0, "{secret} is private");
         }
         root_before = std::fs::read(state.join("root-ca.pem")).unwrap();
+        time_stamp(tsa_port);
         sign(&state, port, &[], &file);
         if tools::require("openssl") {
             let cms = std::fs::read(&sig).unwrap();
@@ -108,8 +127,9 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
                 .expect("verify");
         }
     }
-    // A second start reuses the token, the CA and the IdP.
-    let _server = serve(&state, port);
+    // A second start reuses the token, the CA, the TSA and the IdP.
+    let (_server, tsa_port) = serve(&state, port);
+    time_stamp(tsa_port);
     assert_eq!(
         std::fs::read(state.join("root-ca.pem")).unwrap(),
         root_before

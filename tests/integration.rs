@@ -11,3 +11,4 @@ mod detached;
 mod errors;
 mod hygiene;
 mod service;
+mod tsa;
