@@ -216,3 +216,50 @@ pub fn init_ca(
     }
     Ok(())
 }
+
+/// `qsign init-tsa`: the TSA key of `[tsa]` in the configured token and its
+/// certificate from the root (key `root_key_label`), written to `[tsa]
+/// certificate`. For a `--config` deployment whose CA `init-ca` made.
+pub fn init_tsa(
+    config: &Config,
+    module: &Module,
+    root_key_label: &str,
+    organization: &str,
+) -> Result<(), Error> {
+    let tsa = config.tsa.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [tsa] table; add one (see qsign.toml of a dev state dir)",
+        )
+    })?;
+    if tsa.certificate.exists() {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!(
+                "{} exists; refusing to replace the TSA certificate",
+                tsa.certificate.display()
+            ),
+        ));
+    }
+    let root = single_certificate(&config.root_certificate)?;
+    let hsm = Hsm::open(
+        module,
+        &pin(&config.hsm.pin)?,
+        HsmSettings {
+            token_label: config.hsm.token_label.clone(),
+            sessions: 1,
+            issuing_key_label: config.hsm.issuing_key_label.clone(),
+            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+        },
+    )?;
+    let der = crate::state::create_tsa(
+        &hsm,
+        root_key_label,
+        &root,
+        &tsa.settings.key_label,
+        organization,
+    )?;
+    std::fs::write(&tsa.certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
+        Error::internal(format!("cannot write {}", tsa.certificate.display())).with_source(e)
+    })
+}

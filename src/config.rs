@@ -336,3 +336,64 @@ fn default_leeway() -> u64 {
 fn default_token_lifetime() -> u64 {
     900
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "qsign"
+pin_env = "PIN"
+[ca]
+root_certificate = "root.pem"
+issuing_certificate = "issuing.pem"
+[token]
+issuer = "idp"
+audience = "qsign"
+jwks_file = "jwks.json"
+"#;
+
+    fn with_tsa(tsa: &str) -> Result<Config, Error> {
+        let file: File = toml::from_str(&format!("{BASE}[tsa]\n{tsa}"))
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
+        Config::validate(file, Path::new("/etc/qsign"))
+    }
+
+    #[test]
+    fn tsa_table_is_optional_and_defaulted() {
+        let file: File = toml::from_str(BASE).unwrap();
+        assert!(Config::validate(file, Path::new("/"))
+            .unwrap()
+            .tsa
+            .is_none());
+        let tsa = with_tsa("certificate = \"tsa.pem\"\npolicy = \"1.3.6.1.4.1.32473.1.1\"")
+            .unwrap()
+            .tsa
+            .unwrap();
+        assert_eq!(tsa.settings.key_label, "qsign-tsa");
+        assert_eq!(tsa.settings.accuracy, Duration::from_secs(1));
+        assert_eq!(tsa.certificate, Path::new("/etc/qsign/tsa.pem"));
+        assert!(tsa.listen.is_none() && tsa.urls.is_empty());
+    }
+
+    #[test]
+    fn tsa_table_is_validated() {
+        let policy = "certificate = \"tsa.pem\"\npolicy = \"1.3.6.1.4.1.32473.1.1\"\n";
+        for bad in [
+            "certificate = \"tsa.pem\"\npolicy = \"not an oid\"".to_owned(),
+            format!("{policy}accuracy_millis = 0"),
+            format!("{policy}accuracy_millis = 1001"),
+            format!("{policy}urls = [\"https://tsa.example/\"]"),
+            format!("{policy}unknown = 1"),
+            "policy = \"1.2.3\"".to_owned(),
+        ] {
+            assert!(with_tsa(&bad).is_err(), "{bad}");
+        }
+        let ok = with_tsa(&format!(
+            "{policy}urls = [\"http://tsa.example/\"]\nlisten = \"127.0.0.1:1\""
+        ));
+        assert_eq!(ok.unwrap().tsa.unwrap().urls, ["http://tsa.example/"]);
+    }
+}

@@ -47,6 +47,18 @@ enum Command {
         #[arg(long, default_value = "qsign")]
         organization: String,
     },
+    /// Create the time-stamping authority of `[tsa]`: a key in the token and
+    /// a certificate from the root CA that init-ca made.
+    InitTsa {
+        #[arg(long)]
+        config: PathBuf,
+        /// Label of the root CA key in the token.
+        #[arg(long, default_value = "qsign-root-ca")]
+        root_key_label: String,
+        /// Organisation named in the TSA certificate.
+        #[arg(long, default_value = "qsign")]
+        organization: String,
+    },
     /// Sign files as detached CAdES; writes FILE.p7s next to each.
     SignDetached {
         #[arg(required = true)]
@@ -139,6 +151,11 @@ fn main() -> ExitCode {
             root_key_label,
             organization,
         } => init_ca(config, &root_key_label, &organization),
+        Command::InitTsa {
+            config,
+            root_key_label,
+            organization,
+        } => init_tsa(config, &root_key_label, &organization),
         Command::SignDetached {
             files,
             seal,
@@ -216,6 +233,18 @@ fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<
         .map_err(|e| e.to_string())?;
     module.finalize();
     println!("{}", config.root_certificate.display());
+    Ok(())
+}
+
+fn init_tsa(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    qsign::app::init_tsa(&config, &module, root_key_label, organization)
+        .map_err(|e| e.to_string())?;
+    module.finalize();
+    if let Some(tsa) = &config.tsa {
+        println!("{}", tsa.certificate.display());
+    }
     Ok(())
 }
 

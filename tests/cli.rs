@@ -145,7 +145,7 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
 
 /// `qsign serve --config` on a token made by `softhsm/setup.sh`, the PIN in
 /// an environment variable, an IdP of the test's own and profiles of its
-/// own; the CLI signs with a token from a file.
+/// own, a TSA made by `init-tsa`; the CLI signs with a token from a file.
 #[test]
 fn config_file_on_a_token_made_by_the_setup_script() {
     let temp = tempfile::tempdir().unwrap();
@@ -164,7 +164,7 @@ fn config_file_on_a_token_made_by_the_setup_script() {
     let pin = std::fs::read_to_string(dir.join("hsm/user-pin")).unwrap();
     let idp = qsign::auth::dev::DevIdp::generate();
     std::fs::write(dir.join("idp-jwks.json"), idp.jwks_json()).unwrap();
-    let port = free_port();
+    let (port, tsa_port) = (free_port(), free_port());
     let config = format!(
         r#"listen = "127.0.0.1:{port}"
 [hsm]
@@ -179,6 +179,10 @@ issuing_certificate = "issuing.pem"
 [certificate]
 lifetime_minutes = 5
 pds_url = "https://acme.example/pds/en"
+[tsa]
+certificate = "tsa.pem"
+policy = "1.3.6.1.4.1.32473.1.2"
+listen = "127.0.0.1:{tsa_port}"
 [token]
 issuer = "https://idp.acme.example"
 audience = "qsign-acme"
@@ -207,6 +211,21 @@ allow = ["seal"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = qsign(&["init-tsa", "--config", config_arg, "--organization", "Acme"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = qsign(&["init-tsa", "--config", config_arg])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "init-tsa refuses to replace the TSA"
+    );
     let again = qsign(&["init-ca", "--config", config_arg])
         .output()
         .unwrap();
@@ -228,6 +247,8 @@ allow = ["seal"]
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    time_stamp(tsa_port);
 
     let file = dir.join("invoice.xml");
     std::fs::write(&file, b"<invoice>42</invoice>").unwrap();
