@@ -13,6 +13,7 @@ use crate::hsm::{Hsm, HsmSettings, Module};
 use crate::pki::Issuer;
 use crate::signing::SigningCore;
 use crate::state::read_certificates;
+use crate::tsa::TimeStampAuthority;
 use crate::{Error, ErrorKind};
 
 /// Opens the token and builds everything a request needs.
@@ -52,6 +53,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     policy.max_lifetime = config.token.max_lifetime;
     let verifier = Verifier::new(policy, &jwks)?;
     let profiles = Profiles::new(config.profiles.clone())?;
+    let tsa = time_stamp_authority(config, &hsm)?;
     Ok(Arc::new(SigningCore {
         hsm,
         issuer,
@@ -61,7 +63,23 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
         verifier,
         profiles,
         limits: config.limits.clone(),
+        tsa,
     }))
+}
+
+/// The built-in TSA of `[tsa]`, checked against its key in the token.
+fn time_stamp_authority(
+    config: &Config,
+    hsm: &Hsm,
+) -> Result<Option<Arc<TimeStampAuthority>>, Error> {
+    let Some(tsa) = &config.tsa else {
+        return Ok(None);
+    };
+    let certificate = single_certificate(&tsa.certificate)?;
+    let settings = tsa.settings.clone();
+    let authority =
+        hsm.run_blocking(move |session| TimeStampAuthority::new(session, settings, certificate))?;
+    Ok(Some(Arc::new(authority)))
 }
 
 /// Refuse to serve when the issuing certificate does not belong to the
@@ -198,4 +216,51 @@ pub fn init_ca(
         })?;
     }
     Ok(())
+}
+
+/// `qsign init-tsa`: the TSA key of `[tsa]` in the configured token and its
+/// certificate from the root (key `root_key_label`), written to `[tsa]
+/// certificate`. For a `--config` deployment whose CA `init-ca` made.
+pub fn init_tsa(
+    config: &Config,
+    module: &Module,
+    root_key_label: &str,
+    organization: &str,
+) -> Result<(), Error> {
+    let tsa = config.tsa.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [tsa] table; add one (see qsign.toml of a dev state dir)",
+        )
+    })?;
+    if tsa.certificate.exists() {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!(
+                "{} exists; refusing to replace the TSA certificate",
+                tsa.certificate.display()
+            ),
+        ));
+    }
+    let root = single_certificate(&config.root_certificate)?;
+    let hsm = Hsm::open(
+        module,
+        &pin(&config.hsm.pin)?,
+        HsmSettings {
+            token_label: config.hsm.token_label.clone(),
+            sessions: 1,
+            issuing_key_label: config.hsm.issuing_key_label.clone(),
+            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+        },
+    )?;
+    let der = crate::state::create_tsa(
+        &hsm,
+        root_key_label,
+        &root,
+        &tsa.settings.key_label,
+        organization,
+    )?;
+    std::fs::write(&tsa.certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
+        Error::internal(format!("cannot write {}", tsa.certificate.display())).with_source(e)
+    })
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::Profile;
 use crate::pki::{CertificatePolicy, MAX_LIFETIME};
+use crate::tsa::TsaSettings;
 use crate::Error;
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +26,7 @@ struct File {
     #[serde(default)]
     limits: Limits,
     tls: Option<TlsFile>,
+    tsa: Option<TsaFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
 }
@@ -111,6 +113,20 @@ struct TlsFile {
     client_ca: Option<PathBuf>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TsaFile {
+    #[serde(default = "default_tsa_key_label")]
+    key_label: String,
+    certificate: PathBuf,
+    policy: String,
+    #[serde(default = "default_accuracy_millis")]
+    accuracy_millis: u64,
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    urls: Vec<String>,
+}
+
 /// Where the HSM PIN comes from; never the file itself.
 #[derive(Clone, Debug)]
 pub enum PinSource {
@@ -145,6 +161,19 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
+/// `[tsa]`: the built-in time-stamping authority and external ones.
+#[derive(Clone, Debug)]
+pub struct TsaConfig {
+    pub settings: TsaSettings,
+    /// The TSA certificate (PEM), checked against the key at start.
+    pub certificate: PathBuf,
+    /// RFC 3161 §3.4 HTTP endpoint; none without it.
+    pub listen: Option<SocketAddr>,
+    /// External TSAs (http), tried in order instead of the built-in one
+    /// when not empty.
+    pub urls: Vec<String>,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -156,6 +185,8 @@ pub struct Config {
     pub token: TokenConfig,
     pub limits: Limits,
     pub tls: Option<TlsConfig>,
+    /// None: no time-stamping authority (levels above B-B are refused).
+    pub tsa: Option<TsaConfig>,
     pub profiles: Vec<Profile>,
 }
 
@@ -244,9 +275,37 @@ impl Config {
                 key: resolve(&t.key),
                 client_ca: t.client_ca.as_deref().map(resolve),
             }),
+            tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
             profiles: file.profiles,
         })
     }
+}
+
+fn tsa(file: TsaFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TsaConfig, Error> {
+    let policy = const_oid::ObjectIdentifier::new(&file.policy).map_err(|_| {
+        invalid("[tsa] policy must be an object identifier such as \"1.3.6.1.4.1.32473.1.1\"")
+    })?;
+    if !(1..=1000).contains(&file.accuracy_millis) {
+        return Err(invalid(
+            "[tsa] accuracy_millis must be between 1 and 1000 (EN 319 421's baseline \
+             policy asks for one second or better)",
+        ));
+    }
+    if file.urls.iter().any(|u| !u.starts_with("http://")) {
+        return Err(invalid(
+            "[tsa] urls must be http:// URLs (https is not supported)",
+        ));
+    }
+    Ok(TsaConfig {
+        settings: TsaSettings {
+            key_label: file.key_label,
+            policy,
+            accuracy: Duration::from_millis(file.accuracy_millis),
+        },
+        certificate: resolve(&file.certificate),
+        listen: file.listen,
+        urls: file.urls,
+    })
 }
 
 fn invalid(message: &'static str) -> Error {
@@ -265,9 +324,76 @@ fn default_issuing_key_label() -> String {
 fn default_ephemeral_key_label() -> String {
     "qsign-ephemeral".into()
 }
+fn default_tsa_key_label() -> String {
+    "qsign-tsa".into()
+}
+fn default_accuracy_millis() -> u64 {
+    1000
+}
 fn default_leeway() -> u64 {
     30
 }
 fn default_token_lifetime() -> u64 {
     900
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "qsign"
+pin_env = "PIN"
+[ca]
+root_certificate = "root.pem"
+issuing_certificate = "issuing.pem"
+[token]
+issuer = "idp"
+audience = "qsign"
+jwks_file = "jwks.json"
+"#;
+
+    fn with_tsa(tsa: &str) -> Result<Config, Error> {
+        let file: File = toml::from_str(&format!("{BASE}[tsa]\n{tsa}"))
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
+        Config::validate(file, Path::new("/etc/qsign"))
+    }
+
+    #[test]
+    fn tsa_table_is_optional_and_defaulted() {
+        let file: File = toml::from_str(BASE).unwrap();
+        assert!(Config::validate(file, Path::new("/"))
+            .unwrap()
+            .tsa
+            .is_none());
+        let tsa = with_tsa("certificate = \"tsa.pem\"\npolicy = \"1.3.6.1.4.1.32473.1.1\"")
+            .unwrap()
+            .tsa
+            .unwrap();
+        assert_eq!(tsa.settings.key_label, "qsign-tsa");
+        assert_eq!(tsa.settings.accuracy, Duration::from_secs(1));
+        assert_eq!(tsa.certificate, Path::new("/etc/qsign/tsa.pem"));
+        assert!(tsa.listen.is_none() && tsa.urls.is_empty());
+    }
+
+    #[test]
+    fn tsa_table_is_validated() {
+        let policy = "certificate = \"tsa.pem\"\npolicy = \"1.3.6.1.4.1.32473.1.1\"\n";
+        for bad in [
+            "certificate = \"tsa.pem\"\npolicy = \"not an oid\"".to_owned(),
+            format!("{policy}accuracy_millis = 0"),
+            format!("{policy}accuracy_millis = 1001"),
+            format!("{policy}urls = [\"https://tsa.example/\"]"),
+            format!("{policy}unknown = 1"),
+            "policy = \"1.2.3\"".to_owned(),
+        ] {
+            assert!(with_tsa(&bad).is_err(), "{bad}");
+        }
+        let ok = with_tsa(&format!(
+            "{policy}urls = [\"http://tsa.example/\"]\nlisten = \"127.0.0.1:1\""
+        ));
+        assert_eq!(ok.unwrap().tsa.unwrap().urls, ["http://tsa.example/"]);
+    }
 }

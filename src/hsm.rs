@@ -276,7 +276,13 @@ impl<'a> HsmSession<'a> {
 
     /// The issuing CA key, through this session's in-token session copy.
     pub fn issuing_ca(&self) -> Result<KeySigner<'_>, HsmError> {
-        let label = &self.settings.issuing_key_label;
+        self.session_signer(&self.settings.issuing_key_label)
+    }
+
+    /// The persistent private key `label` (a CA or the TSA key) through a
+    /// session copy made once per pooled session: faster than the token
+    /// object in SoftHSM, and as sensitive and non-extractable.
+    pub fn session_signer(&self, label: &str) -> Result<KeySigner<'_>, HsmError> {
         let key = self.lease.ca_copy(label)?;
         let algorithm = self.persistent_algorithm(label)?;
         Ok(KeySigner {

@@ -22,3 +22,4 @@ pub mod signed_data;
 pub mod signer;
 pub mod signing;
 pub mod state;
+pub mod tsa;

@@ -31,6 +31,10 @@ enum Command {
         /// Listen address (overrides the configuration).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the RFC 3161 HTTP time-stamping endpoint (overrides
+        /// `[tsa] listen`; needs a `[tsa]` table).
+        #[arg(long)]
+        tsa_listen: Option<SocketAddr>,
     },
     /// Create a root and an issuing CA in the token of a configuration.
     InitCa {
@@ -65,6 +69,18 @@ enum Command {
         hash_only_above: u64,
         #[command(flatten)]
         common: ClientArgs,
+    },
+    /// Create the time-stamping authority of `[tsa]`: a key in the token and
+    /// a certificate from the root CA that init-ca made.
+    InitTsa {
+        #[arg(long)]
+        config: PathBuf,
+        /// Label of the root CA key in the token.
+        #[arg(long, default_value = "qsign-root-ca")]
+        root_key_label: String,
+        /// Organisation named in the TSA certificate.
+        #[arg(long, default_value = "qsign")]
+        organization: String,
     },
     /// Sign files as detached CAdES; writes FILE.p7s next to each.
     SignDetached {
@@ -151,12 +167,18 @@ fn main() -> ExitCode {
             config,
             state_dir,
             listen,
-        } => serve(config, state_dir, listen),
+            tsa_listen,
+        } => serve(config, state_dir, listen, tsa_listen),
         Command::InitCa {
             config,
             root_key_label,
             organization,
         } => init_ca(config, &root_key_label, &organization),
+        Command::InitTsa {
+            config,
+            root_key_label,
+            organization,
+        } => init_tsa(config, &root_key_label, &organization),
         Command::SignDetached {
             files,
             seal,
@@ -204,13 +226,20 @@ fn serve(
     config: Option<PathBuf>,
     state_dir: PathBuf,
     listen: Option<SocketAddr>,
+    tsa_listen: Option<SocketAddr>,
 ) -> Result<(), String> {
     // Before any thread exists: SoftHSM reads SOFTHSM2_CONF from the environment.
     let (config, module) =
         qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
     let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
+    let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
     let runtime = runtime()?;
     runtime.block_on(async {
+        // The TSA first: once the gRPC port answers, both are listening.
+        let tsa_server = match tsa_listen {
+            Some(address) => Some(tsa_endpoint(&core, address).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -219,13 +248,32 @@ fn serve(
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
         };
-        qsign::service::serve(core, listener, config.tls.as_ref(), shutdown)
-            .await
-            .map_err(|e| e.to_string())
+        let served = qsign::service::serve(core, listener, config.tls.as_ref(), shutdown).await;
+        if let Some(task) = tsa_server {
+            task.abort();
+        }
+        served.map_err(|e| e.to_string())
     })?;
     drop(runtime);
     module.finalize();
     Ok(())
+}
+
+/// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`.
+async fn tsa_endpoint(
+    core: &qsign::signing::SigningCore,
+    address: SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let tsa = core
+        .tsa
+        .clone()
+        .ok_or("--tsa-listen needs a [tsa] table in the configuration")?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
+    })?;
+    tracing::info!(%address, "RFC 3161 time-stamping over HTTP");
+    let serving = qsign::tsa::http::serve(core.hsm.clone(), tsa, listener, std::future::pending());
+    Ok(tokio::spawn(serving))
 }
 
 fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
@@ -235,6 +283,18 @@ fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<
         .map_err(|e| e.to_string())?;
     module.finalize();
     println!("{}", config.root_certificate.display());
+    Ok(())
+}
+
+fn init_tsa(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    qsign::app::init_tsa(&config, &module, root_key_label, organization)
+        .map_err(|e| e.to_string())?;
+    module.finalize();
+    if let Some(tsa) = &config.tsa {
+        println!("{}", tsa.certificate.display());
+    }
     Ok(())
 }
 

@@ -136,7 +136,12 @@ impl SigningService for Service {
     ) -> Result<Response<proto::GetTrustChainResponse>, Status> {
         Ok(Response::new(proto::GetTrustChainResponse {
             certificates: self.core.trust_chain.clone(),
-            tsa_certificate: Vec::new(),
+            tsa_certificate: self
+                .core
+                .tsa
+                .as_ref()
+                .map(|tsa| tsa.certificate_der().to_vec())
+                .unwrap_or_default(),
         }))
     }
 }

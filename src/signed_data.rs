@@ -85,26 +85,8 @@ impl SignatureContext {
         chain: &[Certificate],
         signer: &impl Signer,
     ) -> Result<Self, Error> {
-        let tbs = &signer_certificate.certificate.tbs_certificate;
         let digest_algorithm = signer.digest_algorithm();
-        let signature_algorithm = signer
-            .signature_algorithm_identifier()
-            .map_err(|e| Error::internal("signer has no signature algorithm").with_source(e))?;
-        // EN 319 122-1 §5.2.2.3: ESS signing-certificate-v2 binds the
-        // signature to exactly this certificate.
-        let ess = SigningCertificateV2 {
-            certs: vec![EssCertIdV2 {
-                cert_hash: octets(&Sha256::digest(&signer_certificate.der))?,
-                issuer_serial: Some(IssuerSerial {
-                    issuer: vec![GeneralName::DirectoryName(tbs.issuer.clone())],
-                    serial_number: tbs.serial_number.clone(),
-                }),
-            }],
-        };
-        let protection = CmsAlgorithmProtection {
-            digest_algorithm: digest_algorithm.clone(),
-            signature_algorithm: Some(signature_algorithm.clone()),
-        };
+        let signature_algorithm = signature_algorithm(signer)?;
         let mut certificates = SetOfVec::new();
         certificates
             .insert(CertificateChoices::Certificate(
@@ -118,12 +100,11 @@ impl SignatureContext {
         }
         Ok(Self {
             certificates: CertificateSet(certificates),
-            sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-                issuer: tbs.issuer.clone(),
-                serial_number: tbs.serial_number.clone(),
-            }),
-            signing_certificate_v2: attribute(rfc5911::ID_AA_SIGNING_CERTIFICATE_V_2, &ess)?,
-            algorithm_protection: attribute(AA_CMS_ALGORITHM_PROTECTION, &protection)?,
+            sid: issuer_and_serial_number(&signer_certificate.certificate),
+            // EN 319 122-1 §5.2.2.3: ESS signing-certificate-v2 binds the
+            // signature to exactly this certificate.
+            signing_certificate_v2: signing_certificate_v2(signer_certificate)?,
+            algorithm_protection: algorithm_protection(&digest_algorithm, &signature_algorithm)?,
             digest_algorithm,
             signature_algorithm,
         })
@@ -148,24 +129,13 @@ impl SignatureContext {
             // RFC 5652 §11.3 signing-time: UTCTime through 2049.
             attributes.push(attribute(rfc6268::ID_SIGNING_TIME, &rfc5280_time(time)?)?);
         }
-        let signed_attributes = SetOfVec::try_from(attributes).map_err(encoding)?;
-        let to_sign = signed_attributes.to_der().map_err(encoding)?;
-        let signature = signer.try_sign(&to_sign).map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                "the HSM could not sign the signed attributes",
-            )
-            .with_source(e)
-        })?;
-        Ok(SignerInfo {
-            version: CmsVersion::V1,
-            sid: self.sid.clone(),
-            digest_alg: self.digest_algorithm.clone(),
-            signed_attrs: Some(signed_attributes),
-            signature_algorithm: self.signature_algorithm.clone(),
-            signature: octets(signature.as_bytes())?,
-            unsigned_attrs: None,
-        })
+        signer_info(
+            self.sid.clone(),
+            &self.digest_algorithm,
+            &self.signature_algorithm,
+            attributes,
+            signer,
+        )
     }
 
     /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
@@ -174,8 +144,9 @@ impl SignatureContext {
         digest_algorithms
             .insert(self.digest_algorithm.clone())
             .map_err(encoding)?;
-        let signer_infos = SetOfVec::try_from(vec![signer_info]).map_err(encoding)?;
-        let signed_data = SignedData {
+        // RFC 5652 §5.1: version 1 for id-data content and only
+        // issuerAndSerialNumber signer identifiers.
+        content_info(SignedData {
             version: CmsVersion::V1,
             digest_algorithms,
             encap_content_info: EncapsulatedContentInfo {
@@ -184,13 +155,8 @@ impl SignatureContext {
             },
             certificates: Some(self.certificates.clone()),
             crls: None,
-            signer_infos: SignerInfos(signer_infos),
-        };
-        let content_info = ContentInfo {
-            content_type: rfc6268::ID_SIGNED_DATA,
-            content: Any::encode_from(&signed_data).map_err(encoding)?,
-        };
-        content_info.to_der().map_err(encoding)
+            signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(encoding)?),
+        })
     }
 }
 
@@ -218,8 +184,91 @@ pub fn pades_capacity(chain: &[Vec<u8>]) -> usize {
         + TIME_STAMP_ALLOWANCE
 }
 
+/// The signer's algorithm, as SignerInfo.signatureAlgorithm names it.
+pub(crate) fn signature_algorithm(signer: &impl Signer) -> Result<AlgorithmIdentifierOwned, Error> {
+    signer
+        .signature_algorithm_identifier()
+        .map_err(|e| Error::internal("signer has no signature algorithm").with_source(e))
+}
+
+/// RFC 5652 §5.3 `SignerIdentifier` by issuer and serial number (SignerInfo
+/// version 1).
+pub(crate) fn issuer_and_serial_number(certificate: &Certificate) -> SignerIdentifier {
+    let tbs = &certificate.tbs_certificate;
+    SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        issuer: tbs.issuer.clone(),
+        serial_number: tbs.serial_number.clone(),
+    })
+}
+
+/// RFC 5035 §3 ESS signing-certificate-v2 naming `certificate` by its
+/// SHA-256 hash and issuerSerial (also RFC 5816 §2.2.1 for time-stamps).
+pub(crate) fn signing_certificate_v2(certificate: &Issued) -> Result<Attribute, Error> {
+    let tbs = &certificate.certificate.tbs_certificate;
+    let ess = SigningCertificateV2 {
+        certs: vec![EssCertIdV2 {
+            cert_hash: octets(&Sha256::digest(&certificate.der))?,
+            issuer_serial: Some(IssuerSerial {
+                issuer: vec![GeneralName::DirectoryName(tbs.issuer.clone())],
+                serial_number: tbs.serial_number.clone(),
+            }),
+        }],
+    };
+    attribute(rfc5911::ID_AA_SIGNING_CERTIFICATE_V_2, &ess)
+}
+
+/// RFC 6211 §2 CMS algorithm protection.
+pub(crate) fn algorithm_protection(
+    digest_algorithm: &AlgorithmIdentifierOwned,
+    signature_algorithm: &AlgorithmIdentifierOwned,
+) -> Result<Attribute, Error> {
+    let protection = CmsAlgorithmProtection {
+        digest_algorithm: digest_algorithm.clone(),
+        signature_algorithm: Some(signature_algorithm.clone()),
+    };
+    attribute(AA_CMS_ALGORITHM_PROTECTION, &protection)
+}
+
+/// RFC 5652 §5.3, §5.4: a SignerInfo whose signature covers the DER of
+/// `attributes` (a SET OF, so sorted by the encoder).
+pub(crate) fn signer_info(
+    sid: SignerIdentifier,
+    digest_algorithm: &AlgorithmIdentifierOwned,
+    signature_algorithm: &AlgorithmIdentifierOwned,
+    attributes: Vec<Attribute>,
+    signer: &impl Signer,
+) -> Result<SignerInfo, Error> {
+    let signed_attributes = SetOfVec::try_from(attributes).map_err(encoding)?;
+    let to_sign = signed_attributes.to_der().map_err(encoding)?;
+    let signature = signer.try_sign(&to_sign).map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "the HSM could not sign the signed attributes",
+        )
+        .with_source(e)
+    })?;
+    Ok(SignerInfo {
+        version: CmsVersion::V1,
+        sid,
+        digest_alg: digest_algorithm.clone(),
+        signed_attrs: Some(signed_attributes),
+        signature_algorithm: signature_algorithm.clone(),
+        signature: octets(signature.as_bytes())?,
+        unsigned_attrs: None,
+    })
+}
+
+/// RFC 5652 §3: `signed_data` in a `ContentInfo`, DER.
+pub(crate) fn content_info(signed_data: SignedData) -> Result<Vec<u8>, Error> {
+    let content_info = ContentInfo {
+        content_type: rfc6268::ID_SIGNED_DATA,
+        content: Any::encode_from(&signed_data).map_err(encoding)?,
+    };
+    content_info.to_der().map_err(encoding)
+}
+
 /// A single-valued attribute (RFC 5652 §5.3).
-fn attribute(
+pub(crate) fn attribute(
     oid: ObjectIdentifier,
     value: &(impl der::EncodeValue + der::Tagged),
 ) -> Result<Attribute, Error> {
@@ -230,10 +279,10 @@ fn attribute(
     })
 }
 
-fn octets(bytes: &[u8]) -> Result<OctetString, Error> {
+pub(crate) fn octets(bytes: &[u8]) -> Result<OctetString, Error> {
     OctetString::new(bytes).map_err(encoding)
 }
 
-fn encoding(e: der::Error) -> Error {
+pub(crate) fn encoding(e: der::Error) -> Error {
     Error::internal("CMS encoding failed").with_source(e)
 }

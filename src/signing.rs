@@ -24,6 +24,7 @@ use crate::hsm::{Hsm, KeyAlgorithm};
 use crate::pades;
 use crate::pki::{self, CertificatePolicy, Issuer, Subject};
 use crate::signed_data::{SignatureContext, SigningTime};
+use crate::tsa::TimeStampAuthority;
 use crate::{Error, ErrorKind};
 
 /// Everything a request needs; built once at start, shared by all requests.
@@ -38,6 +39,8 @@ pub struct SigningCore {
     pub verifier: Verifier,
     pub profiles: Profiles,
     pub limits: Limits,
+    /// The built-in time-stamping authority, when `[tsa]` is configured.
+    pub tsa: Option<Arc<TimeStampAuthority>>,
 }
 
 /// A document of a detached request: its content or its SHA-256.

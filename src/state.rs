@@ -1,7 +1,8 @@
 //! The embedded default (SPEC §8): a state directory that holds a SoftHSM
-//! token, a development root and issuing CA whose keys live in that token, a
-//! development identity provider, and the `qsign.toml` that ties them
-//! together. Made on first start, reused afterwards.
+//! token, a development root and issuing CA and a time-stamping authority
+//! whose keys live in that token, a development identity provider, and the
+//! `qsign.toml` that ties them together. Made on first start, reused
+//! afterwards (a directory made before the TSA existed runs without one).
 //!
 //! DEVELOPMENT ONLY: the IdP's private key sits in a file so that the CLI can
 //! mint activation tokens. A production deployment trusts a real IdP's JWKS
@@ -25,6 +26,7 @@ use crate::{Error, ErrorKind};
 pub const CONFIG: &str = "qsign.toml";
 pub const ROOT_CA: &str = "root-ca.pem";
 pub const ISSUING_CA: &str = "issuing-ca.pem";
+pub const TSA_CERTIFICATE: &str = "tsa.pem";
 pub const DEV_IDP_KEY: &str = "dev-idp-key.pem";
 pub const DEV_IDP_JWKS: &str = "dev-idp-jwks.json";
 pub const USER_PIN: &str = "user-pin";
@@ -33,6 +35,7 @@ pub const SOFTHSM_CONF: &str = "softhsm2.conf";
 pub const TOKEN_LABEL: &str = "qsign";
 pub const ROOT_KEY_LABEL: &str = "qsign-root-ca";
 pub const ISSUING_KEY_LABEL: &str = "qsign-issuing-ca";
+pub const TSA_KEY_LABEL: &str = "qsign-tsa";
 pub const DEV_ISSUER: &str = "qsign-dev-idp";
 pub const DEV_AUDIENCE: &str = "qsign";
 pub const DEV_PROFILE: &str = "dev";
@@ -120,6 +123,8 @@ impl StateDir {
         let (root, issuing) = create_ca(&hsm, ROOT_KEY_LABEL, ISSUING_KEY_LABEL, DEV_ORGANIZATION)?;
         write_public(&self.file(ROOT_CA), &pem_certificate(&root)?)?;
         write_public(&self.file(ISSUING_CA), &pem_certificate(&issuing)?)?;
+        let tsa = create_tsa(&hsm, ROOT_KEY_LABEL, &root, TSA_KEY_LABEL, DEV_ORGANIZATION)?;
+        write_public(&self.file(TSA_CERTIFICATE), &pem_certificate(&tsa)?)?;
 
         let idp = DevIdp::generate();
         write_private(&self.file(DEV_IDP_KEY), idp.pkcs8_pem().as_bytes())?;
@@ -183,6 +188,44 @@ pub fn create_ca(
             10 * year,
         )?;
         Ok((root.der, issuing.der))
+    })
+}
+
+/// Makes the time-stamping authority: a persistent, sensitive,
+/// non-extractable EC P-256 key `tsa_label` and its certificate from the
+/// root (`root_der`, key `root_label`); returns the certificate, DER.
+/// Refuses when a key labelled `tsa_label` already exists.
+pub fn create_tsa(
+    hsm: &Hsm,
+    root_label: &str,
+    root_der: &[u8],
+    tsa_label: &str,
+    organization: &str,
+) -> Result<Vec<u8>, Error> {
+    let root = Issuer::from_der(root_der.to_vec())?;
+    let (root_label, tsa_label, organization) =
+        (root_label.to_owned(), tsa_label.to_owned(), organization.to_owned());
+    hsm.run_blocking(move |session| {
+        let (root_label, tsa_label) = (root_label.as_str(), tsa_label.as_str());
+        let organization = organization.as_str();
+        if session.has_private_key(tsa_label)? {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                format!("the token already holds a key labelled '{tsa_label}'; refusing to replace the TSA key"),
+            ));
+        }
+        let name = NameBuilder::default()
+            .printable(const_oid::db::rfc4519::C, "DK")
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::O, organization))
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::CN, &format!("{organization} TSA")))
+            .map_err(pki::encoding)?
+            .build();
+        let key = session.generate_persistent(KeyAlgorithm::EcP256, tsa_label)?;
+        let root_signer = session.persistent_signer(root_label)?;
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let issued =
+            pki::ca::time_stamping(name, key, &root, &root_signer, SystemTime::now(), 5 * year)?;
+        Ok(issued.der)
     })
 }
 

@@ -27,12 +27,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(state: &Path, port: u16) -> Serving {
+/// `qsign serve` on `port`, its RFC 3161 endpoint on a free port of its
+/// own (not the configured 50052, which may be taken), returned with it.
+fn serve(state: &Path, port: u16) -> (Serving, u16) {
+    let tsa_port = free_port();
     let child = Command::new(QSIGN)
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--tsa-listen",
+            &format!("127.0.0.1:{tsa_port}"),
             "--state-dir",
         ])
         .arg(state)
@@ -49,7 +54,19 @@ fn serve(state: &Path, port: u16) -> Serving {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    serving
+    (serving, tsa_port)
+}
+
+/// A token from the served TSA endpoint, checked for its imprint.
+fn time_stamp(tsa_port: u16) {
+    let imprint = qsign::tsa::MessageImprint::sha256_of(b"cli time-stamp");
+    let urls = [format!("http://127.0.0.1:{tsa_port}/")];
+    let token = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(qsign::tsa::request_external(&urls, &imprint))
+        .expect("qsign serve answers RFC 3161 queries");
+    let info = qsign::tsa::tst_info(&token).unwrap();
+    assert_eq!(info.message_imprint, imprint);
 }
 
 fn sign(state: &Path, port: u16, extra: &[&str], file: &Path) {
@@ -82,9 +99,10 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
     let sig = temp.path().join("filing.txt.p7s");
     let root_before;
     {
-        let _server = serve(&state, port);
+        let (_server, tsa_port) = serve(&state, port);
         for name in [
             "root-ca.pem",
+            "tsa.pem",
             "dev-idp-key.pem",
             "dev-idp-jwks.json",
             "qsign.toml",
@@ -101,6 +119,7 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
             assert_eq!(mode & 0o077, 0, "{secret} is private");
         }
         root_before = std::fs::read(state.join("root-ca.pem")).unwrap();
+        time_stamp(tsa_port);
         sign(&state, port, &[], &file);
         if tools::require("openssl") {
             let cms = std::fs::read(&sig).unwrap();
@@ -108,8 +127,9 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
                 .expect("verify");
         }
     }
-    // A second start reuses the token, the CA and the IdP.
-    let _server = serve(&state, port);
+    // A second start reuses the token, the CA, the TSA and the IdP.
+    let (_server, tsa_port) = serve(&state, port);
+    time_stamp(tsa_port);
     assert_eq!(
         std::fs::read(state.join("root-ca.pem")).unwrap(),
         root_before
@@ -125,7 +145,7 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
 
 /// `qsign serve --config` on a token made by `softhsm/setup.sh`, the PIN in
 /// an environment variable, an IdP of the test's own and profiles of its
-/// own; the CLI signs with a token from a file.
+/// own, a TSA made by `init-tsa`; the CLI signs with a token from a file.
 #[test]
 fn config_file_on_a_token_made_by_the_setup_script() {
     let temp = tempfile::tempdir().unwrap();
@@ -144,7 +164,7 @@ fn config_file_on_a_token_made_by_the_setup_script() {
     let pin = std::fs::read_to_string(dir.join("hsm/user-pin")).unwrap();
     let idp = qsign::auth::dev::DevIdp::generate();
     std::fs::write(dir.join("idp-jwks.json"), idp.jwks_json()).unwrap();
-    let port = free_port();
+    let (port, tsa_port) = (free_port(), free_port());
     let config = format!(
         r#"listen = "127.0.0.1:{port}"
 [hsm]
@@ -159,6 +179,10 @@ issuing_certificate = "issuing.pem"
 [certificate]
 lifetime_minutes = 5
 pds_url = "https://acme.example/pds/en"
+[tsa]
+certificate = "tsa.pem"
+policy = "1.3.6.1.4.1.32473.1.2"
+listen = "127.0.0.1:{tsa_port}"
 [token]
 issuer = "https://idp.acme.example"
 audience = "qsign-acme"
@@ -187,6 +211,21 @@ allow = ["seal"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = qsign(&["init-tsa", "--config", config_arg, "--organization", "Acme"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = qsign(&["init-tsa", "--config", config_arg])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "init-tsa refuses to replace the TSA"
+    );
     let again = qsign(&["init-ca", "--config", config_arg])
         .output()
         .unwrap();
@@ -208,6 +247,8 @@ allow = ["seal"]
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    time_stamp(tsa_port);
 
     let file = dir.join("invoice.xml");
     std::fs::write(&file, b"<invoice>42</invoice>").unwrap();

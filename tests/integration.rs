@@ -12,3 +12,4 @@ mod errors;
 mod hygiene;
 mod pades;
 mod service;
+mod tsa;

@@ -1,5 +1,6 @@
-//! CA certificates made at set-up: a self-signed root and an issuing CA
-//! (RFC 5280 §4.2.1.9, §4.2.1.3). Their keys stay in the token.
+//! Certificates made at set-up: a self-signed root, an issuing CA (RFC 5280
+//! §4.2.1.9, §4.2.1.3) and the time-stamping authority (RFC 3161 §2.3).
+//! Their keys stay in the token.
 
 use std::time::{Duration, SystemTime};
 
@@ -55,6 +56,40 @@ pub fn issuing(
     let extensions = [
         extensions::basic_constraints_ca(Some(0)),
         extensions::key_usage_ca(),
+        extensions::subject_key_identifier(&key_id),
+        extensions::authority_key_identifier(&parent.key_id),
+    ];
+    sign(
+        Unsigned {
+            issuer: parent.name().clone(),
+            subject: name,
+            validity: validity(now, lifetime)?,
+            public_key,
+            extensions: extensions
+                .into_iter()
+                .collect::<der::Result<_>>()
+                .map_err(encoding)?,
+        },
+        signer,
+    )
+}
+
+/// A time-stamping authority's certificate under `parent` (the root):
+/// RFC 3161 §2.3 extendedKeyUsage id-kp-timeStamping only, critical;
+/// keyUsage digitalSignature + nonRepudiation, critical; AKI and SKI; not a
+/// CA (no basicConstraints, RFC 5280 §4.2.1.9 lets an end entity omit it).
+pub fn time_stamping(
+    name: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    parent: &Issuer,
+    signer: &impl Signer,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<Issued, Error> {
+    let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
+    let extensions = [
+        extensions::key_usage_time_stamping(),
+        extensions::extended_key_usage_time_stamping(),
         extensions::subject_key_identifier(&key_id),
         extensions::authority_key_identifier(&parent.key_id),
     ];

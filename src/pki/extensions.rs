@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::ext::pkix::certpolicy::PolicyInformation;
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, KeyUsage, KeyUsages,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, ExtendedKeyUsage, KeyUsage,
+    KeyUsages, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 
@@ -62,6 +62,26 @@ pub fn key_usage_non_repudiation() -> der::Result<Extension> {
 /// RFC 5280 §4.2.1.3 for CA certificates: keyCertSign and cRLSign, critical.
 pub fn key_usage_ca() -> der::Result<Extension> {
     associated(true, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
+}
+
+/// keyUsage of a TSA: digitalSignature and nonRepudiation, critical.
+/// RFC 3161 leaves it open; relying parties (OpenSSL's timestamp-signing
+/// purpose) refuse a TSA certificate with any other bit.
+pub fn key_usage_time_stamping() -> der::Result<Extension> {
+    associated(
+        true,
+        &KeyUsage(KeyUsages::DigitalSignature | KeyUsages::NonRepudiation),
+    )
+}
+
+/// RFC 3161 §2.3: "only one instance of the extended key usage field
+/// extension ... with KeyPurposeID having value id-kp-timeStamping. This
+/// extension MUST be critical."
+pub fn extended_key_usage_time_stamping() -> der::Result<Extension> {
+    associated(
+        true,
+        &ExtendedKeyUsage(vec![const_oid::db::rfc5280::ID_KP_TIME_STAMPING]),
+    )
 }
 
 /// RFC 5280 §4.2.1.9, critical for CAs.
