@@ -64,6 +64,11 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
         profiles,
         limits: config.limits.clone(),
         tsa,
+        tsa_urls: config
+            .tsa
+            .as_ref()
+            .map(|t| t.urls.clone())
+            .unwrap_or_default(),
     }))
 }
 

@@ -16,7 +16,7 @@ use crate::config::TlsConfig;
 use crate::hsm::KeyAlgorithm;
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
-use crate::signing::{Authorization, Document, PdfOptions, SigningCore};
+use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::Error;
 pub use status::status;
 
@@ -153,8 +153,8 @@ fn authorization(
     level: i32,
     key_algorithm: i32,
 ) -> Result<Authorization, Error> {
-    level_supported(level)?;
     Ok(Authorization {
+        level: level_of(level)?,
         activation_token,
         seal_profile: Some(seal_profile).filter(|p| !p.is_empty()),
         key_algorithm: key_algorithm_of(key_algorithm)?,
@@ -174,20 +174,15 @@ fn key_algorithm_of(value: i32) -> Result<KeyAlgorithm, Error> {
     }
 }
 
-/// SPEC §6 levels. Without a time-stamping authority only B-B can be made,
-/// and a request for more is refused rather than silently downgraded.
-fn level_supported(value: i32) -> Result<(), Error> {
+/// SPEC §6 levels; unspecified is the server's default.
+fn level_of(value: i32) -> Result<Option<Level>, Error> {
     use proto::Level as P;
     match P::try_from(value) {
-        Ok(P::Unspecified | P::BB) => Ok(()),
-        Ok(level) => Err(Error::new(
-            crate::ErrorKind::FailedPrecondition,
-            format!(
-                "level {} needs a time-stamping authority and this server has none configured; \
-                 ask for B_B",
-                level.as_str_name()
-            ),
-        )),
+        Ok(P::Unspecified) => Ok(None),
+        Ok(P::BB) => Ok(Some(Level::BB)),
+        Ok(P::BT) => Ok(Some(Level::BT)),
+        Ok(P::BLt) => Ok(Some(Level::BLt)),
+        Ok(P::BLta) => Ok(Some(Level::BLta)),
         Err(_) => Err(Error::invalid_argument(format!("unknown level {value}"))),
     }
 }

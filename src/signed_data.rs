@@ -12,7 +12,7 @@ use cms::signed_data::{
 use const_oid::db::{rfc5911, rfc6268};
 use const_oid::ObjectIdentifier;
 use der::asn1::{OctetString, SetOfVec};
-use der::{Any, Encode, Sequence};
+use der::{Any, Decode, Encode, Sequence};
 use sha2::{Digest, Sha256};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
@@ -265,6 +265,18 @@ pub(crate) fn content_info(signed_data: SignedData) -> Result<Vec<u8>, Error> {
         content: Any::encode_from(&signed_data).map_err(encoding)?,
     };
     content_info.to_der().map_err(encoding)
+}
+
+/// B-T: the signature-time-stamp unsigned attribute (EN 319 122-1 §5.3,
+/// RFC 3161 Appendix A), a TimeStampToken over this SignerInfo's signature.
+pub fn add_signature_time_stamp(signer_info: &mut SignerInfo, token: &[u8]) -> Result<(), Error> {
+    let token = Any::from_der(token).map_err(encoding)?;
+    let attribute = Attribute {
+        oid: crate::tsa::asn1::AA_SIGNATURE_TIME_STAMP_TOKEN,
+        values: SetOfVec::try_from(vec![token]).map_err(encoding)?,
+    };
+    signer_info.unsigned_attrs = Some(SetOfVec::try_from(vec![attribute]).map_err(encoding)?);
+    Ok(())
 }
 
 /// A single-valued attribute (RFC 5652 §5.3).

@@ -23,8 +23,9 @@ use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
 use crate::pades;
 use crate::pki::{self, CertificatePolicy, Issuer, Subject};
+use crate::signed_data;
 use crate::signed_data::{SignatureContext, SigningTime};
-use crate::tsa::TimeStampAuthority;
+use crate::tsa::{MessageImprint, TimeStampAuthority};
 use crate::{Error, ErrorKind};
 
 /// Everything a request needs; built once at start, shared by all requests.
@@ -41,6 +42,9 @@ pub struct SigningCore {
     pub limits: Limits,
     /// The built-in time-stamping authority, when `[tsa]` is configured.
     pub tsa: Option<Arc<TimeStampAuthority>>,
+    /// External TSAs (`[tsa] urls`), tried in order; when any is given they
+    /// are used instead of the built-in one.
+    pub tsa_urls: Vec<String>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -55,6 +59,17 @@ pub struct Authorization {
     /// Empty or None: personal signature of the token's subject.
     pub seal_profile: Option<String>,
     pub key_algorithm: KeyAlgorithm,
+    /// None: the server's default, B-T wherever a TSA is available.
+    pub level: Option<Level>,
+}
+
+/// SPEC §6 baseline levels (EN 319 122-1 / EN 319 142-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    BB,
+    BT,
+    BLt,
+    BLta,
 }
 
 pub struct DetachedSignatures {
@@ -93,6 +108,7 @@ impl SigningCore {
         documents: Vec<Document>,
         authorization: Authorization,
     ) -> Result<DetachedSignatures, Error> {
+        let level = self.level(authorization.level)?;
         if documents.is_empty() {
             return Err(Error::invalid_argument(
                 "the batch is empty: send at least one document",
@@ -120,6 +136,7 @@ impl SigningCore {
                 digests.clone(),
                 digests,
                 SigningTime::Attribute(now),
+                level,
             )
             .await?;
         Ok(DetachedSignatures {
@@ -138,6 +155,7 @@ impl SigningCore {
         options: PdfOptions,
         authorization: Authorization,
     ) -> Result<SignedPdf, Error> {
+        let level = self.level(authorization.level)?;
         if pdf.len() > self.limits.max_document_bytes {
             return Err(Error::new(
                 ErrorKind::ResourceExhausted,
@@ -177,6 +195,7 @@ impl SigningCore {
                 vec![document_digest],
                 vec![byte_range_digest],
                 SigningTime::Omitted,
+                level,
             )
             .await?;
         let mut prepared = prepared;
@@ -209,6 +228,7 @@ impl SigningCore {
                 ))
             })
         };
+        let level = self.level(authorization.level)?;
         let byte_range_digest = digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
@@ -222,6 +242,7 @@ impl SigningCore {
                 vec![document_digest],
                 vec![byte_range_digest],
                 SigningTime::Omitted,
+                level,
             )
             .await?;
         Ok(DetachedSignatures {
@@ -229,6 +250,25 @@ impl SigningCore {
             certificate: signed.certificate,
             signature_id: signed.signature_id,
         })
+    }
+
+    /// The level a request gets: B-T by default wherever a TSA is available;
+    /// never a silent downgrade of an explicit request.
+    fn level(&self, requested: Option<Level>) -> Result<Level, Error> {
+        let time_stamps = self.tsa.is_some() || !self.tsa_urls.is_empty();
+        match requested {
+            None if time_stamps => Ok(Level::BT),
+            None | Some(Level::BB) => Ok(Level::BB),
+            Some(Level::BT) if time_stamps => Ok(Level::BT),
+            Some(Level::BT) => Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                "level B_T needs a time-stamping authority and this server has none configured; ask for B_B",
+            )),
+            Some(_) => Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                "levels B_LT and B_LTA are not available yet; ask for B_T or B_B",
+            )),
+        }
     }
 
     /// SPEC §3, §4: a valid token that covers every digest and allows the
@@ -259,10 +299,18 @@ impl SigningCore {
         approved: Vec<[u8; 32]>,
         digests: Vec<[u8; 32]>,
         signing_time: SigningTime,
+        level: Level,
     ) -> Result<Signed, Error> {
         let core = self.clone();
         let now = SystemTime::now();
-        self.hsm
+        // The built-in TSA stamps inside the HSM task; external ones after it.
+        let external = level == Level::BT && !self.tsa_urls.is_empty();
+        let built_in = match (level, external, &self.tsa) {
+            (Level::BT, false, Some(tsa)) => Some(tsa.clone()),
+            _ => None,
+        };
+        let mut signed = self
+            .hsm
             .run(move |session| {
                 let key = session.generate_ephemeral(algorithm)?;
                 let ca = session.issuing_ca()?;
@@ -275,19 +323,44 @@ impl SigningCore {
                     now,
                 )?;
                 let context = SignatureContext::new(&issued, &core.chain, &key)?;
-                let cms = digests
-                    .iter()
-                    .map(|digest| context.content_info(context.sign(digest, signing_time, &key)?))
-                    .collect::<Result<Vec<_>, Error>>()?;
+                let mut signer_infos = Vec::with_capacity(digests.len());
+                for digest in &digests {
+                    let mut signer_info = context.sign(digest, signing_time, &key)?;
+                    if let Some(tsa) = &built_in {
+                        let imprint = MessageImprint::sha256_of(signer_info.signature.as_bytes());
+                        let token =
+                            tsa.time_stamp(session, &imprint, None, true, SystemTime::now())?;
+                        signed_data::add_signature_time_stamp(&mut signer_info, &token)?;
+                    }
+                    signer_infos.push(signer_info);
+                }
+                drop(key);
                 let signature_id = uuid::Uuid::new_v4().to_string();
                 audit(&signature_id, &activation, &signatory, &issued, &approved);
-                Ok(Signed {
-                    signature_id,
-                    certificate: issued.der,
-                    cms,
-                })
+                Ok((
+                    Signed {
+                        signature_id,
+                        certificate: issued.der,
+                        cms: Vec::new(),
+                    },
+                    context,
+                    signer_infos,
+                ))
             })
-            .await
+            .await?;
+        let (ref mut result, ref context, ref mut signer_infos) = signed;
+        if external {
+            for signer_info in signer_infos.iter_mut() {
+                let imprint = MessageImprint::sha256_of(signer_info.signature.as_bytes());
+                let token = crate::tsa::request_external(&self.tsa_urls, &imprint).await?;
+                signed_data::add_signature_time_stamp(signer_info, &token)?;
+            }
+        }
+        result.cms = signer_infos
+            .drain(..)
+            .map(|signer_info| context.content_info(signer_info))
+            .collect::<Result<_, _>>()?;
+        Ok(signed.0)
     }
 }
 

@@ -203,8 +203,11 @@ pub fn create_tsa(
     organization: &str,
 ) -> Result<Vec<u8>, Error> {
     let root = Issuer::from_der(root_der.to_vec())?;
-    let (root_label, tsa_label, organization) =
-        (root_label.to_owned(), tsa_label.to_owned(), organization.to_owned());
+    let (root_label, tsa_label, organization) = (
+        root_label.to_owned(),
+        tsa_label.to_owned(),
+        organization.to_owned(),
+    );
     hsm.run_blocking(move |session| {
         let (root_label, tsa_label) = (root_label.as_str(), tsa_label.as_str());
         let organization = organization.as_str();

@@ -232,6 +232,7 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
         profiles: qsign::auth::Profiles::new(env().config.profiles.clone()).unwrap(),
         limits: base.limits.clone(),
         tsa: None,
+        tsa_urls: vec![],
     });
     let server = Server::start(broken).await;
     let data = b"no hsm".to_vec();

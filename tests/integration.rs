@@ -10,6 +10,7 @@ mod cli;
 mod detached;
 mod errors;
 mod hygiene;
+mod levels;
 mod pades;
 mod service;
 mod tsa;

@@ -55,6 +55,11 @@ fn pdf_request(pdf: Vec<u8>, who: &Who, seal: &str) -> SignPdfRequest {
 
 /// pyHanko, pdfsig and the byte-for-byte prefix check on one signed file.
 pub fn judge(signed: &Path, original: &Path, expect: &str) {
+    judge_at_level(signed, original, expect, "B-B", "now");
+}
+
+/// `judge` at a level, validating at `at` (`now`, `claimed`, `tst`).
+pub fn judge_at_level(signed: &Path, original: &Path, expect: &str, level: &str, at: &str) {
     let signed_bytes = std::fs::read(signed).unwrap();
     let original_bytes = std::fs::read(original).unwrap();
     assert!(
@@ -73,6 +78,10 @@ pub fn judge(signed: &Path, original: &Path, expect: &str) {
             expect.as_ref(),
             "--original".as_ref(),
             original.as_os_str(),
+            "--level".as_ref(),
+            level.as_ref(),
+            "--at".as_ref(),
+            at.as_ref(),
         ],
     )
     .unwrap_or_else(|e| panic!("{}: {e}", signed.display()));

@@ -1,0 +1,189 @@
+//! SPEC §6 levels: B-T by default wherever a TSA is available, CAdES and
+//! PAdES time-stamps that validators accept at the time-stamp's time, and
+//! no half-signed result when the external TSA is down.
+
+use qsign::proto::{self, SignPdfRequest};
+use tonic::Code;
+
+use crate::detached::{content, request};
+use crate::pades::judge_at_level;
+use crate::support::{env, server, sha256, tools, Server, Who};
+
+async fn cades_bt(label: &str, who: Who, seal: &str, expect: &str, level: proto::Level) {
+    let server = server(label).await;
+    let data = format!("B-T {label}").into_bytes();
+    let mut req = request(
+        vec![content(&data)],
+        env().token(&who, &[sha256(&data)]),
+        seal,
+    );
+    req.level = level as i32;
+    let response = server
+        .client()
+        .await
+        .sign_detached(req)
+        .await
+        .expect("signed")
+        .into_inner();
+    let dir = tempfile::tempdir().unwrap();
+    let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
+    std::fs::write(&sig, &response.cms[0]).unwrap();
+    std::fs::write(&doc, &data).unwrap();
+    let root = env().root_ca();
+    tools::validate(
+        "validate_cms.py",
+        &[
+            sig.as_os_str(),
+            doc.as_os_str(),
+            "--root".as_ref(),
+            root.as_os_str(),
+            "--expect".as_ref(),
+            expect.as_ref(),
+            "--level".as_ref(),
+            "B-T".as_ref(),
+        ],
+    )
+    .expect("validate_cms.py --level B-T");
+    if tools::require("openssl") {
+        tools::openssl_cms_verify(&response.cms[0], &data, &root).expect("openssl");
+    }
+    assert_eq!(env().leftover_keys(label), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cades_personal_is_b_t_by_default() {
+    cades_bt(
+        "bt-person",
+        Who::jens(),
+        "",
+        "person",
+        proto::Level::Unspecified,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cades_seal_b_t() {
+    cades_bt("bt-seal", Who::sealer(), "dev", "seal", proto::Level::BT).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pades_b_t_validates_at_the_time_stamp() {
+    let server = server("bt-pdf").await;
+    let mut client = server.client().await;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, who, seal, expect) in [
+        ("reportlab_simple.pdf", Who::jens(), "", "person"),
+        ("qpdf_object_streams.pdf", Who::sealer(), "dev", "seal"),
+        ("incremental_updates.pdf", Who::jens(), "", "person"),
+    ] {
+        let original = corpus.join(name);
+        let Ok(pdf) = std::fs::read(&original) else {
+            assert!(
+                !tools::in_ci(),
+                "the shared corpus is required under CI=true"
+            );
+            return;
+        };
+        let request = SignPdfRequest {
+            activation_token: env().token(&who, &[sha256(&pdf)]),
+            pdf,
+            seal_profile: seal.into(),
+            level: proto::Level::Unspecified as i32,
+            key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
+            reason: None,
+            location: None,
+            contact_info: None,
+            appearance: None,
+        };
+        let signed = client
+            .sign_pdf(request)
+            .await
+            .expect("signed")
+            .into_inner()
+            .signed_pdf;
+        let path = dir.path().join(name);
+        std::fs::write(&path, signed).unwrap();
+        judge_at_level(&path, &original, expect, "B-T", "tst");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_tsa_down_is_unavailable_and_leaves_no_key() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let label = "bt-tsa-down";
+    let core = env().core(label, |c| {
+        if let Some(tsa) = c.tsa.as_mut() {
+            tsa.urls = vec![format!("http://{closed}/")];
+        }
+    });
+    let server = Server::start(core).await;
+    let data = b"needs a time-stamp".to_vec();
+    let status = server
+        .client()
+        .await
+        .sign_detached({
+            let mut r = request(
+                vec![content(&data)],
+                env().token(&Who::jens(), &[sha256(&data)]),
+                "",
+            );
+            r.level = proto::Level::BT as i32;
+            r
+        })
+        .await
+        .expect_err("no TSA answers");
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    assert_eq!(env().leftover_keys(label), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn levels_without_support_are_refused_not_downgraded() {
+    let server = server("bt-refused").await;
+    for level in [proto::Level::BLt, proto::Level::BLta] {
+        let data = b"archive".to_vec();
+        let mut r = request(
+            vec![content(&data)],
+            env().token(&Who::jens(), &[sha256(&data)]),
+            "",
+        );
+        r.level = level as i32;
+        let status = server
+            .client()
+            .await
+            .sign_detached(r)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            status.message()
+        );
+    }
+    let core = env().core("bt-no-tsa", |c| c.tsa = None);
+    let server = Server::start(core).await;
+    let data = b"no tsa".to_vec();
+    let mut r = request(
+        vec![content(&data)],
+        env().token(&Who::jens(), &[sha256(&data)]),
+        "",
+    );
+    r.level = proto::Level::BT as i32;
+    let status = server
+        .client()
+        .await
+        .sign_detached(r)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+}
