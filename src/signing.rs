@@ -94,6 +94,19 @@ pub struct SignedPdf {
     pub signature_id: String,
 }
 
+/// What one HSM task is asked: who, with which key, which digests.
+struct Job {
+    activation: Activation,
+    signatory: Signatory,
+    algorithm: KeyAlgorithm,
+    /// What the token approved, for the audit record.
+    approved: Vec<[u8; 32]>,
+    /// What the SignerInfos sign (message-digest attribute).
+    digests: Vec<[u8; 32]>,
+    signing_time: SigningTime,
+    level: Level,
+}
+
 /// What one HSM task returns.
 struct Signed {
     signature_id: String,
@@ -129,15 +142,15 @@ impl SigningCore {
         let (activation, signatory) = self.check(&authorization, &digests, now)?;
         self.verifier.consume(&activation, now)?;
         let signed = self
-            .sign_digests(
+            .sign_digests(Job {
                 activation,
                 signatory,
-                authorization.key_algorithm,
-                digests.clone(),
+                algorithm: authorization.key_algorithm,
+                approved: digests.clone(),
                 digests,
-                SigningTime::Attribute(now),
+                signing_time: SigningTime::Attribute(now),
                 level,
-            )
+            })
             .await?;
         Ok(DetachedSignatures {
             cms: signed.cms,
@@ -188,15 +201,15 @@ impl SigningCore {
         .await?;
         self.verifier.consume(&activation, now)?;
         let signed = self
-            .sign_digests(
+            .sign_digests(Job {
                 activation,
                 signatory,
-                authorization.key_algorithm,
-                vec![document_digest],
-                vec![byte_range_digest],
-                SigningTime::Omitted,
+                algorithm: authorization.key_algorithm,
+                approved: vec![document_digest],
+                digests: vec![byte_range_digest],
+                signing_time: SigningTime::Omitted,
                 level,
-            )
+            })
             .await?;
         let mut prepared = prepared;
         prepared.embed(&signed.cms[0])?;
@@ -235,15 +248,15 @@ impl SigningCore {
         let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
         self.verifier.consume(&activation, now)?;
         let signed = self
-            .sign_digests(
+            .sign_digests(Job {
                 activation,
                 signatory,
-                authorization.key_algorithm,
-                vec![document_digest],
-                vec![byte_range_digest],
-                SigningTime::Omitted,
+                algorithm: authorization.key_algorithm,
+                approved: vec![document_digest],
+                digests: vec![byte_range_digest],
+                signing_time: SigningTime::Omitted,
                 level,
-            )
+            })
             .await?;
         Ok(DetachedSignatures {
             cms: signed.cms,
@@ -291,16 +304,16 @@ impl SigningCore {
     }
 
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
-    async fn sign_digests(
-        self: &Arc<Self>,
-        activation: Activation,
-        signatory: Signatory,
-        algorithm: KeyAlgorithm,
-        approved: Vec<[u8; 32]>,
-        digests: Vec<[u8; 32]>,
-        signing_time: SigningTime,
-        level: Level,
-    ) -> Result<Signed, Error> {
+    async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
+        let Job {
+            activation,
+            signatory,
+            algorithm,
+            approved,
+            digests,
+            signing_time,
+            level,
+        } = job;
         let core = self.clone();
         let now = SystemTime::now();
         // The built-in TSA stamps inside the HSM task; external ones after it.
