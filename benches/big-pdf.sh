@@ -10,7 +10,7 @@
 set -euo pipefail
 size_mb=${1:-1024}
 here=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d); trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); server=; trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 qsign="$here/target/release/qsign"
 

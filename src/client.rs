@@ -253,8 +253,18 @@ async fn hash_only(
     let mut input = std::fs::File::open(&job.input)?;
     let mut prepared = crate::pades::prepare(&mut input, &request)?;
     input.rewind()?;
-    let mut output = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(partial)?);
-    let hasher = copy_and_hash(&mut input, &mut output, len, prepared.original_len())?;
+    // The copy runs in the kernel (copy_file_range) beside the hashing, so
+    // the file is read once by us and written without passing through us.
+    let copy = {
+        let (from, to) = (job.input.clone(), partial.to_owned());
+        std::thread::spawn(move || std::fs::copy(from, to))
+    };
+    let hasher = hash_stream(&mut input, len, prepared.original_len());
+    let copied = copy.join().map_err(|_| "the copy thread panicked")??;
+    let hasher = hasher?;
+    if copied != prepared.original_len() {
+        return Err(format!("{} changed while it was signed", job.input.display()).into());
+    }
     let document_digest: [u8; 32] = hasher.clone().finalize().into();
     let byte_range_digest = prepared.digest(hasher);
     let response = client
@@ -274,22 +284,15 @@ async fn hash_only(
         .map_err(status)?
         .into_inner();
     prepared.embed(&response.cms)?;
+    let mut output = std::fs::OpenOptions::new().append(true).open(partial)?;
     output.write_all(prepared.update())?;
-    output
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
+    output.sync_all()?;
     Ok(response.signature_id)
 }
 
-/// One pass over the original: SHA-256 and a copy, with a progress bar on
-/// a terminal. Memory stays at one buffer whatever the file's size.
-fn copy_and_hash(
-    input: &mut std::fs::File,
-    output: &mut impl std::io::Write,
-    len: u64,
-    expected: u64,
-) -> Result<Sha256, ClientError> {
+/// One pass over the original: SHA-256 with a progress bar on a terminal.
+/// Memory stays at one buffer whatever the file's size.
+fn hash_stream(input: &mut std::fs::File, len: u64, expected: u64) -> Result<Sha256, ClientError> {
     let progress = indicatif::ProgressBar::new(len);
     progress.set_style(
         indicatif::ProgressStyle::with_template(
@@ -306,7 +309,6 @@ fn copy_and_hash(
             break;
         }
         hasher.update(&buffer[..n]);
-        output.write_all(&buffer[..n])?;
         total += n as u64;
         progress.set_position(total);
     }
