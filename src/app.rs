@@ -149,6 +149,11 @@ pub fn load(
         Some(path) => path.to_owned(),
         None => {
             let state = StateDir::open(state_dir)?;
+            tracing::warn!(
+                dir = %state.path().display(),
+                "DEVELOPMENT setup: the identity provider's private key is dev-idp-key.pem in the \
+                 state directory, so anyone who can read it can sign; never use it in production"
+            );
             std::env::set_var("SOFTHSM2_CONF", state.softhsm_conf()?);
             if !state.is_initialised() {
                 let loaded = Module::load(&softhsm_module())?;
