@@ -36,11 +36,26 @@ fn cpu_seconds() -> f64 {
 /// CPU seconds per thread-name prefix (`qsign-hsm`, `tokio-runtime`, ...).
 fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let name = stat.split('(').nth(1).and_then(|r| r.split(')').next()).unwrap_or("?");
-        let group = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_owned();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let name = stat
+            .split('(')
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or("?");
+        let group = name
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
             + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
         *out.entry(group).or_insert(0.0) += ticks / 100.0;
@@ -248,7 +263,10 @@ fn main() {
         eprintln!("minted; signing");
         let before = cpu_by_thread();
         let run = runtime.block_on(core_path(&core, tokens, 1));
-        println!("core: {:.0}/s, {:.0} µs CPU per signature", run.rate, run.cpu_us);
+        println!(
+            "core: {:.0}/s, {:.0} µs CPU per signature",
+            run.rate, run.cpu_us
+        );
         for (group, seconds) in cpu_by_thread() {
             let delta = seconds - before.get(&group).copied().unwrap_or(0.0);
             println!("  {group:<24} {:>6.0} µs/sig", delta * 1e6 / 20_000.0);

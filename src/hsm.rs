@@ -207,20 +207,34 @@ impl Hsm {
     {
         let permit = self.inner.pool.permit().await?;
         let (done, result) = oneshot::channel();
+        self.submit(work, move |outcome| {
+            drop(permit);
+            let _ = done.send(outcome);
+        })?;
+        result.await.map_err(|_| panicked())?
+    }
+
+    /// Queues `work` for a session's worker; `reply` gets its outcome. A
+    /// panic in `work` drops `reply` unsent.
+    fn submit<T, F>(
+        &self,
+        work: F,
+        reply: impl FnOnce(Result<T, Error>) + Send + 'static,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
+    {
         let settings = self.inner.settings.clone();
         self.inner.pool.submit(Box::new(move |lease| {
-            let _permit = permit;
             let outcome = lease.map_err(Error::from).and_then(|lease| {
                 work(&HsmSession {
                     lease,
                     settings: &settings,
                 })
             });
-            let _ = done.send(outcome);
+            reply(outcome);
         }))?;
-        result
-            .await
-            .map_err(|_| Error::from(HsmError::Task("the HSM task panicked".into())))?
+        Ok(())
     }
 
     /// Logs the application out of the token: every session loses the right
@@ -238,20 +252,15 @@ impl Hsm {
         work: impl FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (done, result) = std::sync::mpsc::channel();
-        let settings = self.inner.settings.clone();
-        self.inner.pool.submit(Box::new(move |lease| {
-            let outcome = lease.map_err(Error::from).and_then(|lease| {
-                work(&HsmSession {
-                    lease,
-                    settings: &settings,
-                })
-            });
+        self.submit(work, move |outcome| {
             let _ = done.send(outcome);
-        }))?;
-        result
-            .recv()
-            .map_err(|_| Error::from(HsmError::Task("the HSM task panicked".into())))?
+        })?;
+        result.recv().map_err(|_| panicked())?
     }
+}
+
+fn panicked() -> Error {
+    Error::from(HsmError::Task("the HSM task panicked".into()))
 }
 
 /// One pooled session, lent to one request.

@@ -201,15 +201,14 @@ impl SigningCore {
         .await?;
         self.verifier.consume(&activation, now)?;
         let signed = self
-            .sign_digests(Job {
+            .sign_byte_range(
                 activation,
                 signatory,
-                algorithm: authorization.key_algorithm,
-                approved: vec![document_digest],
-                digests: vec![byte_range_digest],
-                signing_time: SigningTime::Omitted,
+                &authorization,
+                document_digest,
+                byte_range_digest,
                 level,
-            })
+            )
             .await?;
         let mut prepared = prepared;
         prepared.embed(&signed.cms[0])?;
@@ -248,15 +247,14 @@ impl SigningCore {
         let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
         self.verifier.consume(&activation, now)?;
         let signed = self
-            .sign_digests(Job {
+            .sign_byte_range(
                 activation,
                 signatory,
-                algorithm: authorization.key_algorithm,
-                approved: vec![document_digest],
-                digests: vec![byte_range_digest],
-                signing_time: SigningTime::Omitted,
+                &authorization,
+                document_digest,
+                byte_range_digest,
                 level,
-            })
+            )
             .await?;
         Ok(DetachedSignatures {
             cms: signed.cms,
@@ -301,6 +299,29 @@ impl SigningCore {
             .filter(|p| !p.is_empty());
         let signatory = self.profiles.authorize(&activation, seal)?;
         Ok((activation, signatory))
+    }
+
+    /// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs
+    /// the ByteRange digest; the audit records the approved document.
+    async fn sign_byte_range(
+        self: &Arc<Self>,
+        activation: Activation,
+        signatory: Signatory,
+        authorization: &Authorization,
+        document_digest: [u8; 32],
+        byte_range_digest: [u8; 32],
+        level: Level,
+    ) -> Result<Signed, Error> {
+        self.sign_digests(Job {
+            activation,
+            signatory,
+            algorithm: authorization.key_algorithm,
+            approved: vec![document_digest],
+            digests: vec![byte_range_digest],
+            signing_time: SigningTime::Omitted,
+            level,
+        })
+        .await
     }
 
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
