@@ -7,6 +7,7 @@ mod support;
 
 mod certificate;
 mod cli;
+mod crl;
 mod detached;
 mod errors;
 mod hygiene;
