@@ -12,6 +12,7 @@ mod detached;
 mod errors;
 mod hygiene;
 mod levels;
+mod ltv;
 mod pades;
 mod service;
 mod tsa;
