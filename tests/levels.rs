@@ -2,7 +2,7 @@
 //! PAdES time-stamps that validators accept at the time-stamp's time, and
 //! no half-signed result when the external TSA is down.
 
-use qsign::proto::{self, SignPdfRequest};
+use qsign::proto::{self, SignPdfDigestRequest, SignPdfRequest};
 use tonic::Code;
 
 use crate::detached::{content, request};
@@ -275,4 +275,37 @@ async fn pades_b_lt_needs_the_built_in_tsa() {
             status.message()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hash_only_pdf_refuses_b_lt_and_b_lta() {
+    let server = server("blt-hash-only").await;
+    let document = sha256(b"%PDF-1.7 hash-only");
+    for level in [proto::Level::BLt, proto::Level::BLta] {
+        let status = server
+            .client()
+            .await
+            .sign_pdf_digest(SignPdfDigestRequest {
+                byte_range_digest: sha256(b"byte range").to_vec(),
+                document_digest: document.to_vec(),
+                activation_token: env().token(&Who::jens(), &[document]),
+                seal_profile: String::new(),
+                level: level as i32,
+                key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("SignPdf only"),
+            "{}",
+            status.message()
+        );
+    }
+    assert_eq!(env().leftover_keys("blt-hash-only"), 0);
 }
