@@ -28,6 +28,7 @@
 
 mod appearance;
 mod document;
+mod dss;
 mod filter;
 mod form;
 mod lexer;
@@ -49,6 +50,7 @@ use object::{Dictionary, ObjRef, Object, PdfString};
 use source::{Bytes, Reader, Source};
 use update::{Body, Layout, Trailer};
 
+pub use dss::{append_dss, append_dss_bytes};
 pub use update::PreparedUpdate;
 
 /// Largest /Contents placeholder: 1 MiB of DER (2 MiB of hex).
@@ -136,18 +138,71 @@ pub fn prepare<R: Read + Seek>(
     request: &SignatureRequest,
 ) -> Result<PreparedUpdate, PdfError> {
     validate(request)?;
-    prepare_document(Document::open(Reader::new(src)?)?, request)
+    let signature = signature_dictionary(request, pdf_date(request.signing_time)?);
+    prepare_document(Document::open(Reader::new(src)?)?, request, signature)
 }
 
 /// Prepares the update for an in-memory PDF: one parse, no copy of `pdf`.
 pub fn prepare_bytes(pdf: &[u8], request: &SignatureRequest) -> Result<PreparedUpdate, PdfError> {
     validate(request)?;
-    prepare_document(Document::open(Bytes::new(pdf))?, request)
+    let signature = signature_dictionary(request, pdf_date(request.signing_time)?);
+    prepare_document(Document::open(Bytes::new(pdf))?, request, signature)
+}
+
+/// Prepares a document time-stamp (ISO 32000-2 §12.8.5; EN 319 142-1
+/// §5.5, PAdES B-LTA) for a seekable file: an invisible field whose
+/// /DocTimeStamp dictionary takes an RFC 3161 TimeStampToken of the
+/// ByteRange's SHA-256 ([`PreparedUpdate::digest`]) through `embed`.
+pub fn prepare_document_timestamp<R: Read + Seek>(
+    src: &mut R,
+    contents_capacity: usize,
+) -> Result<PreparedUpdate, PdfError> {
+    let request = timestamp_request(contents_capacity)?;
+    let doc = Document::open(Reader::new(src)?)?;
+    prepare_document(doc, &request, document_timestamp_dictionary())
+}
+
+/// [`prepare_document_timestamp`] for an in-memory PDF.
+pub fn prepare_document_timestamp_bytes(
+    pdf: &[u8],
+    contents_capacity: usize,
+) -> Result<PreparedUpdate, PdfError> {
+    let request = timestamp_request(contents_capacity)?;
+    let doc = Document::open(Bytes::new(pdf))?;
+    prepare_document(doc, &request, document_timestamp_dictionary())
+}
+
+/// The field side of a document time-stamp: invisible, default name. The
+/// time only seeds the new /ID; the token carries the time (§12.8.5).
+fn timestamp_request(contents_capacity: usize) -> Result<SignatureRequest, PdfError> {
+    let request = SignatureRequest {
+        name: None,
+        reason: None,
+        location: None,
+        contact_info: None,
+        signing_time: SystemTime::now(),
+        appearance: None,
+        contents_capacity,
+        field_name: None,
+    };
+    validate(&request)?;
+    Ok(request)
+}
+
+/// ISO 32000-2 §12.8.5, Table 255: /Type /DocTimeStamp, /SubFilter
+/// ETSI.RFC3161; no /M, /Name or /Reason (EN 319 142-1 §5.5).
+fn document_timestamp_dictionary() -> Dictionary {
+    let mut sig = Dictionary::new();
+    sig.insert(b"Type", Object::name(b"DocTimeStamp"));
+    sig.insert(b"Filter", Object::name(b"Adobe.PPKLite"));
+    sig.insert(b"SubFilter", Object::name(b"ETSI.RFC3161"));
+    sig
 }
 
 fn prepare_document<S: Source>(
     mut doc: Document<S>,
     request: &SignatureRequest,
+    signature: Dictionary,
 ) -> Result<PreparedUpdate, PdfError> {
     let signing_time = pdf_date(request.signing_time)?;
     let (root, catalog) = doc.catalog()?;
@@ -190,7 +245,6 @@ fn prepare_document<S: Source>(
         ]
         .concat(),
     };
-    let signature = signature_dictionary(request, signing_time);
     tracing::debug!(original_len, objects = objects.len() + 1, xref = ?layout.kind, "prepared PAdES update");
     let update = update::write((sig, &signature), objects, &trailer, &layout, field_name);
     Ok(update)

@@ -5,6 +5,7 @@
 //! certificate profile, the ETSI clause above each extension.
 
 pub mod ca;
+pub mod crl;
 pub mod extensions;
 pub mod name;
 pub mod oid;

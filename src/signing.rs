@@ -11,6 +11,10 @@
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token
 //! ```
+//!
+//! PAdES B-LT and B-LTA add updates after the signature (`ltv`).
+
+mod ltv;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -63,8 +67,8 @@ pub struct Authorization {
     pub level: Option<Level>,
 }
 
-/// SPEC §6 baseline levels (EN 319 122-1 / EN 319 142-1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// SPEC §6 baseline levels (EN 319 122-1 / EN 319 142-1), in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     BB,
     BT,
@@ -112,6 +116,16 @@ struct Signed {
     signature_id: String,
     certificate: Vec<u8>,
     cms: Vec<Vec<u8>>,
+    /// B-LT and up: CRLs of the issuing CA and the root.
+    crls: Vec<Vec<u8>>,
+}
+
+/// Which kind of request asks for a level: B-LT and B-LTA exist for
+/// SignPdf only, where the server writes the PDF's later updates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Detached,
+    Pdf,
 }
 
 impl SigningCore {
@@ -121,7 +135,7 @@ impl SigningCore {
         documents: Vec<Document>,
         authorization: Authorization,
     ) -> Result<DetachedSignatures, Error> {
-        let level = self.level(authorization.level)?;
+        let level = self.level(authorization.level, Request::Detached)?;
         if documents.is_empty() {
             return Err(Error::invalid_argument(
                 "the batch is empty: send at least one document",
@@ -168,7 +182,7 @@ impl SigningCore {
         options: PdfOptions,
         authorization: Authorization,
     ) -> Result<SignedPdf, Error> {
-        let level = self.level(authorization.level)?;
+        let level = self.level(authorization.level, Request::Pdf)?;
         if pdf.len() > self.limits.max_document_bytes {
             return Err(Error::new(
                 ErrorKind::ResourceExhausted,
@@ -215,6 +229,10 @@ impl SigningCore {
         let pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
         let mut signed_pdf = pdf;
         signed_pdf.extend_from_slice(prepared.update());
+        if level >= Level::BLt {
+            let certificate = signed.certificate.clone();
+            signed_pdf = ltv::extend(self, signed_pdf, certificate, signed.crls, level).await?;
+        }
         Ok(SignedPdf {
             signed_pdf,
             certificate: signed.certificate,
@@ -240,7 +258,7 @@ impl SigningCore {
                 ))
             })
         };
-        let level = self.level(authorization.level)?;
+        let level = self.level(authorization.level, Request::Detached)?;
         let byte_range_digest = digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
@@ -264,10 +282,19 @@ impl SigningCore {
     }
 
     /// The level a request gets: B-T by default wherever a TSA is available;
-    /// never a silent downgrade of an explicit request.
-    fn level(&self, requested: Option<Level>) -> Result<Level, Error> {
+    /// never a silent downgrade of an explicit request. B-LT and B-LTA:
+    /// PAdES through SignPdf with the built-in TSA, whose certificate and
+    /// CAs' CRLs the /DSS carries.
+    fn level(&self, requested: Option<Level>, request: Request) -> Result<Level, Error> {
         let time_stamps = self.tsa.is_some() || !self.tsa_urls.is_empty();
+        let built_in = self.tsa.is_some() && self.tsa_urls.is_empty();
         match requested {
+            Some(l @ (Level::BLt | Level::BLta)) if request == Request::Pdf && built_in => Ok(l),
+            Some(Level::BLt | Level::BLta) if request == Request::Pdf => Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                "levels B_LT and B_LTA need the built-in time-stamping authority, and this \
+                 server has none or uses external TSAs; ask for B_T or B_B",
+            )),
             None if time_stamps => Ok(Level::BT),
             None | Some(Level::BB) => Ok(Level::BB),
             Some(Level::BT) if time_stamps => Ok(Level::BT),
@@ -277,7 +304,8 @@ impl SigningCore {
             )),
             Some(_) => Err(Error::new(
                 ErrorKind::FailedPrecondition,
-                "levels B_LT and B_LTA are not available yet; ask for B_T or B_B",
+                "levels B_LT and B_LTA are available for SignPdf only (not for detached CMS \
+                 or hash-only PDF signatures); ask for B_T or B_B",
             )),
         }
     }
@@ -338,9 +366,10 @@ impl SigningCore {
         let core = self.clone();
         let now = SystemTime::now();
         // The built-in TSA stamps inside the HSM task; external ones after it.
-        let external = level == Level::BT && !self.tsa_urls.is_empty();
-        let built_in = match (level, external, &self.tsa) {
-            (Level::BT, false, Some(tsa)) => Some(tsa.clone()),
+        let stamped = level >= Level::BT;
+        let external = stamped && !self.tsa_urls.is_empty();
+        let built_in = match (stamped, external, &self.tsa) {
+            (true, false, Some(tsa)) => Some(tsa.clone()),
             _ => None,
         };
         let mut signed = self
@@ -369,6 +398,11 @@ impl SigningCore {
                     signer_infos.push(signer_info);
                 }
                 drop(key);
+                let crls = if level >= Level::BLt {
+                    ltv::crls(session, &core, now)?
+                } else {
+                    Vec::new()
+                };
                 let signature_id = uuid::Uuid::new_v4().to_string();
                 audit(&signature_id, &activation, &signatory, &issued, &approved);
                 Ok((
@@ -376,6 +410,7 @@ impl SigningCore {
                         signature_id,
                         certificate: issued.der,
                         cms: Vec::new(),
+                        crls,
                     },
                     context,
                     signer_infos,

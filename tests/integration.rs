@@ -7,10 +7,12 @@ mod support;
 
 mod certificate;
 mod cli;
+mod crl;
 mod detached;
 mod errors;
 mod hygiene;
 mod levels;
+mod ltv;
 mod pades;
 mod service;
 mod tsa;

@@ -2,7 +2,7 @@
 //! PAdES time-stamps that validators accept at the time-stamp's time, and
 //! no half-signed result when the external TSA is down.
 
-use qsign::proto::{self, SignPdfRequest};
+use qsign::proto::{self, SignPdfDigestRequest, SignPdfRequest};
 use tonic::Code;
 
 use crate::detached::{content, request};
@@ -186,4 +186,126 @@ async fn levels_without_support_are_refused_not_downgraded() {
         "{}",
         status.message()
     );
+}
+
+/// SignPdf at `level` on two corpus files (a classic xref table, and object
+/// and cross-reference streams), judged at that level.
+async fn pades_long_term(label: &str, level: proto::Level, name: &str) {
+    let server = server(label).await;
+    let mut client = server.client().await;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let dir = tempfile::tempdir().unwrap();
+    for (file, who, seal, expect) in [
+        ("reportlab_simple.pdf", Who::jens(), "", "person"),
+        ("qpdf_object_streams.pdf", Who::sealer(), "dev", "seal"),
+    ] {
+        let original = corpus.join(file);
+        let Ok(pdf) = std::fs::read(&original) else {
+            assert!(
+                !tools::in_ci(),
+                "the shared corpus is required under CI=true"
+            );
+            return;
+        };
+        let request = SignPdfRequest {
+            activation_token: env().token(&who, &[sha256(&pdf)]),
+            pdf,
+            seal_profile: seal.into(),
+            level: level as i32,
+            key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
+            reason: None,
+            location: None,
+            contact_info: None,
+            appearance: None,
+        };
+        let signed = client
+            .sign_pdf(request)
+            .await
+            .unwrap_or_else(|s| panic!("{file}: {s:?}"))
+            .into_inner()
+            .signed_pdf;
+        let path = dir.path().join(file);
+        std::fs::write(&path, signed).unwrap();
+        judge_at_level(&path, &original, expect, name, "tst");
+    }
+    assert_eq!(env().leftover_keys(label), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pades_b_lt_has_a_dss_with_chain_and_crls() {
+    pades_long_term("blt-pdf", proto::Level::BLt, "B-LT").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pades_b_lta_has_a_document_time_stamp_over_the_dss() {
+    pades_long_term("blta-pdf", proto::Level::BLta, "B-LTA").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pades_b_lt_needs_the_built_in_tsa() {
+    let core = env().core("blt-no-tsa", |c| c.tsa = None);
+    let server = Server::start(core).await;
+    let pdf = b"%PDF-1.7\n".to_vec();
+    for level in [proto::Level::BLt, proto::Level::BLta] {
+        let status = server
+            .client()
+            .await
+            .sign_pdf(SignPdfRequest {
+                activation_token: env().token(&Who::jens(), &[sha256(&pdf)]),
+                pdf: pdf.clone(),
+                seal_profile: String::new(),
+                level: level as i32,
+                key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
+                reason: None,
+                location: None,
+                contact_info: None,
+                appearance: None,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("built-in"),
+            "{}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hash_only_pdf_refuses_b_lt_and_b_lta() {
+    let server = server("blt-hash-only").await;
+    let document = sha256(b"%PDF-1.7 hash-only");
+    for level in [proto::Level::BLt, proto::Level::BLta] {
+        let status = server
+            .client()
+            .await
+            .sign_pdf_digest(SignPdfDigestRequest {
+                byte_range_digest: sha256(b"byte range").to_vec(),
+                document_digest: document.to_vec(),
+                activation_token: env().token(&Who::jens(), &[document]),
+                seal_profile: String::new(),
+                level: level as i32,
+                key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("SignPdf only"),
+            "{}",
+            status.message()
+        );
+    }
+    assert_eq!(env().leftover_keys("blt-hash-only"), 0);
 }

@@ -9,5 +9,6 @@
 mod adversarial;
 mod corpus;
 mod generated;
+mod ltv;
 mod robustness;
 mod support;

@@ -151,27 +151,7 @@ pub(crate) fn write(
     let (byte_range_at, contents) =
         signature_placeholders(&mut out, signature, layout.contents_capacity);
     out.extend_from_slice(b"\nendobj\n");
-    for (r, body) in &objects {
-        offsets.push((*r, base + out.len() as u64));
-        let _ = writeln!(out, "{} {} obj", r.num, r.gen);
-        match body {
-            Body::Object(obj) => obj.write_to(&mut out),
-            Body::Stream(dict, data) => {
-                let mut dict = dict.clone();
-                dict.insert(b"Length", Object::Integer(data.len() as i64));
-                dict.write_to(&mut out);
-                out.extend_from_slice(b"\nstream\n");
-                out.extend_from_slice(data);
-                out.extend_from_slice(b"\nendstream");
-            }
-        }
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let id = new_id(trailer.id.as_ref(), &layout.id_seed);
-    match layout.kind {
-        XrefKind::Table => xref_table(&mut out, base, &offsets, trailer, &id, layout.next_number),
-        XrefKind::Stream => xref_stream(&mut out, base, offsets, trailer, &id, layout.next_number),
-    }
+    write_objects(&mut out, offsets, objects, trailer, layout);
     let mut update = PreparedUpdate {
         original_len: base,
         bytes: out,
@@ -182,6 +162,54 @@ pub(crate) fn write(
     let range = format!("{a} {b} {c} {d}");
     update.bytes[byte_range_at..byte_range_at + range.len()].copy_from_slice(range.as_bytes());
     update
+}
+
+/// An update without a signature (a /DSS revision, §7.5.6): `objects`
+/// and the cross-reference section; the bytes to append.
+pub(crate) fn write_plain(
+    objects: Vec<(ObjRef, Body)>,
+    trailer: &Trailer,
+    layout: &Layout,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    if layout.leading_eol {
+        out.push(b'\n');
+    }
+    write_objects(&mut out, Vec::new(), objects, trailer, layout);
+    out
+}
+
+/// Appends `objects` after what `offsets` already lists, then the
+/// cross-reference section and trailer.
+fn write_objects(
+    out: &mut Vec<u8>,
+    mut offsets: Vec<(ObjRef, u64)>,
+    objects: Vec<(ObjRef, Body)>,
+    trailer: &Trailer,
+    layout: &Layout,
+) {
+    let base = layout.original_len;
+    for (r, body) in &objects {
+        offsets.push((*r, base + out.len() as u64));
+        let _ = writeln!(out, "{} {} obj", r.num, r.gen);
+        match body {
+            Body::Object(obj) => obj.write_to(out),
+            Body::Stream(dict, data) => {
+                let mut dict = dict.clone();
+                dict.insert(b"Length", Object::Integer(data.len() as i64));
+                dict.write_to(out);
+                out.extend_from_slice(b"\nstream\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\nendstream");
+            }
+        }
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let id = new_id(trailer.id.as_ref(), &layout.id_seed);
+    match layout.kind {
+        XrefKind::Table => xref_table(out, base, &offsets, trailer, &id, layout.next_number),
+        XrefKind::Stream => xref_stream(out, base, offsets, trailer, &id, layout.next_number),
+    }
 }
 
 /// Writes the signature dictionary with a blank /ByteRange and a zero

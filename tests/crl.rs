@@ -1,0 +1,103 @@
+//! CRLs of the qsign CAs (RFC 5280 §5), signed in the token: they parse
+//! back, carry the required extensions, and `openssl crl` verifies them
+//! against the issuer's certificate.
+
+use std::time::{Duration, SystemTime};
+
+use der::Decode;
+use qsign::pki::crl::issue_crl;
+use qsign::pki::Issuer;
+use qsign::state;
+use x509_cert::crl::CertificateList;
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber, SubjectKeyIdentifier};
+
+use crate::support::{env, tools};
+
+/// (CRL of the issuing CA, CRL of the root), issued in one HSM task.
+fn issue_both(number: u64) -> (Vec<u8>, Vec<u8>) {
+    let now = SystemTime::now();
+    let next = now + Duration::from_secs(7 * 86_400);
+    let issuing = state::read_certificates(&env().dir.join(state::ISSUING_CA))
+        .unwrap()
+        .remove(0);
+    let root = state::read_certificates(&env().root_ca())
+        .unwrap()
+        .remove(0);
+    env()
+        .hsm
+        .run_blocking(move |session| {
+            let ca = session.issuing_ca()?;
+            let issuing = issue_crl(&Issuer::from_der(issuing)?, &ca, now, next, number)?;
+            let root_key = session.persistent_signer(state::ROOT_KEY_LABEL)?;
+            let root = issue_crl(&Issuer::from_der(root)?, &root_key, now, next, number)?;
+            Ok((issuing, root))
+        })
+        .unwrap()
+}
+
+fn extension<T: for<'a> Decode<'a> + const_oid::AssociatedOid>(crl: &CertificateList) -> T {
+    let ext = crl
+        .tbs_cert_list
+        .crl_extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == T::OID)
+        .unwrap_or_else(|| panic!("CRL extension {} missing", T::OID));
+    assert!(!ext.critical, "RFC 5280 §5.2.1, §5.2.3: non-critical");
+    T::from_der(ext.extn_value.as_bytes()).unwrap()
+}
+
+#[test]
+fn crls_parse_back_with_aki_and_number() {
+    let (issuing_crl, root_crl) = issue_both(0x80_01);
+    let issuing_path = env().dir.join(state::ISSUING_CA);
+    for (der, ca) in [(&issuing_crl, issuing_path), (&root_crl, env().root_ca())] {
+        let crl = CertificateList::from_der(der).expect("DER CertificateList");
+        let ca =
+            x509_cert::Certificate::from_der(&state::read_certificates(&ca).unwrap()[0]).unwrap();
+        let tbs = &crl.tbs_cert_list;
+        assert_eq!(tbs.version, x509_cert::Version::V2);
+        assert_eq!(tbs.issuer, ca.tbs_certificate.subject);
+        assert!(tbs.revoked_certificates.is_none());
+        assert!(tbs.next_update.is_some());
+        let number: CrlNumber = extension(&crl);
+        assert_eq!(number.0.as_bytes(), &[0x80, 0x01]);
+        let aki: AuthorityKeyIdentifier = extension(&crl);
+        let ski = ca
+            .tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == <SubjectKeyIdentifier as const_oid::AssociatedOid>::OID)
+            .map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()).unwrap())
+            .expect("CA has an SKI");
+        assert_eq!(aki.key_identifier, Some(ski.0));
+    }
+}
+
+#[test]
+fn openssl_verifies_the_crls() {
+    if !tools::require("openssl") {
+        return;
+    }
+    let (issuing_crl, root_crl) = issue_both(1);
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("cas.pem");
+    let mut pem = std::fs::read(env().root_ca()).unwrap();
+    pem.extend(std::fs::read(env().dir.join(state::ISSUING_CA)).unwrap());
+    std::fs::write(&both, pem).unwrap();
+    for (name, der) in [("issuing.crl", issuing_crl), ("root.crl", root_crl)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, der).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-in"])
+            .arg(&path)
+            .arg("-CAfile")
+            .arg(&both)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("verify OK"), "{name}: {stderr}");
+    }
+}
