@@ -115,6 +115,22 @@ struct ClientArgs {
     state_dir: PathBuf,
     #[arg(long, value_enum, default_value_t = KeyAlgorithm::EcP256)]
     key_algorithm: KeyAlgorithm,
+    /// Signature level (SPEC §6); without it, the server's default (B-T
+    /// wherever a TSA is available).
+    #[arg(long, value_enum)]
+    level: Option<Level>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Level {
+    #[value(name = "b-b")]
+    BB,
+    #[value(name = "b-t")]
+    BT,
+    #[value(name = "b-lt")]
+    BLt,
+    #[value(name = "b-lta")]
+    BLta,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,6 +157,16 @@ impl ClientArgs {
                 name: name.clone(),
             }),
             _ => Err("give --token FILE or --dev-identity \"Given Family\"".into()),
+        }
+    }
+
+    fn level(&self) -> proto::Level {
+        match self.level {
+            None => proto::Level::Unspecified,
+            Some(Level::BB) => proto::Level::BB,
+            Some(Level::BT) => proto::Level::BT,
+            Some(Level::BLt) => proto::Level::BLt,
+            Some(Level::BLta) => proto::Level::BLta,
         }
     }
 
@@ -207,7 +233,7 @@ fn main() -> ExitCode {
                     visible,
                 },
                 key_algorithm: common.key_algorithm(),
-                level: proto::Level::Unspecified,
+                level: common.level(),
                 hash_only_above,
             };
             sign_pdf(&job, &common)
@@ -309,7 +335,7 @@ fn sign_detached(
         seal_profile: seal,
         digest_only,
         key_algorithm: args.key_algorithm(),
-        level: proto::Level::Unspecified,
+        level: args.level(),
     };
     let token = args.token()?;
     let written = runtime()?
