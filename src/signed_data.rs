@@ -71,6 +71,8 @@ pub enum SigningTime {
 /// the chain, and the attributes that depend only on them.
 pub struct SignatureContext {
     certificates: CertificateSet,
+    /// B-LT: revocation data of the chain (RFC 5652 §10.2.1).
+    crls: Option<cms::revocation::RevocationInfoChoices>,
     sid: SignerIdentifier,
     digest_algorithm: AlgorithmIdentifierOwned,
     signature_algorithm: AlgorithmIdentifierOwned,
@@ -100,6 +102,7 @@ impl SignatureContext {
         }
         Ok(Self {
             certificates: CertificateSet(certificates),
+            crls: None,
             sid: issuer_and_serial_number(&signer_certificate.certificate),
             // EN 319 122-1 §5.2.2.3: ESS signing-certificate-v2 binds the
             // signature to exactly this certificate.
@@ -139,6 +142,32 @@ impl SignatureContext {
     }
 
     /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
+    /// CAdES B-LT (EN 319 122-1 §6.3): the certificates of every path the
+    /// signature and its time-stamp need, and CRLs for them, in
+    /// `SignedData.certificates` and `SignedData.crls`.
+    pub fn add_validation_data(
+        &mut self,
+        certificates: &[Vec<u8>],
+        crls: &[Vec<u8>],
+    ) -> Result<(), Error> {
+        for der in certificates {
+            let certificate = Certificate::from_der(der).map_err(encoding)?;
+            let choice = CertificateChoices::Certificate(certificate);
+            if !self.certificates.0.iter().any(|c| c == &choice) {
+                self.certificates.0.insert(choice).map_err(encoding)?;
+            }
+        }
+        let mut revocation = SetOfVec::new();
+        for der in crls {
+            let crl = x509_cert::crl::CertificateList::from_der(der).map_err(encoding)?;
+            revocation
+                .insert(cms::revocation::RevocationInfoChoice::Crl(crl))
+                .map_err(encoding)?;
+        }
+        self.crls = Some(cms::revocation::RevocationInfoChoices(revocation));
+        Ok(())
+    }
+
     pub fn content_info(&self, signer_info: SignerInfo) -> Result<Vec<u8>, Error> {
         let mut digest_algorithms = SetOfVec::new();
         digest_algorithms
@@ -154,7 +183,7 @@ impl SignatureContext {
                 econtent: None,
             },
             certificates: Some(self.certificates.clone()),
-            crls: None,
+            crls: self.crls.clone(),
             signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(encoding)?),
         })
     }

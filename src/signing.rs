@@ -120,12 +120,14 @@ struct Signed {
     crls: Vec<Vec<u8>>,
 }
 
-/// Which kind of request asks for a level: B-LT and B-LTA exist for
-/// SignPdf only, where the server writes the PDF's later updates.
+/// Which kind of request asks for a level: PAdES B-LT and B-LTA exist for
+/// SignPdf only, where the server writes the PDF's later updates; CAdES
+/// B-LT for SignDetached; a hash-only PDF signature stops at B-T.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Request {
     Detached,
     Pdf,
+    PdfDigest,
 }
 
 impl SigningCore {
@@ -258,7 +260,7 @@ impl SigningCore {
                 ))
             })
         };
-        let level = self.level(authorization.level, Request::Detached)?;
+        let level = self.level(authorization.level, Request::PdfDigest)?;
         let byte_range_digest = digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
@@ -290,6 +292,8 @@ impl SigningCore {
         let built_in = self.tsa.is_some() && self.tsa_urls.is_empty();
         match requested {
             Some(l @ (Level::BLt | Level::BLta)) if request == Request::Pdf && built_in => Ok(l),
+            // CAdES B-LT; B-LTA would need archive-time-stamp-v3, not made yet.
+            Some(Level::BLt) if request == Request::Detached && built_in => Ok(Level::BLt),
             Some(Level::BLt | Level::BLta) if request == Request::Pdf => Err(Error::new(
                 ErrorKind::FailedPrecondition,
                 "levels B_LT and B_LTA need the built-in time-stamping authority, and this \
@@ -304,10 +308,19 @@ impl SigningCore {
             )),
             Some(_) => Err(Error::new(
                 ErrorKind::FailedPrecondition,
-                "levels B_LT and B_LTA are available for SignPdf only (not for detached CMS \
-                 or hash-only PDF signatures); ask for B_T or B_B",
+                "this level is not available for this request: B_LT and B_LTA for SignPdf, \
+                 B_LT for SignDetached (both with the built-in TSA); hash-only PDF signatures \
+                 stop at B_T",
             )),
         }
+    }
+
+    /// Certificates a validator needs beyond the CMS's own: the root and the
+    /// TSA's (EN 319 122-1 §6.3, EN 319 142-1 §5.4.2).
+    fn validation_certificates(&self) -> Vec<Vec<u8>> {
+        let mut certificates = self.trust_chain.clone();
+        certificates.extend(self.tsa.iter().map(|tsa| tsa.certificate_der().to_vec()));
+        certificates
     }
 
     /// SPEC §3, §4: a valid token that covers every digest and allows the
@@ -417,13 +430,17 @@ impl SigningCore {
                 ))
             })
             .await?;
-        let (ref mut result, ref context, ref mut signer_infos) = signed;
+        let (ref mut result, ref mut context, ref mut signer_infos) = signed;
         if external {
             for signer_info in signer_infos.iter_mut() {
                 let imprint = MessageImprint::sha256_of(signer_info.signature.as_bytes());
                 let token = crate::tsa::request_external(&self.tsa_urls, &imprint).await?;
                 signed_data::add_signature_time_stamp(signer_info, &token)?;
             }
+        }
+        // CAdES carries B-LT data in the CMS; PAdES in the /DSS (`ltv`).
+        if level >= Level::BLt && signing_time != SigningTime::Omitted {
+            context.add_validation_data(&self.validation_certificates(), &result.crls)?;
         }
         result.cms = signer_infos
             .drain(..)

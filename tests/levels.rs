@@ -144,7 +144,7 @@ async fn external_tsa_down_is_unavailable_and_leaves_no_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn levels_without_support_are_refused_not_downgraded() {
     let server = server("bt-refused").await;
-    for level in [proto::Level::BLt, proto::Level::BLta] {
+    for level in [proto::Level::BLta] {
         let data = b"archive".to_vec();
         let mut r = request(
             vec![content(&data)],
@@ -302,10 +302,116 @@ async fn hash_only_pdf_refuses_b_lt_and_b_lta() {
             status.message()
         );
         assert!(
-            status.message().contains("SignPdf only"),
+            status
+                .message()
+                .contains("hash-only PDF signatures stop at B_T"),
             "{}",
             status.message()
         );
     }
     assert_eq!(env().leftover_keys("blt-hash-only"), 0);
+}
+
+/// CAdES B-LT: the chain, the TSA certificate and CRLs of both CAs travel in
+/// the SignedData; `openssl cms -verify -crl_check_all` needs exactly those.
+#[tokio::test(flavor = "multi_thread")]
+async fn cades_b_lt_carries_certificates_and_crls() {
+    let label = "blt-cades";
+    let server = server(label).await;
+    let data = b"archive me".to_vec();
+    let mut req = request(
+        vec![content(&data)],
+        env().token(&Who::jens(), &[sha256(&data)]),
+        "",
+    );
+    req.level = proto::Level::BLt as i32;
+    let cms = server
+        .client()
+        .await
+        .sign_detached(req)
+        .await
+        .expect("signed")
+        .into_inner()
+        .cms
+        .remove(0);
+    let certificates = crate::detached::cms_certificates(&cms);
+    assert_eq!(certificates.len(), 4, "signer, issuing CA, root, TSA");
+    if tools::require("openssl") {
+        let dir = tempfile::tempdir().unwrap();
+        let (sig, doc) = (dir.path().join("s.p7s"), dir.path().join("doc"));
+        std::fs::write(&sig, &cms).unwrap();
+        std::fs::write(&doc, &data).unwrap();
+        let verify = |extra: &[&str]| {
+            std::process::Command::new("openssl")
+                .args([
+                    "cms",
+                    "-verify",
+                    "-binary",
+                    "-inform",
+                    "DER",
+                    "-purpose",
+                    "any",
+                    "-out",
+                    "/dev/null",
+                ])
+                .args(extra)
+                .arg("-in")
+                .arg(&sig)
+                .arg("-content")
+                .arg(&doc)
+                .arg("-CAfile")
+                .arg(env().root_ca())
+                .output()
+                .unwrap()
+        };
+        let out = verify(&["-crl_check_all"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The same check fails on a B-T signature: the CRLs are what B-LT adds.
+        let data = b"no crls".to_vec();
+        let mut req = request(
+            vec![content(&data)],
+            env().token(&Who::jens(), &[sha256(&data)]),
+            "",
+        );
+        req.level = proto::Level::BT as i32;
+        let bt = server
+            .client()
+            .await
+            .sign_detached(req)
+            .await
+            .expect("signed")
+            .into_inner()
+            .cms
+            .remove(0);
+        std::fs::write(&sig, &bt).unwrap();
+        std::fs::write(&doc, &data).unwrap();
+        assert!(
+            !verify(&["-crl_check_all"]).status.success(),
+            "B-T has no CRLs"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
+    std::fs::write(&sig, &cms).unwrap();
+    std::fs::write(&doc, &data).unwrap();
+    let root = env().root_ca();
+    tools::validate(
+        "validate_cms.py",
+        &[
+            sig.as_os_str(),
+            doc.as_os_str(),
+            "--root".as_ref(),
+            root.as_os_str(),
+            "--expect".as_ref(),
+            "person".as_ref(),
+            "--level".as_ref(),
+            "B-T".as_ref(),
+        ],
+    )
+    .expect("validate_cms.py");
+    assert_eq!(env().leftover_keys(label), 0);
 }
