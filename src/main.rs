@@ -287,7 +287,7 @@ fn serve(
 
 /// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`.
 async fn tsa_endpoint(
-    core: &qsign::signing::SigningCore,
+    core: &std::sync::Arc<qsign::signing::SigningCore>,
     address: SocketAddr,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let tsa = core
@@ -297,8 +297,19 @@ async fn tsa_endpoint(
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
     })?;
-    tracing::info!(%address, "RFC 3161 time-stamping over HTTP");
-    let serving = qsign::tsa::http::serve(core.hsm.clone(), tsa, listener, std::future::pending());
+    tracing::info!(%address, "RFC 3161 time-stamping and the CAs' CRLs over HTTP");
+    let crl_core = core.clone();
+    let crls: qsign::tsa::http::CrlSource = std::sync::Arc::new(move |which| {
+        let core = crl_core.clone();
+        Box::pin(async move { core.current_crl(which).await })
+    });
+    let serving = qsign::tsa::http::serve(
+        core.hsm.clone(),
+        tsa,
+        Some(crls),
+        listener,
+        std::future::pending(),
+    );
     Ok(tokio::spawn(serving))
 }
 

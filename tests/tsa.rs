@@ -39,9 +39,15 @@ impl TsaServer {
             .expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let crl_core = core.clone();
+        let crls: qsign::tsa::http::CrlSource = std::sync::Arc::new(move |which| {
+            let core = crl_core.clone();
+            Box::pin(async move { core.current_crl(which).await })
+        });
         tokio::spawn(qsign::tsa::http::serve(
             core.hsm.clone(),
             tsa,
+            Some(crls),
             listener,
             async {
                 let _ = stopped.await;

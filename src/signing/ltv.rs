@@ -98,3 +98,23 @@ pub(super) async fn extend(
     signed_pdf.extend_from_slice(prepared.update());
     Ok(signed_pdf)
 }
+
+impl SigningCore {
+    /// A fresh CRL of the issuing CA or of the root, signed in the token,
+    /// for the HTTP endpoint (`GET /crl/...`).
+    pub async fn current_crl(
+        self: &Arc<Self>,
+        which: crate::tsa::http::CrlOf,
+    ) -> Result<Vec<u8>, Error> {
+        let core = self.clone();
+        let mut crls = self
+            .hsm
+            .run(move |session| crls(session, &core, SystemTime::now()))
+            .await?;
+        let index = match which {
+            crate::tsa::http::CrlOf::IssuingCa => 0,
+            crate::tsa::http::CrlOf::Root => 1,
+        };
+        Ok(crls.swap_remove(index))
+    }
+}

@@ -32,11 +32,32 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Reply = Response<Full<Bytes>>;
 
+/// Which CA's CRL a GET asks for (RFC 5280 §5; served as RFC 2585 §4.2
+/// `application/pkix-crl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrlOf {
+    IssuingCa,
+    Root,
+}
+
+/// Makes a current CRL of a CA (signed in the token); given by the caller so
+/// that this module needs no more than the HSM and the TSA.
+pub type CrlSource = Arc<
+    dyn Fn(CrlOf) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, crate::Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Paths of the CRLs on the endpoint.
+pub const ISSUING_CA_CRL_PATH: &str = "/crl/issuing-ca.crl";
+pub const ROOT_CA_CRL_PATH: &str = "/crl/root-ca.crl";
+
 /// Serves the TSA on `listener` until `shutdown` completes; each connection
 /// runs in its own task, the HSM work of each query in [`Hsm::run`].
 pub async fn serve(
     hsm: Hsm,
     tsa: Arc<TimeStampAuthority>,
+    crls: Option<CrlSource>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -55,11 +76,11 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (hsm, tsa) = (hsm.clone(), tsa.clone());
+        let (hsm, tsa, crls) = (hsm.clone(), tsa.clone(), crls.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let (hsm, tsa) = (hsm.clone(), tsa.clone());
-                async move { Ok::<_, Infallible>(handle(request, &hsm, &tsa).await) }
+                let (hsm, tsa, crls) = (hsm.clone(), tsa.clone(), crls.clone());
+                async move { Ok::<_, Infallible>(route(request, &hsm, &tsa, crls.as_ref()).await) }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -72,6 +93,45 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "TSA: connection ended");
             }
         });
+    }
+}
+
+/// `GET /crl/...` serves a CRL; everything else is an RFC 3161 query.
+async fn route(
+    request: Request<Incoming>,
+    hsm: &Hsm,
+    tsa: &Arc<TimeStampAuthority>,
+    crls: Option<&CrlSource>,
+) -> Reply {
+    let which = match request.uri().path() {
+        ISSUING_CA_CRL_PATH => Some(CrlOf::IssuingCa),
+        ROOT_CA_CRL_PATH => Some(CrlOf::Root),
+        _ => None,
+    };
+    match (which, crls, request.method() == Method::GET) {
+        (Some(which), Some(crls), true) => crl(crls, which).await,
+        (Some(_), None, true) => plain(StatusCode::NOT_FOUND, "no CRLs are served here"),
+        _ => handle(request, hsm, tsa).await,
+    }
+}
+
+async fn crl(crls: &CrlSource, which: CrlOf) -> Reply {
+    match crls(which).await {
+        Ok(der) => {
+            let mut reply = Response::new(Full::new(Bytes::from(der)));
+            reply.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/pkix-crl"),
+            );
+            reply
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "CRL: not made");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the CRL could not be made; try again",
+            )
+        }
     }
 }
 

@@ -189,3 +189,52 @@ fn good_query(digest: [u8; 32]) -> Vec<u8> {
     .to_der()
     .unwrap()
 }
+
+/// `GET /crl/...`: a fresh CRL of each CA, signed in the token, that
+/// `openssl crl -CAfile` verifies against the CA's certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_endpoint_serves_crls_of_both_cas() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TsaServer::start("tsa-crl").await;
+    let issuing = env().dir.join(qsign::state::ISSUING_CA);
+    for (path, ca) in [
+        (qsign::tsa::http::ISSUING_CA_CRL_PATH, issuing),
+        (qsign::tsa::http::ROOT_CA_CRL_PATH, env().root_ca()),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.address)
+            .await
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: qsign\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).await.unwrap();
+        let split = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers")
+            + 4;
+        let headers = String::from_utf8_lossy(&reply[..split]).to_lowercase();
+        assert!(headers.starts_with("http/1.1 200"), "{headers}");
+        assert!(headers.contains("application/pkix-crl"), "{headers}");
+        let crl = &reply[split..];
+        x509_cert::crl::CertificateList::from_der(crl).expect("a CRL");
+        if tools::require("openssl") {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("ca.crl");
+            std::fs::write(&file, crl).unwrap();
+            let out = std::process::Command::new("openssl")
+                .args(["crl", "-inform", "DER", "-noout", "-in"])
+                .arg(&file)
+                .arg("-CAfile")
+                .arg(&ca)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("verify OK"),
+                "{path}: {text}"
+            );
+        }
+    }
+}
