@@ -52,3 +52,113 @@ async fn health_and_reflection() {
         "{names:?}"
     );
 }
+
+/// `[tls]`: the server speaks TLS with a certificate from the operator,
+/// and the CLI's client trusts it through `--ca`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_an_operator_certificate() {
+    if !crate::support::tools::require("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=test TLS CA",
+        "-days",
+        "1",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(p("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let core = crate::support::env().core("tls", |_| {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let tls = qsign::config::TlsConfig {
+        certificate: p("server.pem"),
+        key: p("server.key"),
+        client_ca: None,
+    };
+    tokio::spawn(async move {
+        qsign::service::serve(core, listener, Some(&tls), std::future::pending())
+            .await
+            .unwrap();
+    });
+    let connection = qsign::client::Connection {
+        server: format!("https://localhost:{}", address.port()),
+        ca: Some(p("ca.pem")),
+    };
+    let mut client = qsign::client::connect(&connection)
+        .await
+        .expect("TLS connection");
+    let chain = client
+        .get_trust_chain(qsign::proto::GetTrustChainRequest {})
+        .await
+        .expect("a call over TLS")
+        .into_inner();
+    assert_eq!(chain.certificates.len(), 2);
+    // Plaintext to a TLS port fails.
+    let plain = qsign::client::Connection {
+        server: format!("http://127.0.0.1:{}", address.port()),
+        ca: None,
+    };
+    let plain = qsign::client::connect(&plain).await;
+    if let Ok(mut client) = plain {
+        assert!(client
+            .get_trust_chain(qsign::proto::GetTrustChainRequest {})
+            .await
+            .is_err());
+    }
+}
