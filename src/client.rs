@@ -177,6 +177,10 @@ pub struct PdfJob {
     pub level: proto::Level,
     /// Files above this size are signed hash-only (SignPdfDigest).
     pub hash_only_above: u64,
+    /// fsync the output before it takes its name, so that it survives a
+    /// power loss; off by default, as for cp or qpdf (the input is untouched
+    /// either way, and a lost output can be signed again).
+    pub durable: bool,
 }
 
 /// Signs a PDF: small files through SignPdf, big ones hash-only. The output
@@ -216,7 +220,11 @@ pub async fn sign_pdf(
             }),
         };
         let response = client.sign_pdf(request).await.map_err(status)?.into_inner();
-        std::fs::write(&partial, response.signed_pdf)?;
+        let mut output = std::fs::File::create(&partial)?;
+        std::io::Write::write_all(&mut output, &response.signed_pdf)?;
+        if job.durable {
+            output.sync_all()?;
+        }
         response.signature_id
     } else {
         hash_only(&mut client, token, job, len, &partial).await?
@@ -286,7 +294,9 @@ async fn hash_only(
     prepared.embed(&response.cms)?;
     let mut output = std::fs::OpenOptions::new().append(true).open(partial)?;
     output.write_all(prepared.update())?;
-    output.sync_all()?;
+    if job.durable {
+        output.sync_all()?;
+    }
     Ok(response.signature_id)
 }
 

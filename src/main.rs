@@ -67,6 +67,9 @@ enum Command {
         /// Files above this many bytes are signed hash-only (SignPdfDigest).
         #[arg(long, default_value_t = 8 << 20)]
         hash_only_above: u64,
+        /// fsync the output before renaming it into place (survives a power loss).
+        #[arg(long)]
+        durable: bool,
         #[command(flatten)]
         common: ClientArgs,
     },
@@ -220,6 +223,7 @@ fn main() -> ExitCode {
             location,
             contact_info,
             hash_only_above,
+            durable,
             common,
         } => {
             let job = client::PdfJob {
@@ -235,6 +239,7 @@ fn main() -> ExitCode {
                 key_algorithm: common.key_algorithm(),
                 level: common.level(),
                 hash_only_above,
+                durable,
             };
             sign_pdf(&job, &common)
         }

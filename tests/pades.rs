@@ -180,6 +180,7 @@ async fn sign_corpus_hash_only(label: &str, name: &str, seal: Option<&str>, expe
             key_algorithm: proto::KeyAlgorithm::EcP256,
             level: proto::Level::BB,
             hash_only_above: 0,
+            durable: true,
         };
         let result = client::sign_pdf(&connection, &token, &job).await;
         if expected == "sign" {
