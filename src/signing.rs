@@ -5,7 +5,7 @@
 //!        │                                                          │
 //!        └────────────── consume jti (single use) ◄─────────────────┘
 //!                                   │
-//!                 Hsm::run (one blocking task, one pooled session)
+//!                 Hsm::run (one job on a pooled session's worker thread)
 //!                 ├─ EphemeralKey::generate   (guard: destroyed on drop)
 //!                 ├─ pki::issue               (issuing CA key signs the TBS)
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
