@@ -3,8 +3,7 @@
 //! One shared context per process (`OS_LOCKING_OK`), a pool of logged-in
 //! sessions, and [`Hsm::run`]: the single async boundary that waits for a
 //! session and runs all HSM work of a request as one job on that session's
-//! worker thread, off the
-//! async workers.
+//! worker thread, off the async workers.
 
 mod ephemeral;
 mod mechanism;
