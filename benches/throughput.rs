@@ -236,7 +236,13 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(3.0);
     let temp = tempfile::tempdir().unwrap();
-    let (config, module) = qsign::app::load(None, temp.path(), None).expect("state");
+    let (mut config, module) = qsign::app::load(None, temp.path(), None).expect("state");
+    if let Some(n) = std::env::var("QSIGN_BENCH_SESSIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        config.hsm.sessions = n;
+    }
     let core = qsign::app::signing_core(&config, &module).expect("core");
     let idp = DevIdp::from_pkcs8_pem(
         &std::fs::read_to_string(temp.path().join("dev-idp-key.pem")).unwrap(),

@@ -315,8 +315,9 @@ fn invalid(message: &'static str) -> Error {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50051))
 }
+/// About one session per core: SoftHSM works inside this process.
 fn default_sessions() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 fn default_issuing_key_label() -> String {
     "qsign-issuing-ca".into()
