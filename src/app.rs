@@ -51,7 +51,10 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let mut policy = TokenPolicy::new(config.token.issuer.clone(), config.token.audience.clone());
     policy.leeway = config.token.leeway;
     policy.max_lifetime = config.token.max_lifetime;
-    let verifier = Verifier::new(policy, &jwks)?;
+    let mut verifier = Verifier::new(policy, &jwks)?;
+    if let Some(path) = &config.token.replay_journal {
+        verifier = verifier.with_journal(path, std::time::SystemTime::now())?;
+    }
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     Ok(Arc::new(SigningCore {

@@ -84,6 +84,7 @@ struct TokenFile {
     leeway_seconds: u64,
     #[serde(default = "default_token_lifetime")]
     max_lifetime_seconds: u64,
+    replay_journal: Option<PathBuf>,
 }
 
 /// Request limits (SPEC §7 RESOURCE_EXHAUSTED).
@@ -152,6 +153,8 @@ pub struct TokenConfig {
     pub jwks_file: PathBuf,
     pub leeway: Duration,
     pub max_lifetime: Duration,
+    /// Spent tokens on disk (survives restarts); none = memory only.
+    pub replay_journal: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -268,6 +271,7 @@ impl Config {
                 jwks_file: resolve(&file.token.jwks_file),
                 leeway: Duration::from_secs(file.token.leeway_seconds),
                 max_lifetime: Duration::from_secs(file.token.max_lifetime_seconds),
+                replay_journal: file.token.replay_journal.as_deref().map(resolve),
             },
             limits: file.limits,
             tls: file.tls.map(|t| TlsConfig {

@@ -76,6 +76,24 @@ async fn replayed_token_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_restart_does_not_forget_spent_tokens() {
+    let data = b"signed before the restart".to_vec();
+    let token = env().token(&Who::jens(), &[sha256(&data)]);
+    let before = Server::start(env().core("err-restart", |_| {})).await;
+    before
+        .client()
+        .await
+        .sign_detached(request(vec![content(&data)], token.clone(), ""))
+        .await
+        .expect("first use signs");
+    drop(before);
+    // A new core on the same journal, as after `qsign serve` restarts.
+    let after = Server::start(env().core("err-restart", |_| {})).await;
+    let (code, message) = code_of(&after, request(vec![content(&data)], token, "")).await;
+    assert_eq!(code, Code::Unauthenticated, "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn token_for_a_cannot_sign_b() {
     let server = server("err-cover").await;
     let a = b"document A".to_vec();

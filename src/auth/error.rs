@@ -48,6 +48,8 @@ pub enum AuthError {
     NotAllowed(String),
     #[error("activation configuration: {0}")]
     Config(String),
+    #[error("cannot record the activation token's use: {0}")]
+    Journal(#[source] std::io::Error),
 }
 
 impl AuthError {
@@ -72,6 +74,8 @@ impl AuthError {
                 ErrorKind::InvalidArgument
             }
             AuthError::Config(_) => ErrorKind::Internal,
+            // Nothing is signed unless its single use is on record.
+            AuthError::Journal(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -103,6 +107,7 @@ impl AuthError {
             | AuthError::UnknownProfile(_)
             | AuthError::NotAllowed(_)
             | AuthError::Config(_) => "",
+            AuthError::Journal(_) => "; try again later",
         }
     }
 }
@@ -113,6 +118,10 @@ impl From<AuthError> for Error {
             // Configuration details are for the operator's log only.
             AuthError::Config(_) => {
                 "qsign's activation settings are broken; see the server log".to_owned()
+            }
+            AuthError::Journal(_) => {
+                "qsign cannot record the activation token's use right now; try again later"
+                    .to_owned()
             }
             _ => format!("{err}{}", err.advice()),
         };

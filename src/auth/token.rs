@@ -93,6 +93,18 @@ impl Verifier {
         })
     }
 
+    /// Keeps spent tokens in `path` too, so that a restart does not forget
+    /// them (SPEC §3: a token is single use); loads those an earlier run
+    /// spent. Without it, a restart within a token's lifetime forgets.
+    pub fn with_journal(
+        mut self,
+        path: &std::path::Path,
+        now: SystemTime,
+    ) -> Result<Self, AuthError> {
+        self.seen = ReplayCache::with_journal(path, now)?;
+        Ok(self)
+    }
+
     pub fn policy(&self) -> &TokenPolicy {
         &self.policy
     }

@@ -70,6 +70,8 @@ impl Env {
     pub fn core(&self, label: &str, tweak: impl FnOnce(&mut Config)) -> Arc<SigningCore> {
         let mut config = self.config.clone();
         config.hsm.ephemeral_key_label = key_label(label);
+        // One journal of spent tokens per test: a "restart" reuses it.
+        config.token.replay_journal = Some(self.dir.join(format!("spent-tokens-{label}")));
         tweak(&mut config);
         qsign::app::signing_core(&config, &self.module).expect("signing core")
     }
