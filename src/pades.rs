@@ -48,7 +48,7 @@ use document::Document;
 use form::Edits;
 use object::{Dictionary, ObjRef, Object, PdfString};
 use source::{Bytes, Reader, Source};
-use update::{Body, Layout, Trailer};
+use update::Body;
 
 pub use dss::{append_dss, append_dss_bytes};
 pub use update::PreparedUpdate;
@@ -226,25 +226,14 @@ fn prepare_document<S: Source>(
     objects.extend(edits.into_objects().map(|(r, o)| (r, Body::Object(o))));
 
     let original_len = doc.len();
-    let trailer = Trailer {
-        root,
-        info: doc.xref().trailer_value(b"Info").cloned(),
-        id: doc.xref().trailer_value(b"ID").cloned(),
-        prev: doc.startxref(),
-    };
-    let layout = Layout {
-        original_len,
-        leading_eol: !doc.ends_with_eol()?,
-        kind: doc.xref().kind(),
-        contents_capacity: request.contents_capacity,
-        next_number,
-        id_seed: [
-            &original_len.to_be_bytes()[..],
-            signing_time.as_bytes(),
-            field_name.as_bytes(),
-        ]
-        .concat(),
-    };
+    let id_seed = [
+        &original_len.to_be_bytes()[..],
+        signing_time.as_bytes(),
+        field_name.as_bytes(),
+    ]
+    .concat();
+    let (trailer, layout) =
+        doc.update_frame(root, request.contents_capacity, next_number, id_seed)?;
     tracing::debug!(original_len, objects = objects.len() + 1, xref = ?layout.kind, "prepared PAdES update");
     let update = update::write((sig, &signature), objects, &trailer, &layout, field_name);
     Ok(update)

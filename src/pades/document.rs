@@ -9,6 +9,7 @@ use super::filter;
 use super::lexer::Lexer;
 use super::object::{Dictionary, ObjRef, Object};
 use super::source::{parse_at, Source};
+use super::update::{Layout, Trailer};
 use super::xref::{self, Entry, Xref};
 use super::PdfError;
 
@@ -54,14 +55,6 @@ impl<S: Source> Document<S> {
         })
     }
 
-    pub fn xref(&self) -> &Xref {
-        &self.xref
-    }
-
-    pub fn startxref(&self) -> u64 {
-        self.startxref
-    }
-
     pub fn len(&self) -> u64 {
         self.src.len()
     }
@@ -87,6 +80,33 @@ impl<S: Source> Document<S> {
         Err(PdfError::Malformed(
             "the trailer's /Size is far below the object numbers in use".into(),
         ))
+    }
+
+    /// The trailer values and layout of an update appended to this file
+    /// (ISO 32000-1 §7.5.6): /Root, /Info and /ID carried over, /Prev at
+    /// the file's startxref, the same cross-reference kind.
+    pub fn update_frame(
+        &mut self,
+        root: ObjRef,
+        contents_capacity: usize,
+        next_number: u32,
+        id_seed: Vec<u8>,
+    ) -> Result<(Trailer, Layout), PdfError> {
+        let trailer = Trailer {
+            root,
+            info: self.xref.trailer_value(b"Info").cloned(),
+            id: self.xref.trailer_value(b"ID").cloned(),
+            prev: self.startxref,
+        };
+        let layout = Layout {
+            original_len: self.len(),
+            leading_eol: !self.ends_with_eol()?,
+            kind: self.xref.kind(),
+            contents_capacity,
+            next_number,
+            id_seed,
+        };
+        Ok((trailer, layout))
     }
 
     /// True when the file ends with an end-of-line marker.

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::document::Document;
 use super::object::{Dictionary, ObjRef, Object};
 use super::source::{Bytes, Reader, Source};
-use super::update::{self, Body, Layout, Trailer};
+use super::update::{self, Body};
 use super::PdfError;
 
 /// The validation data of one /DSS update, DER each.
@@ -92,20 +92,7 @@ fn dss_update<S: Source>(mut doc: Document<S>, data: &Data<'_>) -> Result<Vec<u8
     objects.push((dss_ref, Body::Object(Object::Dictionary(dss))));
     objects.push((root, Body::Object(Object::Dictionary(catalog))));
     let original_len = doc.len();
-    let trailer = Trailer {
-        root,
-        info: doc.xref().trailer_value(b"Info").cloned(),
-        id: doc.xref().trailer_value(b"ID").cloned(),
-        prev: doc.startxref(),
-    };
-    let layout = Layout {
-        original_len,
-        leading_eol: !doc.ends_with_eol()?,
-        kind: doc.xref().kind(),
-        contents_capacity: 0,
-        next_number: next,
-        id_seed: id_seed(original_len, data),
-    };
+    let (trailer, layout) = doc.update_frame(root, 0, next, id_seed(original_len, data))?;
     tracing::debug!(original_len, streams, xref = ?layout.kind, "prepared /DSS update");
     Ok(update::write_plain(objects, &trailer, &layout))
 }
