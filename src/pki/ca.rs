@@ -27,18 +27,14 @@ pub fn root(
         extensions::key_usage_ca(),
         extensions::subject_key_identifier(&key_id),
     ];
-    sign(
-        Unsigned {
-            issuer: name.clone(),
-            subject: name,
-            validity: validity(now, lifetime)?,
-            public_key,
-            extensions: extensions
-                .into_iter()
-                .collect::<der::Result<_>>()
-                .map_err(encoding)?,
-        },
+    certificate(
+        name.clone(),
+        name,
+        public_key,
+        extensions,
         signer,
+        now,
+        lifetime,
     )
 }
 
@@ -59,18 +55,14 @@ pub fn issuing(
         extensions::subject_key_identifier(&key_id),
         extensions::authority_key_identifier(&parent.key_id),
     ];
-    sign(
-        Unsigned {
-            issuer: parent.name().clone(),
-            subject: name,
-            validity: validity(now, lifetime)?,
-            public_key,
-            extensions: extensions
-                .into_iter()
-                .collect::<der::Result<_>>()
-                .map_err(encoding)?,
-        },
+    certificate(
+        parent.name().clone(),
+        name,
+        public_key,
+        extensions,
         signer,
+        now,
+        lifetime,
     )
 }
 
@@ -93,19 +85,39 @@ pub fn time_stamping(
         extensions::subject_key_identifier(&key_id),
         extensions::authority_key_identifier(&parent.key_id),
     ];
-    sign(
-        Unsigned {
-            issuer: parent.name().clone(),
-            subject: name,
-            validity: validity(now, lifetime)?,
-            public_key,
-            extensions: extensions
-                .into_iter()
-                .collect::<der::Result<_>>()
-                .map_err(encoding)?,
-        },
+    certificate(
+        parent.name().clone(),
+        name,
+        public_key,
+        extensions,
         signer,
+        now,
+        lifetime,
     )
+}
+
+/// Encodes and signs a CA-made certificate with `extensions`, valid from an
+/// hour ago (clock skew) for `lifetime`.
+fn certificate(
+    issuer: Name,
+    subject: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    extensions: impl IntoIterator<Item = der::Result<x509_cert::ext::Extension>>,
+    signer: &impl Signer,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<Issued, Error> {
+    let unsigned = Unsigned {
+        issuer,
+        subject,
+        validity: validity(now, lifetime)?,
+        public_key,
+        extensions: extensions
+            .into_iter()
+            .collect::<der::Result<_>>()
+            .map_err(encoding)?,
+    };
+    sign(unsigned, signer)
 }
 
 fn validity(now: SystemTime, lifetime: Duration) -> Result<Validity, Error> {
