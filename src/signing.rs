@@ -195,7 +195,7 @@ impl SigningCore {
 
     /// Certificates a validator needs beyond the CMS's own: the root and the
     /// TSA's (EN 319 122-1 §6.3, EN 319 142-1 §5.4.2).
-    fn validation_certificates(&self) -> Vec<Vec<u8>> {
+    pub(super) fn validation_certificates(&self) -> Vec<Vec<u8>> {
         let mut certificates = self.trust_chain.clone();
         certificates.extend(self.tsa.iter().map(|tsa| tsa.certificate_der().to_vec()));
         certificates

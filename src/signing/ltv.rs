@@ -67,8 +67,7 @@ pub(super) async fn extend(
     // EN 319 142-1 §5.4.2: every certificate of the signer's and the
     // time-stamp's paths, and their revocation data.
     let mut certificates = vec![signer_certificate];
-    certificates.extend(core.trust_chain.iter().cloned());
-    certificates.push(tsa.certificate_der().to_vec());
+    certificates.extend(core.validation_certificates());
     signed_pdf = blocking_if_large(signed_pdf.len(), move || {
         let dss = pades::append_dss_bytes(&signed_pdf, &certificates, &crls, &[])?;
         signed_pdf.extend_from_slice(&dss);
