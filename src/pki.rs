@@ -58,6 +58,13 @@ pub struct CertificatePolicy {
     pub serial_number_prefix: String,
 }
 
+impl CertificatePolicy {
+    /// `notAfter` of a certificate issued at `now` (RFC 5280 §4.1.2.5).
+    pub fn not_after(&self, now: SystemTime) -> SystemTime {
+        now + self.lifetime.min(MAX_LIFETIME)
+    }
+}
+
 /// Who the ephemeral certificate names.
 #[derive(Clone, Debug)]
 pub enum Subject<'a> {
@@ -147,10 +154,9 @@ pub fn issue(
     let name = name.map_err(|e| {
         Error::invalid_argument("a name does not fit in a certificate").with_source(e)
     })?;
-    let lifetime = policy.lifetime.min(MAX_LIFETIME);
     let validity = Validity {
         not_before: rfc5280_time(now - policy.backdate)?,
-        not_after: rfc5280_time(now + lifetime)?,
+        not_after: rfc5280_time(policy.not_after(now))?,
     };
     let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
     let extensions = vec![

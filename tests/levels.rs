@@ -6,7 +6,7 @@ use qsign::proto::{self, SignPdfDigestRequest, SignPdfRequest};
 use tonic::Code;
 
 use crate::detached::{content, request};
-use crate::pades::judge_at_level;
+use crate::pades::{judge_at_level, judge_later};
 use crate::support::{env, server, sha256, tools, Server, Who};
 
 async fn cades_bt(label: &str, who: Who, seal: &str, expect: &str, level: proto::Level) {
@@ -26,6 +26,7 @@ async fn cades_bt(label: &str, who: Who, seal: &str, expect: &str, level: proto:
         .expect("signed")
         .into_inner();
     validate_cms_b_t(&response.cms[0], &data, expect);
+    validate_cms_later(&response.cms[0], &data);
     let root = env().root_ca();
     if tools::require("openssl") {
         tools::openssl_cms_verify(&response.cms[0], &data, &root).expect("openssl");
@@ -89,6 +90,7 @@ async fn pades_b_t_validates_at_the_time_stamp() {
         let path = dir.path().join(name);
         std::fs::write(&path, signed).unwrap();
         judge_at_level(&path, &original, expect, "B-T", "tst");
+        judge_later(&path, &original, expect, "B-T");
     }
 }
 
@@ -210,6 +212,7 @@ async fn pades_long_term(label: &str, level: proto::Level, name: &str) {
         let path = dir.path().join(file);
         std::fs::write(&path, signed).unwrap();
         judge_at_level(&path, &original, expect, name, "tst");
+        judge_later(&path, &original, expect, name);
     }
     assert_eq!(env().leftover_keys(label), 0);
 }
@@ -378,6 +381,7 @@ async fn cades_b_lt_carries_certificates_and_crls() {
         );
     }
     validate_cms_b_t(&cms, &data, "person");
+    validate_cms_later(&cms, &data);
     assert_eq!(env().leftover_keys(label), 0);
 }
 
@@ -402,4 +406,28 @@ fn validate_cms_b_t(cms: &[u8], data: &[u8], expect: &str) {
         ],
     )
     .expect("validate_cms.py --level B-T");
+}
+
+/// pyHanko's EN 319 102-1 §5.5 validation with time of a detached CMS over
+/// `data`, with the clock `tools::LATER`: after the certificate expired, the
+/// signature time-stamp proves it existed while it was valid.
+pub fn validate_cms_later(cms: &[u8], data: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
+    std::fs::write(&sig, cms).unwrap();
+    std::fs::write(&doc, data).unwrap();
+    let root = env().root_ca();
+    let verdict = tools::validate_later(
+        &tools::own_script("ades_with_time.py"),
+        &[
+            sig.as_os_str(),
+            doc.as_os_str(),
+            "--root".as_ref(),
+            root.as_os_str(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("validation with time at {}: {e}", tools::LATER));
+    if let Some(verdict) = verdict {
+        assert_eq!(verdict["indication"], "PASSED", "{verdict}");
+    }
 }

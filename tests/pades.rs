@@ -70,19 +70,7 @@ pub fn judge_at_level(signed: &Path, original: &Path, expect: &str, level: &str,
     let root = env().root_ca();
     tools::validate(
         "validate_pdf.py",
-        &[
-            signed.as_os_str(),
-            "--root".as_ref(),
-            root.as_os_str(),
-            "--expect".as_ref(),
-            expect.as_ref(),
-            "--original".as_ref(),
-            original.as_os_str(),
-            "--level".as_ref(),
-            level.as_ref(),
-            "--at".as_ref(),
-            at.as_ref(),
-        ],
+        &validate_pdf_args(signed, &root, original, expect, level, at),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", signed.display()));
     if tools::require("pdfsig") && tools::require("certutil") {
@@ -101,6 +89,57 @@ pub fn judge_at_level(signed: &Path, original: &Path, expect: &str, level: &str,
             "{}: {}",
             signed.display(),
             String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// The arguments of `validate_pdf.py`.
+fn validate_pdf_args<'a>(
+    signed: &'a Path,
+    root: &'a Path,
+    original: &'a Path,
+    expect: &'a str,
+    level: &'a str,
+    at: &'a str,
+) -> [&'a std::ffi::OsStr; 11] {
+    [
+        signed.as_os_str(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--expect".as_ref(),
+        expect.as_ref(),
+        "--original".as_ref(),
+        original.as_os_str(),
+        "--level".as_ref(),
+        level.as_ref(),
+        "--at".as_ref(),
+        at.as_ref(),
+    ]
+}
+
+/// `validate_pdf.py --at tst` with the validator's clock `tools::LATER`,
+/// after the signing certificate expired: every EN 319 102-1 procedure
+/// pyHanko runs on the file (with time, and LTA for B-LTA) must pass.
+pub fn judge_later(signed: &Path, original: &Path, expect: &str, level: &str) {
+    let root = env().root_ca();
+    let verdict = tools::validate_later(
+        &tools::shared_script("validate_pdf.py"),
+        &validate_pdf_args(signed, &root, original, expect, level, "tst"),
+    )
+    .unwrap_or_else(|e| panic!("{} {}: {e}", signed.display(), tools::LATER));
+    let Some(verdict) = verdict else { return };
+    let procedures = verdict["pyhanko_ades"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pyHanko AdES results: {verdict}"));
+    let expected = if level == "B-LTA" { 2 } else { 1 };
+    assert_eq!(procedures.len(), expected, "{verdict}");
+    for procedure in procedures {
+        assert_eq!(
+            procedure["indication"],
+            "PASSED",
+            "{} at {}: {procedure}",
+            signed.display(),
+            tools::LATER
         );
     }
 }

@@ -17,8 +17,8 @@ use crate::state::ROOT_KEY_LABEL;
 use crate::tsa::MessageImprint;
 use crate::Error;
 
-/// nextUpdate - thisUpdate of the CRLs (RFC 5280 §5.1.2.5).
-const CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// nextUpdate - thisUpdate of the root's CRL (RFC 5280 §5.1.2.5).
+const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// DER bytes reserved for the document time-stamp token: TSTInfo, the
 /// SignerInfo and the TSA certificate (at most `MAX_END_ENTITY_LEN`).
 const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
@@ -26,6 +26,12 @@ const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
 /// CRLs of the issuing CA and of the root, signed with their keys in the
 /// task's session. qsign revokes nothing, so they are empty (RFC 9608
 /// certificates need none; the CAs' own certificates do).
+///
+/// The issuing CA's CRL is fresh exactly as long as the certificate issued
+/// with it at `now`: a validator that knows no noRevAvail runs the
+/// EN 319 102-1 §5.6.2.1 time-slide with it for the end-entity certificate,
+/// and the control time it ends at (the CRL's nextUpdate, once stale) must
+/// fall inside the certificate's validity for the past validation to pass.
 pub(super) fn crls(
     session: &HsmSession<'_>,
     core: &SigningCore,
@@ -42,12 +48,12 @@ pub(super) fn crls(
         .map_err(|_| Error::internal("the clock is before 1970"))?
         .as_millis();
     let number = u64::try_from(number).unwrap_or(u64::MAX);
-    let next = now + CRL_LIFETIME;
     let issuing_key = session.issuing_ca()?;
     let root_key = session.persistent_signer(ROOT_KEY_LABEL)?;
+    let issuing_next = core.policy.not_after(now);
     Ok(vec![
-        issue_crl(&core.issuer, &issuing_key, now, next, number)?,
-        issue_crl(&root, &root_key, now, next, number)?,
+        issue_crl(&core.issuer, &issuing_key, now, issuing_next, number)?,
+        issue_crl(&root, &root_key, now, now + ROOT_CRL_LIFETIME, number)?,
     ])
 }
 

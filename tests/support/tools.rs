@@ -82,22 +82,77 @@ pub fn validator() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// How far libfaketime moves a validator's clock for the checks "after the
+/// certificate expired": past the default 10-minute lifetime and the 60-minute maximum.
+pub const LATER: &str = "+80m";
+
+/// A script of the shared validators.
+pub fn shared_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/validate")
+        .join(name)
+}
+
+/// A validator script of this repository (`tests/validate/`).
+pub fn own_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/validate")
+        .join(name)
+}
+
 /// Runs a shared validator script; returns its JSON verdict on failure.
 pub fn validate(script: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
-    let Some((python, scripts)) = validator() else {
-        return Ok(());
+    run(&shared_script(script), args, None).map(drop)
+}
+
+/// Runs a validator script (`shared_script`, `own_script`) with its clock
+/// moved by `LATER`; its JSON verdict, or `None` where the tools are
+/// missing outside CI.
+pub fn validate_later(
+    script: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<Option<serde_json::Value>, String> {
+    if !require("faketime") {
+        return Ok(None);
+    }
+    let Some(stdout) = run(script, args, Some(LATER))? else {
+        return Ok(None);
     };
-    let out = Command::new(python)
-        .arg(scripts.join(script))
+    serde_json::from_str(&stdout)
+        .map(Some)
+        .map_err(|e| format!("{}: not a JSON verdict ({e}): {stdout}", script.display()))
+}
+
+/// `python script args`, under `faketime -f offset` when given: its
+/// stdout when it exits 0, both outputs when not.
+fn run(
+    script: &Path,
+    args: &[&std::ffi::OsStr],
+    offset: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some((python, _)) = validator() else {
+        return Ok(None);
+    };
+    let mut command = match offset {
+        Some(offset) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", offset]).arg(python);
+            c
+        }
+        None => Command::new(python),
+    };
+    let out = command
+        .arg(script)
         .args(args)
         .output()
         .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
-        Ok(())
+        Ok(Some(stdout))
     } else {
         Err(format!(
-            "{script} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
+            "{} failed:\n{stdout}\n{}",
+            script.display(),
             String::from_utf8_lossy(&out.stderr)
         ))
     }
