@@ -88,6 +88,7 @@ fn main() {
         backdate: Duration::from_secs(60),
         pds_url: "https://qsign.example/pds/en".into(),
         serial_number_prefix: "UI".into(),
+        ocsp_url: None,
     };
     let subject = Subject::NaturalPerson {
         given_name: "Bench",

@@ -10,6 +10,7 @@ use x509_cert::Certificate;
 use crate::auth::{Profiles, TokenPolicy, Verifier};
 use crate::config::{Config, PinSource};
 use crate::hsm::{Hsm, HsmSettings, Module};
+use crate::pki::ocsp::Responder;
 use crate::pki::Issuer;
 use crate::signing::SigningCore;
 use crate::state::read_certificates;
@@ -57,12 +58,16 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     }
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
+    let ocsp = ocsp_responder(config, &hsm, &issuer)?;
+    let mut certificate_policy = config.certificate.clone();
+    certificate_policy.ocsp_url = config.ocsp.as_ref().map(|o| o.url.clone());
     Ok(Arc::new(SigningCore {
         hsm,
         issuer,
         chain,
         trust_chain: vec![issuing, root],
-        policy: config.certificate.clone(),
+        policy: certificate_policy,
+        ocsp,
         verifier,
         profiles,
         limits: config.limits.clone(),
@@ -88,6 +93,39 @@ fn time_stamp_authority(
     let authority =
         hsm.run_blocking(move |session| TimeStampAuthority::new(session, settings, certificate))?;
     Ok(Some(Arc::new(authority)))
+}
+
+/// The OCSP responder of `[ocsp]`, checked against its key in the token.
+fn ocsp_responder(
+    config: &Config,
+    hsm: &Hsm,
+    issuer: &Issuer,
+) -> Result<Option<Arc<Responder>>, Error> {
+    let Some(ocsp) = &config.ocsp else {
+        return Ok(None);
+    };
+    let responder = Responder::new(
+        ocsp.key_label.clone(),
+        single_certificate(&ocsp.certificate)?,
+        issuer,
+    )?;
+    let label = ocsp.key_label.clone();
+    let in_token = hsm.run_blocking(move |session| Ok(session.persistent_public_key(&label)?))?;
+    if in_token
+        != responder
+            .certificate()
+            .tbs_certificate
+            .subject_public_key_info
+    {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!(
+                "the OCSP responder certificate does not match the token key '{}'",
+                ocsp.key_label
+            ),
+        ));
+    }
+    Ok(Some(Arc::new(responder)))
 }
 
 /// Refuse to serve when the issuing certificate does not belong to the

@@ -27,6 +27,7 @@ struct File {
     limits: Limits,
     tls: Option<TlsFile>,
     tsa: Option<TsaFile>,
+    ocsp: Option<OcspFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
 }
@@ -128,6 +129,15 @@ struct TsaFile {
     urls: Vec<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OcspFile {
+    #[serde(default = "default_ocsp_key_label")]
+    key_label: String,
+    certificate: PathBuf,
+    url: String,
+}
+
 /// Where the HSM PIN comes from; never the file itself.
 #[derive(Clone, Debug)]
 pub enum PinSource {
@@ -164,6 +174,18 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
+/// `[ocsp]`: the alternative to noRevAvail (SPEC §5): ephemeral
+/// certificates name `url`, and B-LT embeds a response of the responder.
+#[derive(Clone, Debug)]
+pub struct OcspConfig {
+    /// Label of the responder's persistent private key in the token.
+    pub key_label: String,
+    /// Its certificate, issued by the issuing CA (`qsign init-ocsp`).
+    pub certificate: PathBuf,
+    /// RFC 6960 §3.1 / App. A: the responder's http:// URL.
+    pub url: String,
+}
+
 /// `[tsa]`: the built-in time-stamping authority and external ones.
 #[derive(Clone, Debug)]
 pub struct TsaConfig {
@@ -190,6 +212,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// None: no time-stamping authority (levels above B-B are refused).
     pub tsa: Option<TsaConfig>,
+    /// None: certificates carry noRevAvail (the default).
+    pub ocsp: Option<OcspConfig>,
     pub profiles: Vec<Profile>,
 }
 
@@ -264,6 +288,7 @@ impl Config {
                 backdate: Duration::from_secs(c.backdate_seconds),
                 pds_url: c.pds_url.clone(),
                 serial_number_prefix: c.serial_number_prefix.clone(),
+                ocsp_url: None,
             },
             token: TokenConfig {
                 issuer: file.token.issuer,
@@ -280,6 +305,7 @@ impl Config {
                 client_ca: t.client_ca.as_deref().map(resolve),
             }),
             tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
+            ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
             profiles: file.profiles,
         })
     }
@@ -329,6 +355,25 @@ fn default_issuing_key_label() -> String {
 fn default_ephemeral_key_label() -> String {
     "qsign-ephemeral".into()
 }
+fn ocsp(file: OcspFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<OcspConfig, Error> {
+    // RFC 6960 Appendix A: OCSP over HTTP; the URL goes into every
+    // certificate, so it is bounded like the PDS URL.
+    if !file.url.starts_with("http://") || file.url.len() > crate::pki::MAX_PDS_URL_LEN {
+        return Err(invalid(
+            "[ocsp] url must be an http:// URL of at most 256 bytes (RFC 6960 Appendix A)",
+        ));
+    }
+    Ok(OcspConfig {
+        key_label: file.key_label,
+        certificate: resolve(&file.certificate),
+        url: file.url,
+    })
+}
+
+fn default_ocsp_key_label() -> String {
+    "qsign-ocsp".into()
+}
+
 fn default_tsa_key_label() -> String {
     "qsign-tsa".into()
 }

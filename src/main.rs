@@ -302,16 +302,11 @@ async fn tsa_endpoint(
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
     })?;
-    tracing::info!(%address, "RFC 3161 time-stamping and the CAs' CRLs over HTTP");
-    let crl_core = core.clone();
-    let crls: qsign::tsa::http::CrlSource = std::sync::Arc::new(move |which| {
-        let core = crl_core.clone();
-        Box::pin(async move { core.current_crl(which).await })
-    });
+    tracing::info!(%address, ocsp = core.ocsp.is_some(), "RFC 3161 time-stamping, the CAs' CRLs and OCSP over HTTP");
     let serving = qsign::tsa::http::serve(
         core.hsm.clone(),
         tsa,
-        Some(crls),
+        core.revocation_services(),
         listener,
         std::future::pending(),
     );

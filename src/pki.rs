@@ -8,6 +8,7 @@ pub mod ca;
 pub mod crl;
 pub mod extensions;
 pub mod name;
+pub mod ocsp;
 pub mod oid;
 
 use std::time::{Duration, SystemTime};
@@ -35,7 +36,7 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// Upper bound of an ephemeral certificate's DER length, given names within
-/// [`MAX_NAME_CHARS`], a PDS URL within [`MAX_PDS_URL_LEN`], an issuer
+/// [`MAX_NAME_CHARS`], PDS and OCSP URLs within [`MAX_PDS_URL_LEN`], an issuer
 /// name within [`MAX_ISSUER_NAME_LEN`] and any key algorithm (RSA-3072 at
 /// most). PDF signatures reserve room from it before the certificate exists.
 pub const MAX_END_ENTITY_LEN: usize = 4096;
@@ -56,6 +57,9 @@ pub struct CertificatePolicy {
     /// EN 319 412-1 §5.1.3 national scheme prefix of the person's
     /// serialNumber, e.g. `UI` gives `UI:DK-<uuid>`.
     pub serial_number_prefix: String,
+    /// The alternative to RFC 9608 noRevAvail (`[ocsp]`): the certificate
+    /// names this OCSP responder, and B-LT embeds its response.
+    pub ocsp_url: Option<String>,
 }
 
 impl CertificatePolicy {
@@ -165,8 +169,12 @@ pub fn issue(
         extensions::subject_key_identifier(&key_id),
         extensions::certificate_policies(certificate_policy),
         extensions::qc_statements(kind, &policy.pds_url),
-        // RFC 9608 / EN 319 412-1 §5.2: a short-term certificate.
-        extensions::no_rev_avail(),
+        match &policy.ocsp_url {
+            // RFC 9608 §3: a noRevAvail certificate carries no pointer.
+            None => extensions::no_rev_avail(),
+            Some(url) => extensions::authority_info_access_ocsp(url),
+        },
+        // EN 319 412-1 §5.2: a short-term certificate.
         extensions::valassured_st_certs(),
     ];
     let extensions = extensions

@@ -11,8 +11,8 @@ use cms::signed_data::{
 };
 use const_oid::db::{rfc5911, rfc6268};
 use const_oid::ObjectIdentifier;
-use der::asn1::{OctetString, SetOfVec};
-use der::{Any, Decode, Encode, Sequence};
+use der::asn1::{ContextSpecific, OctetString, SetOfVec};
+use der::{Any, Decode, Encode, Sequence, TagMode, TagNumber};
 use sha2::{Digest, Sha256};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
@@ -34,6 +34,32 @@ struct CmsAlgorithmProtection {
     digest_algorithm: AlgorithmIdentifierOwned,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
     signature_algorithm: Option<AlgorithmIdentifierOwned>,
+}
+
+/// RFC 5940 §4.2.1 id-ri-ocsp-response: an OCSPResponse among a
+/// SignedData's revocation information.
+pub const ID_RI_OCSP_RESPONSE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.16.2");
+
+/// RFC 5652 §10.2.1 `OtherRevocationInfoFormat`.
+#[derive(Sequence)]
+struct OtherRevocationInfoFormat {
+    other_rev_info_format: ObjectIdentifier,
+    other_rev_info: Any,
+}
+
+/// RFC 5652 §5.1 `SignedData` as cms 0.2's, with `crls` holding encoded
+/// RevocationInfoChoices (see `add_validation_data`).
+#[derive(Sequence)]
+struct CadesSignedData {
+    version: CmsVersion,
+    digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
+    encap_content_info: EncapsulatedContentInfo,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    certificates: Option<CertificateSet>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    crls: Option<SetOfVec<Any>>,
+    signer_infos: SignerInfos,
 }
 
 /// RFC 5035 §4 `IssuerSerial`.
@@ -72,7 +98,7 @@ pub enum SigningTime {
 pub struct SignatureContext {
     certificates: CertificateSet,
     /// B-LT: revocation data of the chain (RFC 5652 §10.2.1).
-    crls: Option<cms::revocation::RevocationInfoChoices>,
+    crls: Option<SetOfVec<Any>>,
     sid: SignerIdentifier,
     digest_algorithm: AlgorithmIdentifierOwned,
     signature_algorithm: AlgorithmIdentifierOwned,
@@ -143,12 +169,14 @@ impl SignatureContext {
 
     /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
     /// CAdES B-LT (EN 319 122-1 §6.3): the certificates of every path the
-    /// signature and its time-stamp need, and CRLs for them, in
-    /// `SignedData.certificates` and `SignedData.crls`.
+    /// signature and its time-stamp need, and CRLs and OCSP responses for
+    /// them, in `SignedData.certificates` and `SignedData.crls` (an OCSP
+    /// response as RFC 5940 §4.2.1 id-ri-ocsp-response).
     pub fn add_validation_data(
         &mut self,
         certificates: &[Vec<u8>],
         crls: &[Vec<u8>],
+        ocsps: &[Vec<u8>],
     ) -> Result<(), Error> {
         for der in certificates {
             let certificate = Certificate::from_der(der).map_err(encoding)?;
@@ -157,14 +185,31 @@ impl SignatureContext {
                 self.certificates.0.insert(choice).map_err(encoding)?;
             }
         }
+        // RFC 5652 §10.2.1 RevocationInfoChoice: a CertificateList, or
+        // [1] IMPLICIT OtherRevocationInfoFormat { OID, ANY }. (cms 0.2's
+        // OtherRevocationInfoFormat wraps the OID in an AlgorithmIdentifier,
+        // which is not the standard's encoding; hence DER built here.)
         let mut revocation = SetOfVec::new();
         for der in crls {
-            let crl = x509_cert::crl::CertificateList::from_der(der).map_err(encoding)?;
+            x509_cert::crl::CertificateList::from_der(der).map_err(encoding)?;
             revocation
-                .insert(cms::revocation::RevocationInfoChoice::Crl(crl))
+                .insert(Any::from_der(der).map_err(encoding)?)
                 .map_err(encoding)?;
         }
-        self.crls = Some(cms::revocation::RevocationInfoChoices(revocation));
+        for der in ocsps {
+            let other = ContextSpecific {
+                tag_number: TagNumber::N1,
+                tag_mode: TagMode::Implicit,
+                value: OtherRevocationInfoFormat {
+                    other_rev_info_format: ID_RI_OCSP_RESPONSE,
+                    other_rev_info: Any::from_der(der).map_err(encoding)?,
+                },
+            };
+            revocation
+                .insert(Any::encode_from(&other).map_err(encoding)?)
+                .map_err(encoding)?;
+        }
+        self.crls = Some(revocation);
         Ok(())
     }
 
@@ -175,7 +220,7 @@ impl SignatureContext {
             .map_err(encoding)?;
         // RFC 5652 §5.1: version 1 for id-data content and only
         // issuerAndSerialNumber signer identifiers.
-        content_info(SignedData {
+        let signed_data = CadesSignedData {
             version: CmsVersion::V1,
             digest_algorithms,
             encap_content_info: EncapsulatedContentInfo {
@@ -185,7 +230,12 @@ impl SignatureContext {
             certificates: Some(self.certificates.clone()),
             crls: self.crls.clone(),
             signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(encoding)?),
-        })
+        };
+        let content_info = ContentInfo {
+            content_type: rfc6268::ID_SIGNED_DATA,
+            content: Any::encode_from(&signed_data).map_err(encoding)?,
+        };
+        content_info.to_der().map_err(encoding)
     }
 }
 

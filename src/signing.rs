@@ -28,6 +28,7 @@ use x509_cert::Certificate;
 use crate::auth::{Activation, Profiles, Signatory, Verifier};
 use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
+use crate::pki::ocsp::Responder;
 use crate::pki::{self, CertificatePolicy, Issuer, Subject};
 use crate::signed_data;
 use crate::signed_data::{SignatureContext, SigningTime};
@@ -51,6 +52,9 @@ pub struct SigningCore {
     /// External TSAs (`[tsa] urls`), tried in order; when any is given they
     /// are used instead of the built-in one.
     pub tsa_urls: Vec<String>,
+    /// `[ocsp]`: certificates name this responder instead of carrying
+    /// noRevAvail; B-LT embeds its response about the signer's certificate.
+    pub ocsp: Option<Arc<Responder>>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -102,8 +106,9 @@ struct Signed {
     signature_id: String,
     certificate: Vec<u8>,
     cms: Vec<Vec<u8>>,
-    /// B-LT and up: CRLs of the issuing CA and the root.
-    crls: Vec<Vec<u8>>,
+    /// B-LT and up: CRLs, and with `[ocsp]` the responder's OCSPResponse
+    /// about the signer's certificate.
+    revocation: ltv::RevocationData,
 }
 
 /// Which kind of request asks for a level: PAdES B-LT and B-LTA exist for
@@ -198,6 +203,7 @@ impl SigningCore {
     pub(super) fn validation_certificates(&self) -> Vec<Vec<u8>> {
         let mut certificates = self.trust_chain.clone();
         certificates.extend(self.tsa.iter().map(|tsa| tsa.certificate_der().to_vec()));
+        certificates.extend(self.ocsp.iter().map(|r| r.certificate_der().to_vec()));
         certificates
     }
 
@@ -266,10 +272,10 @@ impl SigningCore {
                     signer_infos.push(signer_info);
                 }
                 drop(key);
-                let crls = if level >= Level::BLt {
-                    ltv::crls(session, &core, now)?
+                let revocation = if level >= Level::BLt {
+                    ltv::revocation_data(session, &core, &issued, now)?
                 } else {
-                    Vec::new()
+                    Default::default()
                 };
                 let signature_id = uuid::Uuid::new_v4().to_string();
                 audit(&signature_id, &activation, &signatory, &issued, &approved);
@@ -278,7 +284,7 @@ impl SigningCore {
                         signature_id,
                         certificate: issued.der,
                         cms: Vec::new(),
-                        crls,
+                        revocation,
                     },
                     context,
                     signer_infos,
@@ -295,7 +301,11 @@ impl SigningCore {
         }
         // CAdES carries B-LT data in the CMS; PAdES in the /DSS (`ltv`).
         if level >= Level::BLt && signing_time != SigningTime::Omitted {
-            context.add_validation_data(&self.validation_certificates(), &result.crls)?;
+            context.add_validation_data(
+                &self.validation_certificates(),
+                &result.revocation.crls,
+                &result.revocation.ocsps,
+            )?;
         }
         result.cms = signer_infos
             .drain(..)

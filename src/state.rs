@@ -27,6 +27,7 @@ pub const CONFIG: &str = "qsign.toml";
 pub const ROOT_CA: &str = "root-ca.pem";
 pub const ISSUING_CA: &str = "issuing-ca.pem";
 pub const TSA_CERTIFICATE: &str = "tsa.pem";
+pub const OCSP_CERTIFICATE: &str = "ocsp-responder.pem";
 pub const DEV_IDP_KEY: &str = "dev-idp-key.pem";
 pub const DEV_IDP_JWKS: &str = "dev-idp-jwks.json";
 pub const USER_PIN: &str = "user-pin";
@@ -36,6 +37,7 @@ pub const TOKEN_LABEL: &str = "qsign";
 pub const ROOT_KEY_LABEL: &str = "qsign-root-ca";
 pub const ISSUING_KEY_LABEL: &str = "qsign-issuing-ca";
 pub const TSA_KEY_LABEL: &str = "qsign-tsa";
+pub const OCSP_KEY_LABEL: &str = "qsign-ocsp";
 pub const DEV_ISSUER: &str = "qsign-dev-idp";
 pub const DEV_AUDIENCE: &str = "qsign";
 pub const DEV_PROFILE: &str = "dev";
@@ -125,6 +127,15 @@ impl StateDir {
         write_public(&self.file(ISSUING_CA), &pem_certificate(&issuing)?)?;
         let tsa = create_tsa(&hsm, ROOT_KEY_LABEL, &root, TSA_KEY_LABEL, DEV_ORGANIZATION)?;
         write_public(&self.file(TSA_CERTIFICATE), &pem_certificate(&tsa)?)?;
+        // For the `[ocsp]` alternative, commented out in the configuration.
+        let responder = create_delegate(
+            &hsm,
+            Delegate::OcspSigning,
+            (ISSUING_KEY_LABEL, &issuing),
+            OCSP_KEY_LABEL,
+            DEV_ORGANIZATION,
+        )?;
+        write_public(&self.file(OCSP_CERTIFICATE), &pem_certificate(&responder)?)?;
 
         let idp = DevIdp::generate();
         write_private(&self.file(DEV_IDP_KEY), idp.pkcs8_pem().as_bytes())?;
@@ -191,6 +202,16 @@ pub fn create_ca(
     })
 }
 
+/// A service that signs with a key of its own under one of the CAs.
+#[derive(Clone, Copy, Debug)]
+pub enum Delegate {
+    /// The time-stamping authority, under the root (RFC 3161 §2.3).
+    TimeStamping,
+    /// The issuing CA's OCSP responder, under the issuing CA (RFC 6960
+    /// §4.2.2.2: a delegated responder is certified by the CA it answers for).
+    OcspSigning,
+}
+
 /// Makes the time-stamping authority: a persistent, sensitive,
 /// non-extractable EC P-256 key `tsa_label` and its certificate from the
 /// root (`root_der`, key `root_label`); returns the certificate, DER.
@@ -202,32 +223,54 @@ pub fn create_tsa(
     tsa_label: &str,
     organization: &str,
 ) -> Result<Vec<u8>, Error> {
-    let root = Issuer::from_der(root_der.to_vec())?;
-    let (root_label, tsa_label, organization) = (
-        root_label.to_owned(),
-        tsa_label.to_owned(),
-        organization.to_owned(),
-    );
+    create_delegate(
+        hsm,
+        Delegate::TimeStamping,
+        (root_label, root_der),
+        tsa_label,
+        organization,
+    )
+}
+
+/// Makes the key `label` of `delegate` (persistent, sensitive,
+/// non-extractable EC P-256) and its certificate from `parent` (key label,
+/// certificate DER); returns the certificate, DER. Refuses when a key
+/// labelled `label` already exists.
+pub fn create_delegate(
+    hsm: &Hsm,
+    delegate: Delegate,
+    parent: (&str, &[u8]),
+    label: &str,
+    organization: &str,
+) -> Result<Vec<u8>, Error> {
+    let issuer = Issuer::from_der(parent.1.to_vec())?;
+    let (parent_label, label) = (parent.0.to_owned(), label.to_owned());
+    let (role, lifetime_years) = match delegate {
+        Delegate::TimeStamping => ("TSA", 5),
+        Delegate::OcspSigning => ("OCSP responder", 1),
+    };
+    let common_name = format!("{organization} {role}");
+    let organization = organization.to_owned();
     hsm.run_blocking(move |session| {
-        let (root_label, tsa_label) = (root_label.as_str(), tsa_label.as_str());
-        let organization = organization.as_str();
-        if session.has_private_key(tsa_label)? {
+        if session.has_private_key(&label)? {
             return Err(Error::new(
                 ErrorKind::FailedPrecondition,
-                format!("the token already holds a key labelled '{tsa_label}'; refusing to replace the TSA key"),
+                format!("the token already holds a key labelled '{label}'; refusing to replace the {role} key"),
             ));
         }
         let name = NameBuilder::default()
             .printable(const_oid::db::rfc4519::C, "DK")
-            .and_then(|b| b.utf8(const_oid::db::rfc4519::O, organization))
-            .and_then(|b| b.utf8(const_oid::db::rfc4519::CN, &format!("{organization} TSA")))
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::O, &organization))
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::CN, &common_name))
             .map_err(pki::encoding)?
             .build();
-        let key = session.generate_persistent(KeyAlgorithm::EcP256, tsa_label)?;
-        let root_signer = session.persistent_signer(root_label)?;
-        let year = Duration::from_secs(365 * 24 * 3600);
-        let issued =
-            pki::ca::time_stamping(name, key, &root, &root_signer, SystemTime::now(), 5 * year)?;
+        let key = session.generate_persistent(KeyAlgorithm::EcP256, &label)?;
+        let signer = session.persistent_signer(&parent_label)?;
+        let (now, lifetime) = (SystemTime::now(), lifetime_years * Duration::from_secs(365 * 24 * 3600));
+        let issued = match delegate {
+            Delegate::TimeStamping => pki::ca::time_stamping(name, key, &issuer, &signer, now, lifetime)?,
+            Delegate::OcspSigning => pki::ca::ocsp_signing(name, key, &issuer, &signer, now, lifetime)?,
+        };
         Ok(issued.der)
     })
 }

@@ -251,6 +251,7 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
         limits: base.limits.clone(),
         tsa: None,
         tsa_urls: vec![],
+        ocsp: None,
     });
     let server = Server::start(broken).await;
     let data = b"no hsm".to_vec();

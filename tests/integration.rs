@@ -13,6 +13,7 @@ mod errors;
 mod hygiene;
 mod levels;
 mod ltv;
+mod ocsp;
 mod pades;
 mod service;
 mod tsa;

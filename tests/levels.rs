@@ -379,9 +379,16 @@ async fn cades_b_lt_carries_certificates_and_crls() {
             !verify(&["-crl_check_all"]).status.success(),
             "B-T has no CRLs"
         );
+        // Nor does a validator that insists on revocation data accept it.
+        if tools::validator().is_some() {
+            assert!(validate_cms_with_time(&bt, &data, "require", false).is_err());
+        }
     }
     validate_cms_b_t(&cms, &data, "person");
     validate_cms_later(&cms, &data);
+    // pyHanko requiring revocation data for every certificate of every path
+    // finds it in the SignedData, also after the certificate expired.
+    validate_cms_with_time(&cms, &data, "require", true).expect("B-LT, require");
     assert_eq!(env().leftover_keys(label), 0);
 }
 
@@ -412,22 +419,42 @@ fn validate_cms_b_t(cms: &[u8], data: &[u8], expect: &str) {
 /// `data`, with the clock `tools::LATER`: after the certificate expired, the
 /// signature time-stamp proves it existed while it was valid.
 pub fn validate_cms_later(cms: &[u8], data: &[u8]) {
+    validate_cms_with_time(cms, data, "soft-fail", true)
+        .unwrap_or_else(|verdict| panic!("at {}: {verdict}", tools::LATER));
+}
+
+/// `tests/validate/ades_with_time.py` with `revocation` checking (the
+/// SignedData's own CRLs and OCSP responses only), now or `later`: `Err`
+/// with the verdict unless it PASSED.
+pub fn validate_cms_with_time(
+    cms: &[u8],
+    data: &[u8],
+    revocation: &str,
+    later: bool,
+) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
     std::fs::write(&sig, cms).unwrap();
     std::fs::write(&doc, data).unwrap();
     let root = env().root_ca();
-    let verdict = tools::validate_later(
-        &tools::own_script("ades_with_time.py"),
-        &[
-            sig.as_os_str(),
-            doc.as_os_str(),
-            "--root".as_ref(),
-            root.as_os_str(),
-        ],
-    )
-    .unwrap_or_else(|e| panic!("validation with time at {}: {e}", tools::LATER));
-    if let Some(verdict) = verdict {
-        assert_eq!(verdict["indication"], "PASSED", "{verdict}");
+    let args: [&std::ffi::OsStr; 6] = [
+        sig.as_os_str(),
+        doc.as_os_str(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--revocation".as_ref(),
+        revocation.as_ref(),
+    ];
+    let script = tools::own_script("ades_with_time.py");
+    let verdict = if later {
+        tools::validate_later(&script, &args)
+    } else {
+        tools::validate_own(&script, &args)
+    };
+    match verdict {
+        Ok(Some(verdict)) if verdict["indication"] == "PASSED" => Ok(()),
+        Ok(Some(verdict)) => Err(verdict.to_string()),
+        Ok(None) => Ok(()),
+        Err(failed) => Err(failed),
     }
 }

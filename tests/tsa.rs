@@ -24,30 +24,35 @@ use crate::support::{env, tools};
 const DEV_POLICY: &str = "1.3.6.1.4.1.32473.1.1";
 
 /// The HTTP endpoint of a core's TSA on an ephemeral port, stopped on drop.
-struct TsaServer {
-    address: SocketAddr,
-    core: Arc<SigningCore>,
+pub struct TsaServer {
+    pub address: SocketAddr,
+    pub core: Arc<SigningCore>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TsaServer {
     async fn start(label: &str) -> Self {
-        let core = env().core(label, |_| {});
-        let tsa = core.tsa.clone().expect("the dev configuration has a TSA");
+        Self::start_with(label, false).await
+    }
+
+    /// With `ocsp`, the core's certificates name this endpoint's responder
+    /// (the `[ocsp]` alternative to noRevAvail).
+    pub async fn start_with(label: &str, ocsp: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let crl_core = core.clone();
-        let crls: qsign::tsa::http::CrlSource = std::sync::Arc::new(move |which| {
-            let core = crl_core.clone();
-            Box::pin(async move { core.current_crl(which).await })
+        let core = env().core(label, |c| {
+            if ocsp {
+                c.ocsp = Some(env().ocsp_config(&format!("http://{address}/ocsp")));
+            }
         });
+        let tsa = core.tsa.clone().expect("the dev configuration has a TSA");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(qsign::tsa::http::serve(
             core.hsm.clone(),
             tsa,
-            Some(crls),
+            core.revocation_services(),
             listener,
             async {
                 let _ = stopped.await;
@@ -78,7 +83,7 @@ impl Drop for TsaServer {
 }
 
 /// An HTTP exchange over a fresh connection: status, Content-Type, body.
-async fn http(address: SocketAddr, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+pub async fn http(address: SocketAddr, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");

@@ -1,5 +1,6 @@
 //! Certificates made at set-up: a self-signed root, an issuing CA (RFC 5280
-//! §4.2.1.9, §4.2.1.3) and the time-stamping authority (RFC 3161 §2.3).
+//! §4.2.1.9, §4.2.1.3), the time-stamping authority (RFC 3161 §2.3) and the
+//! OCSP responder (RFC 6960 §4.2.2.2).
 //! Their keys stay in the token.
 
 use std::time::{Duration, SystemTime};
@@ -78,10 +79,45 @@ pub fn time_stamping(
     now: SystemTime,
     lifetime: Duration,
 ) -> Result<Issued, Error> {
-    let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
-    let extensions = [
+    let usage = [
         extensions::key_usage_time_stamping(),
         extensions::extended_key_usage_time_stamping(),
+    ];
+    delegate(name, public_key, parent, usage, signer, (now, lifetime))
+}
+
+/// The issuing CA's delegated OCSP responder (RFC 6960 §4.2.2.2): issued
+/// by `parent` (the CA whose certificates it answers for), id-kp-OCSPSigning,
+/// keyUsage digitalSignature, and id-pkix-ocsp-nocheck (§4.2.2.2.1) so that
+/// its own responses need no revocation data; AKI and SKI; not a CA.
+pub fn ocsp_signing(
+    name: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    parent: &Issuer,
+    signer: &impl Signer,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<Issued, Error> {
+    let usage = [
+        extensions::key_usage_digital_signature(),
+        extensions::extended_key_usage_ocsp_signing(),
+        extensions::ocsp_nocheck(),
+    ];
+    delegate(name, public_key, parent, usage, signer, (now, lifetime))
+}
+
+/// A certificate under `parent` for a service key that is no CA: `usage`
+/// extensions, then SKI and AKI.
+fn delegate<const N: usize>(
+    name: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    parent: &Issuer,
+    usage: [der::Result<x509_cert::ext::Extension>; N],
+    signer: &impl Signer,
+    (now, lifetime): (SystemTime, Duration),
+) -> Result<Issued, Error> {
+    let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
+    let identifiers = [
         extensions::subject_key_identifier(&key_id),
         extensions::authority_key_identifier(&parent.key_id),
     ];
@@ -89,7 +125,7 @@ pub fn time_stamping(
         parent.name().clone(),
         name,
         public_key,
-        extensions,
+        usage.into_iter().chain(identifiers),
         signer,
         now,
         lifetime,

@@ -84,6 +84,40 @@ pub fn extended_key_usage_time_stamping() -> der::Result<Extension> {
     )
 }
 
+/// keyUsage of an OCSP responder: digitalSignature only, critical.
+pub fn key_usage_digital_signature() -> der::Result<Extension> {
+    associated(true, &KeyUsage(KeyUsages::DigitalSignature.into()))
+}
+
+/// RFC 6960 §4.2.2.2: a delegated responder's certificate "MUST" name
+/// id-kp-OCSPSigning in extendedKeyUsage.
+pub fn extended_key_usage_ocsp_signing() -> der::Result<Extension> {
+    associated(
+        false,
+        &ExtendedKeyUsage(vec![const_oid::db::rfc5280::ID_KP_OCSP_SIGNING]),
+    )
+}
+
+/// RFC 6960 §4.2.2.2.1 id-pkix-ocsp-nocheck, `NULL`: relying parties trust
+/// the responder for the certificate's lifetime without checking it.
+pub fn ocsp_nocheck() -> der::Result<Extension> {
+    extension(const_oid::db::rfc6960::ID_PKIX_OCSP_NOCHECK, false, &Null)
+}
+
+/// RFC 5280 §4.2.2.1 authorityInfoAccess with one id-ad-ocsp location
+/// (RFC 6960 §3.1), non-critical.
+pub fn authority_info_access_ocsp(url: &str) -> der::Result<Extension> {
+    let access = x509_cert::ext::pkix::AuthorityInfoAccessSyntax(vec![
+        x509_cert::ext::pkix::AccessDescription {
+            access_method: const_oid::db::rfc5280::ID_AD_OCSP,
+            access_location: x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(
+                Ia5String::new(url)?,
+            ),
+        },
+    ]);
+    associated(false, &access)
+}
+
 /// RFC 5280 §4.2.1.9, critical for CAs.
 pub fn basic_constraints_ca(path_len: Option<u8>) -> der::Result<Extension> {
     associated(

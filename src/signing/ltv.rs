@@ -12,8 +12,9 @@ use super::{blocking_if_large, Level, SigningCore};
 use crate::hsm::HsmSession;
 use crate::pades;
 use crate::pki::crl::issue_crl;
-use crate::pki::Issuer;
+use crate::pki::{Issued, Issuer};
 use crate::state::ROOT_KEY_LABEL;
+use crate::tsa::http::CrlOf;
 use crate::tsa::MessageImprint;
 use crate::Error;
 
@@ -23,38 +24,80 @@ const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// SignerInfo and the TSA certificate (at most `MAX_END_ENTITY_LEN`).
 const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
 
-/// CRLs of the issuing CA and of the root, signed with their keys in the
-/// task's session. qsign revokes nothing, so they are empty (RFC 9608
-/// certificates need none; the CAs' own certificates do).
+/// B-LT revocation data (EN 319 142-1 §5.4.2, EN 319 122-1 §6.3) for the
+/// signer's certificate `issued` and the CAs, signed in the task's session:
+/// CRLs, and with `[ocsp]` the responder's OCSPResponse.
 ///
-/// The issuing CA's CRL is fresh exactly as long as the certificate issued
-/// with it at `now`: a validator that knows no noRevAvail runs the
-/// EN 319 102-1 §5.6.2.1 time-slide with it for the end-entity certificate,
-/// and the control time it ends at (the CRL's nextUpdate, once stale) must
+/// - The root's CRL covers the issuing CA and the TSA.
+/// - The signer's certificate: with noRevAvail (RFC 9608) it needs none,
+///   but validators that know no noRevAvail look for some, so the issuing
+///   CA's CRL goes along; with `[ocsp]` the OCSP response about it instead
+///   (the responder's own certificate has ocsp-nocheck).
+///
+/// Both are fresh (nextUpdate) exactly as long as the certificate issued
+/// at `now`: a validator runs the EN 319 102-1 §5.6.2.1 time-slide with
+/// them, and the control time it ends at (the nextUpdate, once stale) must
 /// fall inside the certificate's validity for the past validation to pass.
-pub(super) fn crls(
+pub(super) fn revocation_data(
     session: &HsmSession<'_>,
     core: &SigningCore,
+    issued: &Issued,
     now: SystemTime,
-) -> Result<Vec<Vec<u8>>, Error> {
-    let root_der = core
-        .trust_chain
-        .last()
-        .ok_or_else(|| Error::internal("the trust chain has no root"))?;
-    let root = Issuer::from_der(root_der.clone())?;
-    // §5.2.3: monotonically increasing; milliseconds since 1970 are.
+) -> Result<RevocationData, Error> {
+    let root_crl = crl(session, core, CrlOf::Root, now)?;
+    let Some(responder) = &core.ocsp else {
+        let issuing_crl = crl(session, core, CrlOf::IssuingCa, now)?;
+        return Ok(RevocationData {
+            crls: vec![issuing_crl, root_crl],
+            ocsps: Vec::new(),
+        });
+    };
+    let id = responder.cert_id(&issued.certificate.tbs_certificate.serial_number)?;
+    let signer = session.session_signer(responder.key_label())?;
+    let response = responder.respond(vec![id], now, core.policy.not_after(now), &signer)?;
+    Ok(RevocationData {
+        crls: vec![root_crl],
+        ocsps: vec![response],
+    })
+}
+
+/// DER CRLs and OCSPResponses of one signature (`revocation_data`).
+#[derive(Default)]
+pub(super) struct RevocationData {
+    pub crls: Vec<Vec<u8>>,
+    pub ocsps: Vec<Vec<u8>>,
+}
+
+/// A CRL of the issuing CA (fresh as long as a certificate issued at `now`,
+/// see `revocation_data`) or of the root (a day), signed with its key.
+/// qsign revokes nothing, so it is empty.
+fn crl(
+    session: &HsmSession<'_>,
+    core: &SigningCore,
+    which: CrlOf,
+    now: SystemTime,
+) -> Result<Vec<u8>, Error> {
+    // RFC 5280 §5.2.3: monotonically increasing; milliseconds since 1970 are.
     let number = now
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::internal("the clock is before 1970"))?
         .as_millis();
     let number = u64::try_from(number).unwrap_or(u64::MAX);
-    let issuing_key = session.issuing_ca()?;
-    let root_key = session.persistent_signer(ROOT_KEY_LABEL)?;
-    let issuing_next = core.policy.not_after(now);
-    Ok(vec![
-        issue_crl(&core.issuer, &issuing_key, now, issuing_next, number)?,
-        issue_crl(&root, &root_key, now, now + ROOT_CRL_LIFETIME, number)?,
-    ])
+    match which {
+        CrlOf::IssuingCa => {
+            let key = session.issuing_ca()?;
+            issue_crl(&core.issuer, &key, now, core.policy.not_after(now), number)
+        }
+        CrlOf::Root => {
+            let root_der = core
+                .trust_chain
+                .last()
+                .ok_or_else(|| Error::internal("the trust chain has no root"))?;
+            let root = Issuer::from_der(root_der.clone())?;
+            let key = session.persistent_signer(ROOT_KEY_LABEL)?;
+            issue_crl(&root, &key, now, now + ROOT_CRL_LIFETIME, number)
+        }
+    }
 }
 
 /// `signed_pdf` (the B-T signature already embedded) extended to `level`:
@@ -63,7 +106,7 @@ pub(super) async fn extend(
     core: &Arc<SigningCore>,
     mut signed_pdf: Vec<u8>,
     signer_certificate: Vec<u8>,
-    crls: Vec<Vec<u8>>,
+    revocation: RevocationData,
     level: Level,
 ) -> Result<Vec<u8>, Error> {
     let tsa = core
@@ -75,7 +118,12 @@ pub(super) async fn extend(
     let mut certificates = vec![signer_certificate];
     certificates.extend(core.validation_certificates());
     signed_pdf = blocking_if_large(signed_pdf.len(), move || {
-        let dss = pades::append_dss_bytes(&signed_pdf, &certificates, &crls, &[])?;
+        let dss = pades::append_dss_bytes(
+            &signed_pdf,
+            &certificates,
+            &revocation.crls,
+            &revocation.ocsps,
+        )?;
         signed_pdf.extend_from_slice(&dss);
         Ok(signed_pdf)
     })
@@ -107,19 +155,50 @@ pub(super) async fn extend(
 impl SigningCore {
     /// A fresh CRL of the issuing CA or of the root, signed in the token,
     /// for the HTTP endpoint (`GET /crl/...`).
-    pub async fn current_crl(
-        self: &Arc<Self>,
-        which: crate::tsa::http::CrlOf,
-    ) -> Result<Vec<u8>, Error> {
+    pub async fn current_crl(self: &Arc<Self>, which: CrlOf) -> Result<Vec<u8>, Error> {
         let core = self.clone();
-        let mut crls = self
-            .hsm
-            .run(move |session| crls(session, &core, SystemTime::now()))
-            .await?;
-        let index = match which {
-            crate::tsa::http::CrlOf::IssuingCa => 0,
-            crate::tsa::http::CrlOf::Root => 1,
+        self.hsm
+            .run(move |session| crl(session, &core, which, SystemTime::now()))
+            .await
+    }
+
+    /// RFC 6960 Appendix A.1: the `[ocsp]` responder's answer to a DER
+    /// OCSPRequest, signed in the token: "good" for the issuing CA's
+    /// certificates (qsign revokes none), "unknown" for others (§2.2),
+    /// malformedRequest (§2.3) for what is not a request it answers.
+    pub async fn ocsp_answer(self: &Arc<Self>, request: &[u8]) -> Result<Vec<u8>, Error> {
+        let responder = self
+            .ocsp
+            .clone()
+            .ok_or_else(|| Error::internal("OCSP without an [ocsp] responder"))?;
+        let Some((ids, nonce)) = crate::pki::ocsp::parse_request(request) else {
+            return Ok(crate::pki::ocsp::malformed_request());
         };
-        Ok(crls.swap_remove(index))
+        let now = SystemTime::now();
+        let next_update = self.policy.not_after(now);
+        self.hsm
+            .run(move |session| {
+                let signer = session.session_signer(responder.key_label())?;
+                responder.respond_with(ids, nonce, now, next_update, &signer)
+            })
+            .await
+    }
+
+    /// The CRLs and the OCSP responder (if any) for the HTTP endpoint.
+    pub fn revocation_services(self: &Arc<Self>) -> crate::tsa::http::Revocation {
+        let core = self.clone();
+        let crls: crate::tsa::http::CrlSource = Arc::new(move |which| {
+            let core = core.clone();
+            Box::pin(async move { core.current_crl(which).await })
+        });
+        let core = self.clone();
+        let ocsp: crate::tsa::http::OcspSource = Arc::new(move |request| {
+            let core = core.clone();
+            Box::pin(async move { core.ocsp_answer(&request).await })
+        });
+        crate::tsa::http::Revocation {
+            crls: Some(crls),
+            ocsp: self.ocsp.is_some().then_some(ocsp),
+        }
     }
 }

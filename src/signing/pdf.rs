@@ -90,7 +90,8 @@ impl SigningCore {
         signed_pdf.extend_from_slice(prepared.update());
         if level >= Level::BLt {
             let certificate = signed.certificate.clone();
-            signed_pdf = ltv::extend(self, signed_pdf, certificate, signed.crls, level).await?;
+            signed_pdf =
+                ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
         }
         Ok(SignedPdf {
             signed_pdf,

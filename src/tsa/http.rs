@@ -1,7 +1,8 @@
 //! RFC 3161 §3.4 time-stamp protocol via HTTP: `POST` a DER TimeStampReq
 //! as `application/timestamp-query`, get a DER TimeStampResp as
 //! `application/timestamp-reply`. Any path is accepted (clients are given
-//! the whole URL). HTTP/1.1 through hyper; HTTP-level faults (method,
+//! the whole URL) but those of the revocation services: `GET /crl/...`
+//! (the CAs' CRLs) and, with `[ocsp]`, `POST /ocsp` (RFC 6960 A.1). HTTP/1.1 through hyper; HTTP-level faults (method,
 //! content type, size, a slow or broken body) get a 4xx with a plain-text
 //! reason, every TimeStampReq gets a TimeStampResp.
 
@@ -48,6 +49,25 @@ pub type CrlSource = Arc<
         + Sync,
 >;
 
+/// Answers a DER OCSPRequest with a DER OCSPResponse (RFC 6960 App. A.1).
+pub type OcspSource = Arc<
+    dyn Fn(Bytes) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, crate::Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What the endpoint serves besides time-stamps; each made by the caller.
+#[derive(Clone, Default)]
+pub struct Revocation {
+    pub crls: Option<CrlSource>,
+    pub ocsp: Option<OcspSource>,
+}
+
+/// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
+pub const OCSP_PATH: &str = "/ocsp";
+pub const OCSP_REQUEST_TYPE: &str = "application/ocsp-request";
+pub const OCSP_RESPONSE_TYPE: &str = "application/ocsp-response";
+
 /// Paths of the CRLs on the endpoint.
 pub const ISSUING_CA_CRL_PATH: &str = "/crl/issuing-ca.crl";
 pub const ROOT_CA_CRL_PATH: &str = "/crl/root-ca.crl";
@@ -57,7 +77,7 @@ pub const ROOT_CA_CRL_PATH: &str = "/crl/root-ca.crl";
 pub async fn serve(
     hsm: Hsm,
     tsa: Arc<TimeStampAuthority>,
-    crls: Option<CrlSource>,
+    revocation: Revocation,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -76,11 +96,11 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (hsm, tsa, crls) = (hsm.clone(), tsa.clone(), crls.clone());
+        let (hsm, tsa, revocation) = (hsm.clone(), tsa.clone(), revocation.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let (hsm, tsa, crls) = (hsm.clone(), tsa.clone(), crls.clone());
-                async move { Ok::<_, Infallible>(route(request, &hsm, &tsa, crls.as_ref()).await) }
+                let (hsm, tsa, revocation) = (hsm.clone(), tsa.clone(), revocation.clone());
+                async move { Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation).await) }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -96,35 +116,62 @@ pub async fn serve(
     }
 }
 
-/// `GET /crl/...` serves a CRL; everything else is an RFC 3161 query.
+/// `GET /crl/...` serves a CRL, `POST /ocsp` answers OCSP; everything else
+/// is an RFC 3161 query.
 async fn route(
     request: Request<Incoming>,
     hsm: &Hsm,
     tsa: &Arc<TimeStampAuthority>,
-    crls: Option<&CrlSource>,
+    revocation: &Revocation,
 ) -> Reply {
-    let which = match request.uri().path() {
+    let path = request.uri().path();
+    if path == OCSP_PATH {
+        return match &revocation.ocsp {
+            Some(ocsp) => answer_ocsp(request, ocsp).await,
+            None => plain(
+                StatusCode::NOT_FOUND,
+                "no OCSP responder is configured here",
+            ),
+        };
+    }
+    let which = match path {
         ISSUING_CA_CRL_PATH => Some(CrlOf::IssuingCa),
         ROOT_CA_CRL_PATH => Some(CrlOf::Root),
         _ => None,
     };
-    match (which, crls, request.method() == Method::GET) {
+    match (which, &revocation.crls, request.method() == Method::GET) {
         (Some(which), Some(crls), true) => crl(crls, which).await,
         (Some(_), None, true) => plain(StatusCode::NOT_FOUND, "no CRLs are served here"),
         _ => handle(request, hsm, tsa).await,
     }
 }
 
+async fn answer_ocsp(request: Request<Incoming>, ocsp: &OcspSource) -> Reply {
+    let body = match body(
+        request,
+        OCSP_REQUEST_TYPE,
+        "POST a DER OCSPRequest (RFC 6960 A.1.1)",
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    match ocsp(body).await {
+        Ok(der) => der_reply(der, OCSP_RESPONSE_TYPE),
+        Err(e) => {
+            tracing::error!(error = %e, "OCSP: no response");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the OCSP response could not be made",
+            )
+        }
+    }
+}
+
 async fn crl(crls: &CrlSource, which: CrlOf) -> Reply {
     match crls(which).await {
-        Ok(der) => {
-            let mut reply = Response::new(Full::new(Bytes::from(der)));
-            reply.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/pkix-crl"),
-            );
-            reply
-        }
+        Ok(der) => der_reply(der, "application/pkix-crl"),
         Err(e) => {
             tracing::error!(error = %e, "CRL: not made");
             plain(
@@ -136,18 +183,18 @@ async fn crl(crls: &CrlSource, which: CrlOf) -> Reply {
 }
 
 async fn handle(request: Request<Incoming>, hsm: &Hsm, tsa: &Arc<TimeStampAuthority>) -> Reply {
-    let query = match query(request).await {
+    let query = match body(
+        request,
+        QUERY_CONTENT_TYPE,
+        "POST a DER TimeStampReq (RFC 3161 §3.4)",
+    )
+    .await
+    {
         Ok(query) => query,
         Err(reply) => return reply,
     };
     match protocol::respond(hsm, tsa, &query).await {
-        Ok(der) => {
-            let mut reply = Response::new(Full::new(Bytes::from(der)));
-            reply
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(REPLY_CONTENT_TYPE));
-            reply
-        }
+        Ok(der) => der_reply(der, REPLY_CONTENT_TYPE),
         Err(e) => {
             tracing::error!(error = %e, "TSA: no reply");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "the TSA failed")
@@ -155,30 +202,27 @@ async fn handle(request: Request<Incoming>, hsm: &Hsm, tsa: &Arc<TimeStampAuthor
     }
 }
 
-/// The body of a well-formed query, or the 4xx that explains why not.
-async fn query(request: Request<Incoming>) -> Result<Bytes, Reply> {
+/// The body of a well-formed POST of `content_type`, or the 4xx that
+/// explains why not (`usage` for a wrong method).
+async fn body(
+    request: Request<Incoming>,
+    content_type: &'static str,
+    usage: &'static str,
+) -> Result<Bytes, Reply> {
     if request.method() != Method::POST {
-        let mut reply = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "POST a DER TimeStampReq (RFC 3161 §3.4)",
-        );
+        let mut reply = plain(StatusCode::METHOD_NOT_ALLOWED, usage);
         reply
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return Err(reply);
     }
-    if !content_type_is(request.headers(), QUERY_CONTENT_TYPE) {
+    if !content_type_is(request.headers(), content_type) {
         return Err(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/timestamp-query",
+            "wrong Content-Type: application/timestamp-query or application/ocsp-request",
         ));
     }
-    let too_large = || {
-        plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "a TimeStampReq is at most 64 KiB",
-        )
-    };
+    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "a request is at most 64 KiB");
     if declared_length(request.headers()).is_some_and(|n| n > MAX_QUERY_BYTES as u64) {
         return Err(too_large());
     }
@@ -208,6 +252,15 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// 200 with a DER body of `content_type`.
+fn der_reply(der: Vec<u8>, content_type: &'static str) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(der)));
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reply
 }
 
 fn plain(status: StatusCode, reason: &'static str) -> Reply {

@@ -76,6 +76,15 @@ impl Env {
         qsign::app::signing_core(&config, &self.module).expect("signing core")
     }
 
+    /// `[ocsp]` with the development state's responder, answering at `url`.
+    pub fn ocsp_config(&self, url: &str) -> qsign::config::OcspConfig {
+        qsign::config::OcspConfig {
+            key_label: state::OCSP_KEY_LABEL.into(),
+            certificate: self.dir.join(state::OCSP_CERTIFICATE),
+            url: url.into(),
+        }
+    }
+
     /// Objects in the token that carry the ephemeral label of `label`.
     pub fn leftover_keys(&self, label: &str) -> usize {
         let label = key_label(label);

@@ -105,6 +105,15 @@ pub fn validate(script: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
     run(&shared_script(script), args, None).map(drop)
 }
 
+/// Runs a validator script (`shared_script`, `own_script`) now; its JSON
+/// verdict, or `None` where the tools are missing outside CI.
+pub fn validate_own(
+    script: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<Option<serde_json::Value>, String> {
+    verdict(script, run(script, args, None)?)
+}
+
 /// Runs a validator script (`shared_script`, `own_script`) with its clock
 /// moved by `LATER`; its JSON verdict, or `None` where the tools are
 /// missing outside CI.
@@ -115,7 +124,11 @@ pub fn validate_later(
     if !require("faketime") {
         return Ok(None);
     }
-    let Some(stdout) = run(script, args, Some(LATER))? else {
+    verdict(script, run(script, args, Some(LATER))?)
+}
+
+fn verdict(script: &Path, stdout: Option<String>) -> Result<Option<serde_json::Value>, String> {
+    let Some(stdout) = stdout else {
         return Ok(None);
     };
     serde_json::from_str(&stdout)
