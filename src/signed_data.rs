@@ -1,6 +1,9 @@
 //! CMS `SignedData` for CAdES baseline (ETSI EN 319 122-1) and PAdES
 //! (EN 319 142-1 §6.3): detached, one signer, signed attributes computed
-//! once per request and reused for every document of a batch.
+//! once per request and reused for every document of a batch. B-LTA's
+//! archive-time-stamp-v3 is in `archive`.
+
+pub mod archive;
 
 use std::time::SystemTime;
 
@@ -141,7 +144,6 @@ impl SignatureContext {
         )
     }
 
-    /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
     /// CAdES B-LT (EN 319 122-1 §6.3): the certificates of every path the
     /// signature and its time-stamp need, and CRLs for them, in
     /// `SignedData.certificates` and `SignedData.crls`.
@@ -168,14 +170,21 @@ impl SignatureContext {
         Ok(())
     }
 
+    /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
     pub fn content_info(&self, signer_info: SignerInfo) -> Result<Vec<u8>, Error> {
+        content_info(self.signed_data(signer_info)?)
+    }
+
+    /// The detached `SignedData` of one SignerInfo, as `content_info`
+    /// encodes it.
+    pub fn signed_data(&self, signer_info: SignerInfo) -> Result<SignedData, Error> {
         let mut digest_algorithms = SetOfVec::new();
         digest_algorithms
             .insert(self.digest_algorithm.clone())
             .map_err(encoding)?;
         // RFC 5652 §5.1: version 1 for id-data content and only
         // issuerAndSerialNumber signer identifiers.
-        content_info(SignedData {
+        Ok(SignedData {
             version: CmsVersion::V1,
             digest_algorithms,
             encap_content_info: EncapsulatedContentInfo {
@@ -304,7 +313,18 @@ pub fn add_signature_time_stamp(signer_info: &mut SignerInfo, token: &[u8]) -> R
         oid: crate::tsa::asn1::AA_SIGNATURE_TIME_STAMP_TOKEN,
         values: SetOfVec::try_from(vec![token]).map_err(encoding)?,
     };
-    signer_info.unsigned_attrs = Some(SetOfVec::try_from(vec![attribute]).map_err(encoding)?);
+    add_unsigned_attribute(signer_info, attribute)
+}
+
+/// Adds `attribute` to the SignerInfo's unsigned attributes (RFC 5652
+/// §5.3), keeping those already there.
+pub(crate) fn add_unsigned_attribute(
+    signer_info: &mut SignerInfo,
+    attribute: Attribute,
+) -> Result<(), Error> {
+    let mut attributes = signer_info.unsigned_attrs.take().unwrap_or_default();
+    attributes.insert(attribute).map_err(encoding)?;
+    signer_info.unsigned_attrs = Some(attributes);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! External verifiers. Under `CI=true` a missing tool fails the test;
 //! elsewhere the check is skipped with a note.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -83,12 +84,27 @@ pub fn validator() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// Runs a shared validator script; returns its JSON verdict on failure.
-pub fn validate(script: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+pub fn validate(script: &str, args: &[&OsStr]) -> Result<(), String> {
     let Some((python, scripts)) = validator() else {
         return Ok(());
     };
+    run_python(&python, &scripts.join(script), args)
+}
+
+/// Runs one of this repository's own checks (`tests/validate/`, see its
+/// README) with the validators' Python; `None` when that is not set up
+/// (which fails the test under CI).
+pub fn check(script: &str, args: &[&OsStr]) -> Option<Result<(), String>> {
+    let (python, _) = validator()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/validate")
+        .join(script);
+    Some(run_python(&python, &script, args))
+}
+
+fn run_python(python: &Path, script: &Path, args: &[&OsStr]) -> Result<(), String> {
     let out = Command::new(python)
-        .arg(scripts.join(script))
+        .arg(script)
         .args(args)
         .output()
         .map_err(|e| e.to_string())?;
@@ -96,9 +112,47 @@ pub fn validate(script: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{script} failed:\n{}\n{}",
+            "{} failed:\n{}\n{}",
+            script.display(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// A detached signature and what it signs, written to a temporary folder
+/// for the command-line checkers: `SIG.p7s CONTENT`, or with `digest_mode`
+/// `SIG.p7s --digest-hex HEX` (hash-only signing: the checker never sees
+/// the content).
+pub struct DetachedFiles {
+    _dir: tempfile::TempDir,
+    sig: PathBuf,
+    doc: PathBuf,
+    digest_hex: Option<String>,
+}
+
+impl DetachedFiles {
+    pub fn new(cms: &[u8], content: &[u8], digest_mode: bool) -> Self {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
+        std::fs::write(&sig, cms).expect("write the signature");
+        std::fs::write(&doc, content).expect("write the content");
+        Self {
+            _dir: dir,
+            sig,
+            doc,
+            digest_hex: digest_mode.then(|| hex::encode(sha2::Sha256::digest(content))),
+        }
+    }
+
+    /// The checker's leading arguments; append the rest.
+    pub fn args(&self) -> Vec<&OsStr> {
+        let mut args = vec![self.sig.as_os_str()];
+        match &self.digest_hex {
+            Some(hex) => args.extend([OsStr::new("--digest-hex"), hex.as_ref()]),
+            None => args.push(self.doc.as_os_str()),
+        }
+        args
     }
 }
