@@ -1,13 +1,16 @@
 //! CMS `SignedData` for CAdES baseline (ETSI EN 319 122-1) and PAdES
 //! (EN 319 142-1 §6.3): detached, one signer, signed attributes computed
-//! once per request and reused for every document of a batch.
+//! once per request and reused for every document of a batch. B-LTA's
+//! archive-time-stamp-v3 is in `archive`.
+
+pub mod archive;
 
 use std::time::SystemTime;
 
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use const_oid::db::{rfc5911, rfc6268};
 use const_oid::ObjectIdentifier;
@@ -50,16 +53,16 @@ struct OtherRevocationInfoFormat {
 
 /// RFC 5652 §5.1 `SignedData` as cms 0.2's, with `crls` holding encoded
 /// RevocationInfoChoices (see `add_validation_data`).
-#[derive(Sequence)]
-struct CadesSignedData {
-    version: CmsVersion,
-    digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
-    encap_content_info: EncapsulatedContentInfo,
+#[derive(Clone, Debug, Sequence)]
+pub struct CadesSignedData {
+    pub version: CmsVersion,
+    pub digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
+    pub encap_content_info: EncapsulatedContentInfo,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    certificates: Option<CertificateSet>,
+    pub certificates: Option<CertificateSet>,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
-    crls: Option<SetOfVec<Any>>,
-    signer_infos: SignerInfos,
+    pub crls: Option<SetOfVec<Any>>,
+    pub signer_infos: SignerInfos,
 }
 
 /// RFC 5035 §4 `IssuerSerial`.
@@ -167,7 +170,6 @@ impl SignatureContext {
         )
     }
 
-    /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
     /// CAdES B-LT (EN 319 122-1 §6.3): the certificates of every path the
     /// signature and its time-stamp need, and CRLs and OCSP responses for
     /// them, in `SignedData.certificates` and `SignedData.crls` (an OCSP
@@ -213,14 +215,21 @@ impl SignatureContext {
         Ok(())
     }
 
+    /// RFC 5652 §5.1: a detached `SignedData` in a `ContentInfo`, DER.
     pub fn content_info(&self, signer_info: SignerInfo) -> Result<Vec<u8>, Error> {
+        content_info(self.signed_data(signer_info)?)
+    }
+
+    /// The detached `SignedData` of one SignerInfo, as `content_info`
+    /// encodes it.
+    pub fn signed_data(&self, signer_info: SignerInfo) -> Result<CadesSignedData, Error> {
         let mut digest_algorithms = SetOfVec::new();
         digest_algorithms
             .insert(self.digest_algorithm.clone())
             .map_err(encoding)?;
         // RFC 5652 §5.1: version 1 for id-data content and only
         // issuerAndSerialNumber signer identifiers.
-        let signed_data = CadesSignedData {
+        Ok(CadesSignedData {
             version: CmsVersion::V1,
             digest_algorithms,
             encap_content_info: EncapsulatedContentInfo {
@@ -230,12 +239,7 @@ impl SignatureContext {
             certificates: Some(self.certificates.clone()),
             crls: self.crls.clone(),
             signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(encoding)?),
-        };
-        let content_info = ContentInfo {
-            content_type: rfc6268::ID_SIGNED_DATA,
-            content: Any::encode_from(&signed_data).map_err(encoding)?,
-        };
-        content_info.to_der().map_err(encoding)
+        })
     }
 }
 
@@ -338,7 +342,9 @@ pub(crate) fn signer_info(
 }
 
 /// RFC 5652 §3: `signed_data` in a `ContentInfo`, DER.
-pub(crate) fn content_info(signed_data: SignedData) -> Result<Vec<u8>, Error> {
+pub(crate) fn content_info(
+    signed_data: impl der::EncodeValue + der::Tagged,
+) -> Result<Vec<u8>, Error> {
     let content_info = ContentInfo {
         content_type: rfc6268::ID_SIGNED_DATA,
         content: Any::encode_from(&signed_data).map_err(encoding)?,
@@ -354,7 +360,18 @@ pub fn add_signature_time_stamp(signer_info: &mut SignerInfo, token: &[u8]) -> R
         oid: crate::tsa::asn1::AA_SIGNATURE_TIME_STAMP_TOKEN,
         values: SetOfVec::try_from(vec![token]).map_err(encoding)?,
     };
-    signer_info.unsigned_attrs = Some(SetOfVec::try_from(vec![attribute]).map_err(encoding)?);
+    add_unsigned_attribute(signer_info, attribute)
+}
+
+/// Adds `attribute` to the SignerInfo's unsigned attributes (RFC 5652
+/// §5.3), keeping those already there.
+pub(crate) fn add_unsigned_attribute(
+    signer_info: &mut SignerInfo,
+    attribute: Attribute,
+) -> Result<(), Error> {
+    let mut attributes = signer_info.unsigned_attrs.take().unwrap_or_default();
+    attributes.insert(attribute).map_err(encoding)?;
+    signer_info.unsigned_attrs = Some(attributes);
     Ok(())
 }
 

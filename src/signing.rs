@@ -12,8 +12,10 @@
 //!                 └─ drop key ───────────────► nothing left in the token
 //! ```
 //!
-//! PAdES B-LT and B-LTA add updates after the signature (`ltv`).
+//! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
+//! B-LTA adds an archive-time-stamp-v3 to each SignerInfo (`archive`).
 
+mod archive;
 mod ltv;
 mod pdf;
 
@@ -111,9 +113,9 @@ struct Signed {
     revocation: ltv::RevocationData,
 }
 
-/// Which kind of request asks for a level: PAdES B-LT and B-LTA exist for
-/// SignPdf only, where the server writes the PDF's later updates; CAdES
-/// B-LT for SignDetached; a hash-only PDF signature stops at B-T.
+/// Which kind of request asks for a level: B-LT and B-LTA exist for SignPdf,
+/// where the server writes the PDF's later updates, and for SignDetached
+/// (CAdES); a hash-only PDF signature stops at B-T.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Request {
     Detached,
@@ -167,17 +169,17 @@ impl SigningCore {
     }
 
     /// The level a request gets: B-T by default wherever a TSA is available;
-    /// never a silent downgrade of an explicit request. B-LT and B-LTA:
-    /// PAdES through SignPdf with the built-in TSA, whose certificate and
-    /// CAs' CRLs the /DSS carries.
+    /// never a silent downgrade of an explicit request. B-LT and B-LTA need
+    /// the built-in TSA, whose certificate and the CAs' CRLs the /DSS or the
+    /// SignedData carries, and which stamps the PDF document time-stamp or
+    /// the CAdES archive-time-stamp-v3.
     fn level(&self, requested: Option<Level>, request: Request) -> Result<Level, Error> {
         let time_stamps = self.tsa.is_some() || !self.tsa_urls.is_empty();
         let built_in = self.tsa.is_some() && self.tsa_urls.is_empty();
+        let long_term = request != Request::PdfDigest;
         match requested {
-            Some(l @ (Level::BLt | Level::BLta)) if request == Request::Pdf && built_in => Ok(l),
-            // CAdES B-LT; B-LTA would need archive-time-stamp-v3, not made yet.
-            Some(Level::BLt) if request == Request::Detached && built_in => Ok(Level::BLt),
-            Some(Level::BLt | Level::BLta) if request == Request::Pdf => Err(Error::new(
+            Some(l @ (Level::BLt | Level::BLta)) if long_term && built_in => Ok(l),
+            Some(Level::BLt | Level::BLta) if long_term => Err(Error::new(
                 ErrorKind::FailedPrecondition,
                 "levels B_LT and B_LTA need the built-in time-stamping authority, and this \
                  server has none or uses external TSAs; ask for B_T or B_B",
@@ -191,9 +193,8 @@ impl SigningCore {
             )),
             Some(_) => Err(Error::new(
                 ErrorKind::FailedPrecondition,
-                "this level is not available for this request: B_LT and B_LTA for SignPdf, \
-                 B_LT for SignDetached (both with the built-in TSA); hash-only PDF signatures \
-                 stop at B_T",
+                "hash-only PDF signatures stop at B_T: for B_LT or B_LTA send the whole PDF \
+                 (SignPdf)",
             )),
         }
     }
@@ -239,6 +240,8 @@ impl SigningCore {
         } = job;
         let core = self.clone();
         let now = SystemTime::now();
+        let cades = signing_time != SigningTime::Omitted;
+        let content_digests = digests.clone();
         // The built-in TSA stamps inside the HSM task; external ones after it.
         let stamped = level >= Level::BT;
         let external = stamped && !self.tsa_urls.is_empty();
@@ -300,12 +303,17 @@ impl SigningCore {
             }
         }
         // CAdES carries B-LT data in the CMS; PAdES in the /DSS (`ltv`).
-        if level >= Level::BLt && signing_time != SigningTime::Omitted {
+        if level >= Level::BLt && cades {
             context.add_validation_data(
                 &self.validation_certificates(),
                 &result.revocation.crls,
                 &result.revocation.ocsps,
             )?;
+        }
+        // CAdES B-LTA: then an archive time-stamp over all of it.
+        if level == Level::BLta && cades {
+            self.archive_time_stamps(context, signer_infos, &content_digests)
+                .await?;
         }
         result.cms = signer_infos
             .drain(..)

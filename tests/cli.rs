@@ -1,5 +1,6 @@
 //! The binary as a person uses it: `qsign serve` on a fresh state dir, then
-//! `qsign sign-detached` against it, checked with `openssl cms -verify`.
+//! `qsign sign-detached` against it (B-T, then B-LTA hash-only), checked
+//! with `openssl cms -verify` and `tests/validate/ats_v3.py`.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -135,11 +136,16 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
         root_before
     );
     std::fs::remove_file(&sig).unwrap();
-    sign(&state, port, &["--digest-only", "--seal", "dev"], &file);
+    let extra = ["--digest-only", "--seal", "dev", "--level", "b-lta"];
+    sign(&state, port, &extra, &file);
     if tools::require("openssl") {
         let cms = std::fs::read(&sig).unwrap();
-        tools::openssl_cms_verify(&cms, b"annual report 2026", &state.join("root-ca.pem"))
-            .expect("verify seal");
+        let root = state.join("root-ca.pem");
+        tools::openssl_cms_verify(&cms, b"annual report 2026", &root).expect("verify seal");
+        let data = b"annual report 2026";
+        if let Some(verdict) = crate::cades_lta::ats_v3_with_root(&cms, data, true, &root) {
+            verdict.expect("CAdES B-LTA from the CLI");
+        }
     }
 }
 

@@ -44,6 +44,18 @@ pub fn cms_certificates(cms: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `validate_cms.py` on a detached CMS over `data` (or, with `digest_mode`,
+/// its SHA-256) signed as `expect` (person or seal), with `extra` arguments.
+pub fn validate_cms(cms: &[u8], data: &[u8], digest_mode: bool, expect: &str, extra: &[&str]) {
+    let files = tools::DetachedFiles::new(cms, data, digest_mode);
+    let root = env().root_ca();
+    let mut args = files.args();
+    args.extend(["--root".as_ref(), root.as_os_str(), "--expect".as_ref()]);
+    args.push(expect.as_ref());
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    tools::validate("validate_cms.py", &args).expect("validate_cms.py");
+}
+
 async fn sign_and_validate(label: &str, who: Who, seal: &str, expect: &str, digest_mode: bool) {
     let server = server(label).await;
     let data = format!("document for {label}").into_bytes();
@@ -67,26 +79,7 @@ async fn sign_and_validate(label: &str, who: Who, seal: &str, expect: &str, dige
     if tools::require("openssl") {
         tools::openssl_cms_verify(cms, &data, &env().root_ca()).expect("openssl cms -verify");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sig = dir.path().join("doc.p7s");
-    let doc = dir.path().join("doc.bin");
-    std::fs::write(&sig, cms).unwrap();
-    std::fs::write(&doc, &data).unwrap();
-    let root = env().root_ca();
-    let hex = hex::encode(d);
-    let mut args: Vec<&std::ffi::OsStr> = vec![sig.as_os_str()];
-    if digest_mode {
-        args.extend([std::ffi::OsStr::new("--digest-hex"), hex.as_ref()]);
-    } else {
-        args.push(doc.as_os_str());
-    }
-    args.extend([
-        std::ffi::OsStr::new("--root"),
-        root.as_os_str(),
-        "--expect".as_ref(),
-        expect.as_ref(),
-    ]);
-    tools::validate("validate_cms.py", &args).expect("validate_cms.py");
+    validate_cms(cms, &data, digest_mode, expect, &[]);
     assert_eq!(env().leftover_keys(label), 0);
 }
 

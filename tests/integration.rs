@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cades_lta;
 mod certificate;
 mod cli;
 mod crl;

@@ -25,7 +25,7 @@ async fn cades_bt(label: &str, who: Who, seal: &str, expect: &str, level: proto:
         .await
         .expect("signed")
         .into_inner();
-    validate_cms_b_t(&response.cms[0], &data, expect);
+    validate_cms_b_t(&response.cms[0], &data, expect, false);
     validate_cms_later(&response.cms[0], &data);
     let root = env().root_ca();
     if tools::require("openssl") {
@@ -128,9 +128,29 @@ async fn external_tsa_down_is_unavailable_and_leaves_no_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn levels_without_support_are_refused_not_downgraded() {
-    let server = server("bt-refused").await;
-    for level in [proto::Level::BLta] {
-        let data = b"archive".to_vec();
+    // No TSA at all: B-T, B-LT and B-LTA are refused, not made B-B.
+    let core = env().core("bt-no-tsa", |c| c.tsa = None);
+    let no_tsa = Server::start(core).await;
+    // External TSAs only: B-T is possible, B-LT and B-LTA need the built-in
+    // one (refused before any TSA is asked: the URL answers nothing).
+    let core = env().core("blta-external", |c| {
+        if let Some(tsa) = c.tsa.as_mut() {
+            tsa.urls = vec!["http://127.0.0.1:9/".into()];
+        }
+    });
+    let external = Server::start(core).await;
+    for (server, level, needs) in [
+        (
+            &no_tsa,
+            proto::Level::BT,
+            "B_T needs a time-stamping authority",
+        ),
+        (&no_tsa, proto::Level::BLt, "built-in"),
+        (&no_tsa, proto::Level::BLta, "built-in"),
+        (&external, proto::Level::BLt, "built-in"),
+        (&external, proto::Level::BLta, "built-in"),
+    ] {
+        let data = b"no tsa".to_vec();
         let mut r = request(
             vec![content(&data)],
             env().token(&Who::jens(), &[sha256(&data)]),
@@ -146,31 +166,13 @@ async fn levels_without_support_are_refused_not_downgraded() {
         assert_eq!(
             status.code(),
             Code::FailedPrecondition,
-            "{}",
+            "{level:?}: {}",
             status.message()
         );
+        assert!(status.message().contains(needs), "{}", status.message());
     }
-    let core = env().core("bt-no-tsa", |c| c.tsa = None);
-    let server = Server::start(core).await;
-    let data = b"no tsa".to_vec();
-    let mut r = request(
-        vec![content(&data)],
-        env().token(&Who::jens(), &[sha256(&data)]),
-        "",
-    );
-    r.level = proto::Level::BT as i32;
-    let status = server
-        .client()
-        .await
-        .sign_detached(r)
-        .await
-        .expect_err("refused");
-    assert_eq!(
-        status.code(),
-        Code::FailedPrecondition,
-        "{}",
-        status.message()
-    );
+    assert_eq!(env().leftover_keys("bt-no-tsa"), 0);
+    assert_eq!(env().leftover_keys("blta-external"), 0);
 }
 
 /// SignPdf at `level` on two corpus files (a classic xref table, and object
@@ -384,7 +386,7 @@ async fn cades_b_lt_carries_certificates_and_crls() {
             assert!(validate_cms_with_time(&bt, &data, "require", false).is_err());
         }
     }
-    validate_cms_b_t(&cms, &data, "person");
+    validate_cms_b_t(&cms, &data, "person", false);
     validate_cms_later(&cms, &data);
     // pyHanko requiring revocation data for every certificate of every path
     // finds it in the SignedData, also after the certificate expired.
@@ -392,27 +394,10 @@ async fn cades_b_lt_carries_certificates_and_crls() {
     assert_eq!(env().leftover_keys(label), 0);
 }
 
-/// `validate_cms.py --level B-T` on a detached CMS over `data`.
-fn validate_cms_b_t(cms: &[u8], data: &[u8], expect: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
-    std::fs::write(&sig, cms).unwrap();
-    std::fs::write(&doc, data).unwrap();
-    let root = env().root_ca();
-    tools::validate(
-        "validate_cms.py",
-        &[
-            sig.as_os_str(),
-            doc.as_os_str(),
-            "--root".as_ref(),
-            root.as_os_str(),
-            "--expect".as_ref(),
-            expect.as_ref(),
-            "--level".as_ref(),
-            "B-T".as_ref(),
-        ],
-    )
-    .expect("validate_cms.py --level B-T");
+/// `validate_cms.py --level B-T` on a detached CMS over `data`, given whole
+/// or, with `digest_mode`, as its SHA-256 only.
+pub fn validate_cms_b_t(cms: &[u8], data: &[u8], expect: &str, digest_mode: bool) {
+    crate::detached::validate_cms(cms, data, digest_mode, expect, &["--level", "B-T"]);
 }
 
 /// pyHanko's EN 319 102-1 §5.5 validation with time of a detached CMS over
@@ -432,19 +417,27 @@ pub fn validate_cms_with_time(
     revocation: &str,
     later: bool,
 ) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
-    std::fs::write(&sig, cms).unwrap();
-    std::fs::write(&doc, data).unwrap();
+    validate_cms_with_time_of(cms, data, false, revocation, later)
+}
+
+/// [`validate_cms_with_time`] of `data` given whole or, with `digest_mode`,
+/// as its SHA-256 only.
+pub fn validate_cms_with_time_of(
+    cms: &[u8],
+    data: &[u8],
+    digest_mode: bool,
+    revocation: &str,
+    later: bool,
+) -> Result<(), String> {
+    let files = tools::DetachedFiles::new(cms, data, digest_mode);
     let root = env().root_ca();
-    let args: [&std::ffi::OsStr; 6] = [
-        sig.as_os_str(),
-        doc.as_os_str(),
+    let mut args = files.args();
+    args.extend([
         "--root".as_ref(),
         root.as_os_str(),
         "--revocation".as_ref(),
         revocation.as_ref(),
-    ];
+    ]);
     let script = tools::own_script("ades_with_time.py");
     let verdict = if later {
         tools::validate_later(&script, &args)

@@ -140,7 +140,7 @@ async fn certificates_name_the_responder_and_openssl_ocsp_gets_good() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cades_b_lt_embeds_the_response_and_strict_validation_accepts_it() {
+async fn cades_b_lta_embeds_the_response_and_strict_validation_accepts_it() {
     let label = "ocsp-cades";
     let endpoint = TsaServer::start_with(label, true).await;
     let server = Server::start(endpoint.core.clone()).await;
@@ -150,7 +150,7 @@ async fn cades_b_lt_embeds_the_response_and_strict_validation_accepts_it() {
         env().token(&Who::sealer(), &[sha256(&data)]),
         "dev",
     );
-    req.level = proto::Level::BLt as i32;
+    req.level = proto::Level::BLta as i32;
     let cms = server
         .client()
         .await
@@ -162,6 +162,11 @@ async fn cades_b_lt_embeds_the_response_and_strict_validation_accepts_it() {
         .remove(0);
     if tools::require("openssl") {
         tools::openssl_cms_verify(&cms, &data, &env().root_ca()).expect("openssl");
+    }
+    // The archive time-stamp's index covers the OCSP response too.
+    if let Some(verdict) = crate::cades_lta::ats_v3_with_root(&cms, &data, false, &env().root_ca())
+    {
+        verdict.expect("ats_v3.py");
     }
     // The root's CRL and the OCSP response are the only revocation data:
     // the signer's certificate is covered by the response alone.

@@ -1,6 +1,7 @@
 //! External verifiers. Under `CI=true` a missing tool fails the test;
 //! elsewhere the check is skipped with a note.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -101,26 +102,28 @@ pub fn own_script(name: &str) -> PathBuf {
 }
 
 /// Runs a shared validator script; returns its JSON verdict on failure.
-pub fn validate(script: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+pub fn validate(script: &str, args: &[&OsStr]) -> Result<(), String> {
     run(&shared_script(script), args, None).map(drop)
+}
+
+/// Runs one of this repository's own checks (`tests/validate/`, see its
+/// README); `None` when the validators' Python is not set up (which fails
+/// the test under CI).
+pub fn check(script: &str, args: &[&OsStr]) -> Option<Result<(), String>> {
+    validator()?;
+    Some(run(&own_script(script), args, None).map(drop))
 }
 
 /// Runs a validator script (`shared_script`, `own_script`) now; its JSON
 /// verdict, or `None` where the tools are missing outside CI.
-pub fn validate_own(
-    script: &Path,
-    args: &[&std::ffi::OsStr],
-) -> Result<Option<serde_json::Value>, String> {
+pub fn validate_own(script: &Path, args: &[&OsStr]) -> Result<Option<serde_json::Value>, String> {
     verdict(script, run(script, args, None)?)
 }
 
 /// Runs a validator script (`shared_script`, `own_script`) with its clock
 /// moved by `LATER`; its JSON verdict, or `None` where the tools are
 /// missing outside CI.
-pub fn validate_later(
-    script: &Path,
-    args: &[&std::ffi::OsStr],
-) -> Result<Option<serde_json::Value>, String> {
+pub fn validate_later(script: &Path, args: &[&OsStr]) -> Result<Option<serde_json::Value>, String> {
     if !require("faketime") {
         return Ok(None);
     }
@@ -138,11 +141,7 @@ fn verdict(script: &Path, stdout: Option<String>) -> Result<Option<serde_json::V
 
 /// `python script args`, under `faketime -f offset` when given: its
 /// stdout when it exits 0, both outputs when not.
-fn run(
-    script: &Path,
-    args: &[&std::ffi::OsStr],
-    offset: Option<&str>,
-) -> Result<Option<String>, String> {
+fn run(script: &Path, args: &[&OsStr], offset: Option<&str>) -> Result<Option<String>, String> {
     let Some((python, _)) = validator() else {
         return Ok(None);
     };
@@ -168,5 +167,42 @@ fn run(
             script.display(),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// A detached signature and what it signs, written to a temporary folder
+/// for the command-line checkers: `SIG.p7s CONTENT`, or with `digest_mode`
+/// `SIG.p7s --digest-hex HEX` (hash-only signing: the checker never sees
+/// the content).
+pub struct DetachedFiles {
+    _dir: tempfile::TempDir,
+    sig: PathBuf,
+    doc: PathBuf,
+    digest_hex: Option<String>,
+}
+
+impl DetachedFiles {
+    pub fn new(cms: &[u8], content: &[u8], digest_mode: bool) -> Self {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let (sig, doc) = (dir.path().join("doc.p7s"), dir.path().join("doc.bin"));
+        std::fs::write(&sig, cms).expect("write the signature");
+        std::fs::write(&doc, content).expect("write the content");
+        Self {
+            _dir: dir,
+            sig,
+            doc,
+            digest_hex: digest_mode.then(|| hex::encode(sha2::Sha256::digest(content))),
+        }
+    }
+
+    /// The checker's leading arguments; append the rest.
+    pub fn args(&self) -> Vec<&OsStr> {
+        let mut args = vec![self.sig.as_os_str()];
+        match &self.digest_hex {
+            Some(hex) => args.extend([OsStr::new("--digest-hex"), hex.as_ref()]),
+            None => args.push(self.doc.as_os_str()),
+        }
+        args
     }
 }
