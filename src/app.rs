@@ -1,6 +1,7 @@
 //! Start-up: from a validated [`Config`] and a loaded PKCS#11 module to a
 //! ready [`SigningCore`], refusing to serve on any inconsistency.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use cryptoki::types::AuthPin;
@@ -13,7 +14,7 @@ use crate::hsm::{Hsm, HsmSettings, Module};
 use crate::pki::ocsp::Responder;
 use crate::pki::Issuer;
 use crate::signing::SigningCore;
-use crate::state::read_certificates;
+use crate::state::{read_certificates, Delegate};
 use crate::tsa::TimeStampAuthority;
 use crate::{Error, ErrorKind};
 
@@ -284,16 +285,62 @@ pub fn init_tsa(
             "the configuration has no [tsa] table; add one (see qsign.toml of a dev state dir)",
         )
     })?;
-    if tsa.certificate.exists() {
+    let parent = (root_key_label, config.root_certificate.as_path());
+    let made = (tsa.settings.key_label.as_str(), tsa.certificate.as_path());
+    init_delegate(
+        config,
+        module,
+        Delegate::TimeStamping,
+        parent,
+        made,
+        organization,
+    )
+}
+
+/// `qsign init-ocsp`: the OCSP responder key of `[ocsp]` in the configured
+/// token and its certificate from the issuing CA, written to `[ocsp]
+/// certificate`.
+pub fn init_ocsp(config: &Config, module: &Module, organization: &str) -> Result<(), Error> {
+    let ocsp = config.ocsp.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [ocsp] table; add one (see qsign.toml of a dev state dir)",
+        )
+    })?;
+    let parent = (
+        config.hsm.issuing_key_label.as_str(),
+        config.issuing_certificate.as_path(),
+    );
+    let made = (ocsp.key_label.as_str(), ocsp.certificate.as_path());
+    init_delegate(
+        config,
+        module,
+        Delegate::OcspSigning,
+        parent,
+        made,
+        organization,
+    )
+}
+
+/// Makes the key `made.0` of `delegate` under `parent` (key label,
+/// certificate file) and writes its certificate to `made.1`; refuses to
+/// replace either.
+fn init_delegate(
+    config: &Config,
+    module: &Module,
+    delegate: Delegate,
+    parent: (&str, &Path),
+    made: (&str, &Path),
+    organization: &str,
+) -> Result<(), Error> {
+    let (label, certificate) = made;
+    if certificate.exists() {
         return Err(Error::new(
             ErrorKind::FailedPrecondition,
-            format!(
-                "{} exists; refusing to replace the TSA certificate",
-                tsa.certificate.display()
-            ),
+            format!("{} exists; refusing to replace it", certificate.display()),
         ));
     }
-    let root = single_certificate(&config.root_certificate)?;
+    let parent_der = single_certificate(parent.1)?;
     let hsm = Hsm::open(
         module,
         &pin(&config.hsm.pin)?,
@@ -304,14 +351,14 @@ pub fn init_tsa(
             ephemeral_label: config.hsm.ephemeral_key_label.clone(),
         },
     )?;
-    let der = crate::state::create_tsa(
+    let der = crate::state::create_delegate(
         &hsm,
-        root_key_label,
-        &root,
-        &tsa.settings.key_label,
+        delegate,
+        (parent.0, &parent_der),
+        label,
         organization,
     )?;
-    std::fs::write(&tsa.certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
-        Error::internal(format!("cannot write {}", tsa.certificate.display())).with_source(e)
+    std::fs::write(certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
+        Error::internal(format!("cannot write {}", certificate.display())).with_source(e)
     })
 }

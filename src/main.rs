@@ -85,6 +85,14 @@ enum Command {
         #[arg(long, default_value = "qsign")]
         organization: String,
     },
+    /// Create the OCSP responder of `[ocsp]`: a key in the token and a certificate from the issuing CA that init-ca made
+    InitOcsp {
+        #[arg(long)]
+        config: PathBuf,
+        /// Organisation named in the responder's certificate.
+        #[arg(long, default_value = "qsign")]
+        organization: String,
+    },
     /// Sign files as detached CAdES; writes FILE.p7s next to each.
     SignDetached {
         #[arg(required = true)]
@@ -208,6 +216,10 @@ fn main() -> ExitCode {
             root_key_label,
             organization,
         } => init_tsa(config, &root_key_label, &organization),
+        Command::InitOcsp {
+            config,
+            organization,
+        } => init_ocsp(config, &organization),
         Command::SignDetached {
             files,
             seal,
@@ -320,6 +332,17 @@ fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<
         .map_err(|e| e.to_string())?;
     module.finalize();
     println!("{}", config.root_certificate.display());
+    Ok(())
+}
+
+fn init_ocsp(config: PathBuf, organization: &str) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    qsign::app::init_ocsp(&config, &module, organization).map_err(|e| e.to_string())?;
+    module.finalize();
+    if let Some(ocsp) = &config.ocsp {
+        println!("{}", ocsp.certificate.display());
+    }
     Ok(())
 }
 

@@ -151,7 +151,9 @@ fn serve_on_fresh_state_dir_then_sign_with_the_cli() {
 
 /// `qsign serve --config` on a token made by `softhsm/setup.sh`, the PIN in
 /// an environment variable, an IdP of the test's own and profiles of its
-/// own, a TSA made by `init-tsa`; the CLI signs with a token from a file.
+/// own, a TSA made by `init-tsa`, an OCSP responder made by `init-ocsp`
+/// (`openssl ocsp` asks it about the signer's certificate); the CLI signs
+/// with a token from a file.
 #[test]
 fn config_file_on_a_token_made_by_the_setup_script() {
     let temp = tempfile::tempdir().unwrap();
@@ -189,6 +191,9 @@ pds_url = "https://acme.example/pds/en"
 certificate = "tsa.pem"
 policy = "1.3.6.1.4.1.32473.1.2"
 listen = "127.0.0.1:{tsa_port}"
+[ocsp]
+certificate = "ocsp.pem"
+url = "http://127.0.0.1:{tsa_port}/ocsp"
 [token]
 issuer = "https://idp.acme.example"
 audience = "qsign-acme"
@@ -209,22 +214,16 @@ allow = ["seal"]
         command
     };
     let config_arg = config_path.to_str().unwrap();
-    let out = qsign(&["init-ca", "--config", config_arg, "--organization", "Acme"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = qsign(&["init-tsa", "--config", config_arg, "--organization", "Acme"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for init in ["init-ca", "init-tsa", "init-ocsp"] {
+        let out = qsign(&[init, "--config", config_arg, "--organization", "Acme"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{init}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let again = qsign(&["init-tsa", "--config", config_arg])
         .output()
         .unwrap();
@@ -299,10 +298,50 @@ allow = ["seal"]
     if tools::require("openssl") {
         tools::openssl_cms_verify(&cms, b"<invoice>42</invoice>", &dir.join("root.pem"))
             .expect("verify");
+        ocsp_good(
+            dir,
+            &cms,
+            &file,
+            &format!("http://127.0.0.1:{tsa_port}/ocsp"),
+        );
     }
     let needle = b"Acme A/S";
     assert!(
         cms.windows(needle.len()).any(|w| w == needle),
         "the seal names the profile's organisation"
+    );
+}
+
+/// `openssl ocsp` asks `url` about the signer of `cms` over `content` (in
+/// `dir`, with the deployment's root.pem and issuing.pem) and gets a
+/// verified "good".
+fn ocsp_good(dir: &Path, cms: &[u8], content: &Path, url: &str) {
+    let (sig, signer) = (dir.join("ocsp.p7s"), dir.join("signer.pem"));
+    std::fs::write(&sig, cms).unwrap();
+    let out = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-noverify", "-binary"])
+        .args(["-out", "/dev/null", "-content"])
+        .arg(content)
+        .arg("-in")
+        .arg(&sig)
+        .arg("-signer")
+        .arg(&signer)
+        .output()
+        .unwrap();
+    assert!(signer.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(["ocsp", "-url", url, "-issuer"])
+        .arg(dir.join("issuing.pem"))
+        .arg("-cert")
+        .arg(&signer)
+        .arg("-CAfile")
+        .arg(dir.join("root.pem"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(": good"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
