@@ -274,6 +274,7 @@ async fn hash_only(
         return Err(format!("{} changed while it was signed", job.input.display()).into());
     }
     let document_digest: [u8; 32] = hasher.clone().finalize().into();
+    let hasher_of_original = hasher.clone();
     let byte_range_digest = prepared.digest(hasher);
     let response = client
         .sign_pdf_digest(proto::SignPdfDigestRequest {
@@ -292,12 +293,65 @@ async fn hash_only(
         .map_err(status)?
         .into_inner();
     prepared.embed(&response.cms)?;
-    let mut output = std::fs::OpenOptions::new().append(true).open(partial)?;
+    let mut output = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(partial)?;
     output.write_all(prepared.update())?;
+    if matches!(job.level, proto::Level::BLt | proto::Level::BLta) {
+        // The SHA-256 of the output so far, without reading it again.
+        let mut written = hasher_of_original;
+        written.update(prepared.update());
+        long_term(client, &mut output, written, &response, job.level).await?;
+    }
     if job.durable {
         output.sync_all()?;
     }
     Ok(response.signature_id)
+}
+
+/// PAdES B-LT and B-LTA of a hash-only signature (EN 319 142-1 §5.4, §5.5),
+/// written by the client as SignPdf's server writes them: a /DSS update with
+/// the response's validation data, then for B-LTA a document time-stamp
+/// from the server's TSA over everything before it. `written` is the
+/// SHA-256 state of `output`'s bytes so far; only the new updates are read
+/// back (the lazy reader reads the tail and the cross-references).
+async fn long_term(
+    client: &mut SigningServiceClient<Channel>,
+    output: &mut std::fs::File,
+    mut written: Sha256,
+    response: &proto::SignPdfDigestResponse,
+    level: proto::Level,
+) -> Result<(), ClientError> {
+    use std::io::Write;
+    if response.validation_certificates.is_empty() {
+        return Err("the server sent no validation data for B-LT".into());
+    }
+    let dss = crate::pades::append_dss(
+        output,
+        &response.validation_certificates,
+        &response.crls,
+        &response.ocsps,
+    )?;
+    output.write_all(&dss)?;
+    written.update(&dss);
+    if level != proto::Level::BLta {
+        return Ok(());
+    }
+    let mut prepared =
+        crate::pades::prepare_document_timestamp(output, crate::signing::DOC_TIMESTAMP_CAPACITY)?;
+    let digest = prepared.digest(written);
+    let token = client
+        .time_stamp(proto::TimeStampRequest {
+            sha256_digest: digest.to_vec(),
+        })
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .time_stamp_token;
+    prepared.embed(&token)?;
+    output.write_all(prepared.update())?;
+    Ok(())
 }
 
 /// One pass over the original: SHA-256 with a progress bar on a terminal.

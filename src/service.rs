@@ -87,9 +87,23 @@ impl SigningService for Service {
             .await
             .map_err(status)?;
         Ok(Response::new(proto::SignPdfDigestResponse {
-            cms: signed.cms.pop().unwrap_or_default(),
-            certificate: signed.certificate,
-            signature_id: signed.signature_id,
+            cms: signed.signature.cms.pop().unwrap_or_default(),
+            certificate: signed.signature.certificate,
+            signature_id: signed.signature.signature_id,
+            validation_certificates: signed.validation_certificates,
+            crls: signed.crls,
+            ocsps: signed.ocsps,
+        }))
+    }
+
+    async fn time_stamp(
+        &self,
+        request: Request<proto::TimeStampRequest>,
+    ) -> Result<Response<proto::TimeStampResponse>, Status> {
+        let digest = request.into_inner().sha256_digest;
+        let token = self.core.time_stamp(&digest).await.map_err(status)?;
+        Ok(Response::new(proto::TimeStampResponse {
+            time_stamp_token: token,
         }))
     }
 

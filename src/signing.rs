@@ -17,6 +17,8 @@
 
 mod archive;
 mod ltv;
+
+pub use ltv::DOC_TIMESTAMP_CAPACITY;
 mod pdf;
 
 pub use pdf::{pdf_request, PdfOptions, PdfSigner, SignedPdf};
@@ -90,6 +92,15 @@ pub struct DetachedSignatures {
     pub signature_id: String,
 }
 
+/// A hash-only PAdES signature, and for B-LT and up what the client writes
+/// into the /DSS after it (EN 319 142-1 §5.4.2), DER.
+pub struct PdfDigestSignature {
+    pub signature: DetachedSignatures,
+    pub validation_certificates: Vec<Vec<u8>>,
+    pub crls: Vec<Vec<u8>>,
+    pub ocsps: Vec<Vec<u8>>,
+}
+
 /// What one HSM task is asked: who, with which key, which digests.
 struct Job {
     activation: Activation,
@@ -113,16 +124,6 @@ struct Signed {
     revocation: ltv::RevocationData,
 }
 
-/// Which kind of request asks for a level: B-LT and B-LTA exist for SignPdf,
-/// where the server writes the PDF's later updates, and for SignDetached
-/// (CAdES); a hash-only PDF signature stops at B-T.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Request {
-    Detached,
-    Pdf,
-    PdfDigest,
-}
-
 impl SigningCore {
     /// SPEC §2 SignDetached: one key, one certificate, one CMS per document.
     pub async fn sign_detached(
@@ -130,7 +131,7 @@ impl SigningCore {
         documents: Vec<Document>,
         authorization: Authorization,
     ) -> Result<DetachedSignatures, Error> {
-        let level = self.level(authorization.level, Request::Detached)?;
+        let level = self.level(authorization.level)?;
         if documents.is_empty() {
             return Err(Error::invalid_argument(
                 "the batch is empty: send at least one document",
@@ -173,13 +174,14 @@ impl SigningCore {
     /// the built-in TSA, whose certificate and the CAs' CRLs the /DSS or the
     /// SignedData carries, and which stamps the PDF document time-stamp or
     /// the CAdES archive-time-stamp-v3.
-    fn level(&self, requested: Option<Level>, request: Request) -> Result<Level, Error> {
+    /// A hash-only PDF gets the validation data and the document time-stamp
+    /// for the updates its client writes (`SignPdfDigest`, `TimeStamp`).
+    fn level(&self, requested: Option<Level>) -> Result<Level, Error> {
         let time_stamps = self.tsa.is_some() || !self.tsa_urls.is_empty();
         let built_in = self.tsa.is_some() && self.tsa_urls.is_empty();
-        let long_term = request != Request::PdfDigest;
         match requested {
-            Some(l @ (Level::BLt | Level::BLta)) if long_term && built_in => Ok(l),
-            Some(Level::BLt | Level::BLta) if long_term => Err(Error::new(
+            Some(l @ (Level::BLt | Level::BLta)) if built_in => Ok(l),
+            Some(Level::BLt | Level::BLta) => Err(Error::new(
                 ErrorKind::FailedPrecondition,
                 "levels B_LT and B_LTA need the built-in time-stamping authority, and this \
                  server has none or uses external TSAs; ask for B_T or B_B",
@@ -190,11 +192,6 @@ impl SigningCore {
             Some(Level::BT) => Err(Error::new(
                 ErrorKind::FailedPrecondition,
                 "level B_T needs a time-stamping authority and this server has none configured; ask for B_B",
-            )),
-            Some(_) => Err(Error::new(
-                ErrorKind::FailedPrecondition,
-                "hash-only PDF signatures stop at B_T: for B_LT or B_LTA send the whole PDF \
-                 (SignPdf)",
             )),
         }
     }

@@ -2,7 +2,7 @@
 //! PAdES time-stamps that validators accept at the time-stamp's time, and
 //! no half-signed result when the external TSA is down.
 
-use qsign::proto::{self, SignPdfDigestRequest, SignPdfRequest};
+use qsign::proto::{self, SignPdfRequest, TimeStampRequest};
 use tonic::Code;
 
 use crate::detached::{content, request};
@@ -265,39 +265,55 @@ async fn pades_b_lt_needs_the_built_in_tsa() {
     }
 }
 
+/// Hash-only PAdES (`qsign sign-pdf` above its threshold): the server
+/// returns the validation data and the document time-stamp, the client
+/// writes the /DSS and /DocTimeStamp updates; judged as SignPdf's are, at
+/// the time-stamp and after the certificate expired.
 #[tokio::test(flavor = "multi_thread")]
-async fn hash_only_pdf_refuses_b_lt_and_b_lta() {
-    let server = server("blt-hash-only").await;
-    let document = sha256(b"%PDF-1.7 hash-only");
-    for level in [proto::Level::BLt, proto::Level::BLta] {
-        let status = server
-            .client()
+async fn hash_only_pdf_b_lt_and_b_lta_written_by_the_client() {
+    use qsign::client::{self, Connection, PdfJob, TokenSource};
+    let label = "blt-hash-only";
+    let server = server(label).await;
+    let connection = Connection {
+        server: format!("http://{}", server.address),
+        ca: None,
+    };
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let out = tempfile::tempdir().unwrap();
+    for (file, level, name) in [
+        ("reportlab_simple.pdf", proto::Level::BLt, "B-LT"),
+        ("qpdf_object_streams.pdf", proto::Level::BLta, "B-LTA"),
+        ("incremental_updates.pdf", proto::Level::BLta, "B-LTA"),
+    ] {
+        let original = corpus.join(file);
+        if !original.exists() {
+            assert!(
+                !tools::in_ci(),
+                "the shared corpus is required under CI=true"
+            );
+            return;
+        }
+        let job = PdfJob {
+            input: original.clone(),
+            output: out.path().join(file),
+            seal_profile: None,
+            options: Default::default(),
+            key_algorithm: proto::KeyAlgorithm::EcP256,
+            level,
+            hash_only_above: 0,
+            durable: false,
+        };
+        let token = TokenSource::Dev {
+            state_dir: env().dir.clone(),
+            name: "Jens Hansen".into(),
+        };
+        client::sign_pdf(&connection, &token, &job)
             .await
-            .sign_pdf_digest(SignPdfDigestRequest {
-                byte_range_digest: sha256(b"byte range").to_vec(),
-                document_digest: document.to_vec(),
-                activation_token: env().token(&Who::jens(), &[document]),
-                seal_profile: String::new(),
-                level: level as i32,
-                key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
-            })
-            .await
-            .expect_err("refused");
-        assert_eq!(
-            status.code(),
-            Code::FailedPrecondition,
-            "{}",
-            status.message()
-        );
-        assert!(
-            status
-                .message()
-                .contains("hash-only PDF signatures stop at B_T"),
-            "{}",
-            status.message()
-        );
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        judge_at_level(&job.output, &original, "person", name, "tst");
+        judge_later(&job.output, &original, "person", name);
     }
-    assert_eq!(env().leftover_keys("blt-hash-only"), 0);
+    assert_eq!(env().leftover_keys(label), 0);
 }
 
 /// CAdES B-LT: the chain, the TSA certificate and CRLs of both CAs travel in
@@ -450,4 +466,52 @@ pub fn validate_cms_with_time_of(
         Ok(None) => Ok(()),
         Err(failed) => Err(failed),
     }
+}
+
+/// `TimeStamp` (the document time-stamp of hash-only B-LTA): a token over
+/// exactly the digest sent (the TSA's tokens: `tests/tsa.rs`); a digest
+/// that is no SHA-256 is INVALID_ARGUMENT, a server without the built-in
+/// TSA FAILED_PRECONDITION.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_stamp_rpc() {
+    let server = server("ts-rpc").await;
+    let data = b"document time-stamp".to_vec();
+    let token = server
+        .client()
+        .await
+        .time_stamp(TimeStampRequest {
+            sha256_digest: sha256(&data).to_vec(),
+        })
+        .await
+        .expect("a token")
+        .into_inner()
+        .time_stamp_token;
+    let imprint = qsign::tsa::tst_info(&token)
+        .expect("TSTInfo")
+        .message_imprint;
+    assert_eq!(imprint.hashed_message.as_bytes(), sha256(&data));
+    let status = server
+        .client()
+        .await
+        .time_stamp(TimeStampRequest {
+            sha256_digest: vec![0; 20],
+        })
+        .await
+        .expect_err("not a SHA-256");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    let none = Server::start(env().core("ts-rpc-none", |c| c.tsa = None)).await;
+    let status = none
+        .client()
+        .await
+        .time_stamp(TimeStampRequest {
+            sha256_digest: sha256(&data).to_vec(),
+        })
+        .await
+        .expect_err("no TSA");
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
 }

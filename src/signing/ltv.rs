@@ -16,13 +16,13 @@ use crate::pki::{Issued, Issuer};
 use crate::state::ROOT_KEY_LABEL;
 use crate::tsa::http::CrlOf;
 use crate::tsa::MessageImprint;
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// nextUpdate - thisUpdate of the root's CRL (RFC 5280 §5.1.2.5).
 const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// DER bytes reserved for the document time-stamp token: TSTInfo, the
 /// SignerInfo and the TSA certificate (at most `MAX_END_ENTITY_LEN`).
-const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
+pub const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
 
 /// B-LT revocation data (EN 319 142-1 §5.4.2, EN 319 122-1 §6.3) for the
 /// signer's certificate `issued` and the CAs, signed in the task's session:
@@ -109,10 +109,6 @@ pub(super) async fn extend(
     revocation: RevocationData,
     level: Level,
 ) -> Result<Vec<u8>, Error> {
-    let tsa = core
-        .tsa
-        .clone()
-        .ok_or_else(|| Error::internal("B-LT without the built-in TSA"))?;
     // EN 319 142-1 §5.4.2: every certificate of the signer's and the
     // time-stamp's paths, and their revocation data.
     let mut certificates = vec![signer_certificate];
@@ -139,13 +135,7 @@ pub(super) async fn extend(
     })
     .await?;
     // ISO 32000-2 §12.8.5: the token's imprint is the ByteRange digest.
-    let token = core
-        .hsm
-        .run(move |session| {
-            let imprint = MessageImprint::sha256(digest);
-            tsa.time_stamp(session, &imprint, None, true, SystemTime::now())
-        })
-        .await?;
+    let token = core.time_stamp(&digest).await?;
     prepared.embed(&token)?;
     let mut signed_pdf = signed_pdf;
     signed_pdf.extend_from_slice(prepared.update());
@@ -200,5 +190,30 @@ impl SigningCore {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
         }
+    }
+
+    /// A time-stamp token of the built-in TSA over `digest` (SHA-256): the
+    /// document time-stamp of a hash-only B-LTA (ISO 32000-2 §12.8.5),
+    /// whose update the client writes. Time-stamps are public, as on the
+    /// RFC 3161 endpoint: no activation token.
+    pub async fn time_stamp(self: &Arc<Self>, digest: &[u8]) -> Result<Vec<u8>, Error> {
+        let digest = <[u8; 32]>::try_from(digest).map_err(|_| {
+            Error::invalid_argument(format!(
+                "sha256_digest must be a 32-byte SHA-256, got {} bytes",
+                digest.len()
+            ))
+        })?;
+        let tsa = self.tsa.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::FailedPrecondition,
+                "this server has no built-in time-stamping authority",
+            )
+        })?;
+        self.hsm
+            .run(move |session| {
+                let imprint = MessageImprint::sha256(digest);
+                tsa.time_stamp(session, &imprint, None, true, SystemTime::now())
+            })
+            .await
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::{
-    blocking_if_large, ltv, Authorization, DetachedSignatures, Job, Level, Request, Signed,
-    SigningCore,
+    blocking_if_large, ltv, Authorization, DetachedSignatures, Job, Level, PdfDigestSignature,
+    Signed, SigningCore,
 };
 use crate::auth::{Activation, Signatory};
 use crate::pades;
@@ -41,7 +41,7 @@ impl SigningCore {
         options: PdfOptions,
         authorization: Authorization,
     ) -> Result<SignedPdf, Error> {
-        let level = self.level(authorization.level, Request::Pdf)?;
+        let level = self.level(authorization.level)?;
         if pdf.len() > self.limits.max_document_bytes {
             return Err(Error::new(
                 ErrorKind::ResourceExhausted,
@@ -109,7 +109,7 @@ impl SigningCore {
         byte_range_digest: &[u8],
         document_digest: &[u8],
         authorization: Authorization,
-    ) -> Result<DetachedSignatures, Error> {
+    ) -> Result<PdfDigestSignature, Error> {
         let digest = |bytes: &[u8], what: &str| {
             <[u8; 32]>::try_from(bytes).map_err(|_| {
                 Error::invalid_argument(format!(
@@ -118,7 +118,7 @@ impl SigningCore {
                 ))
             })
         };
-        let level = self.level(authorization.level, Request::PdfDigest)?;
+        let level = self.level(authorization.level)?;
         let byte_range_digest = digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
@@ -134,10 +134,25 @@ impl SigningCore {
                 level,
             )
             .await?;
-        Ok(DetachedSignatures {
-            cms: signed.cms,
-            certificate: signed.certificate,
-            signature_id: signed.signature_id,
+        // EN 319 142-1 §5.4.2: the /DSS the client writes after the
+        // signature holds every certificate of its paths and their
+        // revocation data, as SignPdf's does (`ltv::extend`).
+        let validation_certificates = if level >= Level::BLt {
+            let mut certificates = vec![signed.certificate.clone()];
+            certificates.extend(self.validation_certificates());
+            certificates
+        } else {
+            Vec::new()
+        };
+        Ok(PdfDigestSignature {
+            signature: DetachedSignatures {
+                cms: signed.cms,
+                certificate: signed.certificate,
+                signature_id: signed.signature_id,
+            },
+            validation_certificates,
+            crls: signed.revocation.crls,
+            ocsps: signed.revocation.ocsps,
         })
     }
     /// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs
