@@ -11,6 +11,9 @@ pub mod name;
 pub mod ocsp;
 pub mod oid;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::{Duration, SystemTime};
 
 use der::asn1::{BitString, GeneralizedTime, OctetString, UtcTime};
