@@ -45,6 +45,19 @@ fn revocation_pointers(der: &[u8]) -> (Vec<String>, bool) {
     (urls, no_rev_avail)
 }
 
+/// The status in a successful OCSPResponse's only SingleResponse.
+fn single_status(der: &[u8]) -> x509_ocsp::CertStatus {
+    let response = x509_ocsp::OcspResponse::from_der(der).expect("an OCSPResponse");
+    assert_eq!(
+        response.response_status,
+        x509_ocsp::OcspResponseStatus::Successful
+    );
+    let bytes = response.response_bytes.expect("responseBytes");
+    let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).expect("basic");
+    let [single] = <[_; 1]>::try_from(basic.tbs_response_data.responses).expect("one response");
+    single.cert_status
+}
+
 fn pem(der: &[u8]) -> String {
     qsign::state::pem_certificate(der).unwrap()
 }

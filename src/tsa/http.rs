@@ -116,8 +116,8 @@ pub async fn serve(
     }
 }
 
-/// `GET /crl/...` serves a CRL, `POST /ocsp` answers OCSP; everything else
-/// is an RFC 3161 query.
+/// `GET /crl/...` serves a CRL, `POST /ocsp` and `GET /ocsp/<request>`
+/// answer OCSP; everything else is an RFC 3161 query.
 async fn route(
     request: Request<Incoming>,
     hsm: &Hsm,
@@ -125,12 +125,23 @@ async fn route(
     revocation: &Revocation,
 ) -> Reply {
     let path = request.uri().path();
-    if path == OCSP_PATH {
-        return match &revocation.ocsp {
-            Some(ocsp) => answer_ocsp(request, ocsp).await,
-            None => plain(
+    let ocsp_get = path
+        .strip_prefix(OCSP_PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|_| request.method() == Method::GET);
+    if path == OCSP_PATH || ocsp_get.is_some() {
+        let Some(ocsp) = &revocation.ocsp else {
+            return plain(
                 StatusCode::NOT_FOUND,
                 "no OCSP responder is configured here",
+            );
+        };
+        return match ocsp_get.map(ocsp_get_request) {
+            None => answer_ocsp(request, ocsp).await,
+            Some(Some(der)) => respond_ocsp(ocsp, Bytes::from(der)).await,
+            Some(None) => plain(
+                StatusCode::BAD_REQUEST,
+                "GET /ocsp/ takes the URL-encoded base64 of a DER OCSPRequest (RFC 6960 A.1)",
             ),
         };
     }
@@ -157,7 +168,32 @@ async fn answer_ocsp(request: Request<Incoming>, ocsp: &OcspSource) -> Reply {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    match ocsp(body).await {
+    respond_ocsp(ocsp, body).await
+}
+
+/// RFC 6960 A.1: `GET {url}/{url-encoding of base-64 encoding of the DER
+/// encoding of the OCSPRequest}`; `None` when it is not that.
+fn ocsp_get_request(encoded: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if encoded.len() > MAX_QUERY_BYTES {
+        return None;
+    }
+    let mut text = Vec::with_capacity(encoded.len());
+    let mut bytes = encoded.bytes();
+    while let Some(b) = bytes.next() {
+        text.push(match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            b => b,
+        });
+    }
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+async fn respond_ocsp(ocsp: &OcspSource, request: Bytes) -> Reply {
+    match ocsp(request).await {
         Ok(der) => der_reply(der, OCSP_RESPONSE_TYPE),
         Err(e) => {
             tracing::error!(error = %e, "OCSP: no response");
