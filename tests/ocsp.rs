@@ -134,6 +134,36 @@ async fn certificates_name_the_responder_and_openssl_ocsp_gets_good() {
             stdout.contains(&format!("{}: good", leaf.display())),
             "{stdout}"
         );
+
+        // The same request by GET (RFC 6960 A.1): /ocsp/{url-encoded base64}.
+        let request = dir.path().join("request.der");
+        let out = std::process::Command::new("openssl")
+            .args(["ocsp", "-no_nonce", "-issuer"])
+            .arg(&issuing)
+            .arg("-cert")
+            .arg(&leaf)
+            .arg("-reqout")
+            .arg(&request)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(&request).unwrap())
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        let head = format!("GET /ocsp/{encoded} HTTP/1.1\r\n");
+        let (status, content_type, body) = http(endpoint.address, &head, b"").await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/ocsp-response")
+        );
+        assert_eq!(single_status(&body), x509_ocsp::CertStatus::good());
     }
 
     // Not an OCSPRequest: a malformedRequest response (RFC 6960 §2.3).
