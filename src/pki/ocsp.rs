@@ -9,8 +9,7 @@
 
 use std::time::SystemTime;
 
-use const_oid::db::rfc5912::ID_SHA_1;
-use const_oid::db::rfc5912::ID_SHA_256;
+use const_oid::db::rfc5912::{ID_SHA_1, ID_SHA_256};
 use der::asn1::{BitString, GeneralizedTime, Null, OctetString};
 use der::{Any, Decode, Encode};
 use sha1::Sha1;
@@ -236,8 +235,6 @@ pub fn parse_request(der: &[u8]) -> Option<(Vec<CertId>, Option<Vec<Extension>>)
 }
 
 /// §4.2.1 OCSPResponse with responseStatus malformedRequest, DER.
-pub fn malformed_request() -> Vec<u8> {
-    OcspResponse::malformed_request()
-        .to_der()
-        .unwrap_or_default()
+pub fn malformed_request() -> Result<Vec<u8>, Error> {
+    OcspResponse::malformed_request().to_der().map_err(encoding)
 }

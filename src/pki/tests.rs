@@ -1,5 +1,6 @@
-//! The bound PDF signatures reserve room by: the longest certificate qsign
-//! can issue stays within `MAX_END_ENTITY_LEN`.
+//! The bound PDF signatures reserve room by (the longest certificate qsign
+//! can issue stays within `MAX_END_ENTITY_LEN`) and the OCSP responder's
+//! answers, with a stand-in RSA-3072 key instead of the token.
 
 use std::time::{Duration, SystemTime};
 
@@ -94,4 +95,73 @@ fn the_longest_certificate_fits_max_end_entity_len() {
             policy.ocsp_url.is_some()
         );
     }
+}
+
+/// A responder under an issuing CA, both signed by the fake RSA key.
+fn responder() -> (ocsp::Responder, Issuer) {
+    let now = SystemTime::now();
+    let name = |cn: &str| {
+        name::NameBuilder::default()
+            .utf8(const_oid::db::rfc4519::CN, cn)
+            .unwrap()
+            .build()
+    };
+    let hour = Duration::from_secs(3600);
+    let ca = ca::root(name("CA"), rsa_3072_key(), &Rsa3072, now, hour).unwrap();
+    let issuer = Issuer::from_der(ca.der).unwrap();
+    let cert = ca::ocsp_signing(name("OCSP"), rsa_3072_key(), &issuer, &Rsa3072, now, hour);
+    let responder = ocsp::Responder::new("label".into(), cert.unwrap().der, &issuer).unwrap();
+    (responder, issuer)
+}
+
+#[test]
+fn ocsp_good_for_the_issuing_ca_unknown_for_others() {
+    use der::Decode;
+    let (responder, _) = responder();
+    let serial = x509_cert::serial_number::SerialNumber::new(&[0x42; 16]).unwrap();
+    let ours = responder.cert_id(&serial).unwrap();
+    let mut foreign = ours.clone();
+    foreign.issuer_key_hash = der::asn1::OctetString::new([0u8; 32]).unwrap();
+    assert!(responder.answers_for(&ours) && !responder.answers_for(&foreign));
+    let now = SystemTime::now();
+    let der = responder
+        .respond(vec![ours, foreign], now, now + MAX_LIFETIME, &Rsa3072)
+        .unwrap();
+    let response = x509_ocsp::OcspResponse::from_der(&der).unwrap();
+    let bytes = response.response_bytes.unwrap();
+    let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).unwrap();
+    let statuses: Vec<_> = basic
+        .tbs_response_data
+        .responses
+        .iter()
+        .map(|r| r.cert_status.clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            x509_ocsp::CertStatus::good(),
+            x509_ocsp::CertStatus::unknown()
+        ]
+    );
+    // §4.2.2.2: the delegated responder's certificate travels along.
+    assert_eq!(basic.certs.unwrap()[0], *responder.certificate());
+}
+
+#[test]
+fn ocsp_refuses_what_is_not_a_request_and_a_responder_without_ocsp_signing() {
+    assert!(ocsp::parse_request(b"junk").is_none());
+    assert!(ocsp::parse_request(&[0x30, 0x00]).is_none());
+    let (_, issuer) = responder();
+    // A TSA certificate (id-kp-timeStamping) is no OCSP responder.
+    let now = SystemTime::now();
+    let tsa = ca::time_stamping(
+        issuer.name().clone(),
+        rsa_3072_key(),
+        &issuer,
+        &Rsa3072,
+        now,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(ocsp::Responder::new("label".into(), tsa.der, &issuer).is_err());
 }

@@ -162,7 +162,7 @@ impl SigningCore {
             .clone()
             .ok_or_else(|| Error::internal("OCSP without an [ocsp] responder"))?;
         let Some((ids, nonce)) = crate::pki::ocsp::parse_request(request) else {
-            return Ok(crate::pki::ocsp::malformed_request());
+            return crate::pki::ocsp::malformed_request();
         };
         let now = SystemTime::now();
         let next_update = self.policy.not_after(now);
