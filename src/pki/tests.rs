@@ -134,7 +134,7 @@ fn ocsp_good_for_the_issuing_ca_unknown_for_others() {
         .tbs_response_data
         .responses
         .iter()
-        .map(|r| r.cert_status.clone())
+        .map(|r| r.cert_status)
         .collect();
     assert_eq!(
         statuses,
