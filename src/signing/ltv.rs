@@ -1,7 +1,9 @@
-//! PAdES B-LT and B-LTA (ETSI EN 319 142-1 §5.4, §5.5; SPEC §6): after the
-//! B-T signature, one incremental update with a /DSS holding the chain, the
-//! TSA certificate and CRLs of both CAs, then, for B-LTA, a document
-//! time-stamp from the built-in TSA over everything before it.
+//! Long-term validation data (SPEC §6): the CRLs and OCSP responses a
+//! B-LT signature carries (`revocation_data`), PAdES B-LT and B-LTA (ETSI
+//! EN 319 142-1 §5.4, §5.5: after the B-T signature, one incremental update
+//! with a /DSS, then for B-LTA a document time-stamp from the built-in TSA
+//! over everything before it), and what the HTTP endpoint and the
+//! `TimeStamp` RPC serve: current CRLs, OCSP answers, time-stamps.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
