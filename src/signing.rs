@@ -273,7 +273,7 @@ impl SigningCore {
                 }
                 drop(key);
                 let revocation = if level >= Level::BLt {
-                    ltv::revocation_data(session, &core, &issued, now)?
+                    ltv::revocation_data(session, &core, &issued)?
                 } else {
                     Default::default()
                 };

@@ -101,3 +101,53 @@ fn openssl_verifies_the_crls() {
         assert!(stderr.contains("verify OK"), "{name}: {stderr}");
     }
 }
+
+/// The issuing CA's CRL in a B-LT CAdES signature is fresh until the
+/// signer's certificate expires (nextUpdate = notAfter) and issued no
+/// earlier than the signature time-stamp (thisUpdate >= genTime, whole
+/// seconds): what EN 319 102-1's time-slide and freshness checks need.
+pub fn issuing_crl_is_fresh_for_the_signature(cms: &[u8], certificate: &[u8]) {
+    let info = cms::content_info::ContentInfo::from_der(cms).expect("ContentInfo");
+    let signed: cms::signed_data::SignedData = info.content.decode_as().expect("SignedData");
+    let leaf = x509_cert::Certificate::from_der(certificate).unwrap();
+    let crl = signed
+        .crls
+        .expect("B-LT has CRLs")
+        .0
+        .into_vec()
+        .into_iter()
+        .find_map(|choice| match choice {
+            cms::revocation::RevocationInfoChoice::Crl(crl)
+                if crl.tbs_cert_list.issuer == leaf.tbs_certificate.issuer =>
+            {
+                Some(crl)
+            }
+            _ => None,
+        })
+        .expect("the issuing CA's CRL");
+    let tbs = crl.tbs_cert_list;
+    assert_eq!(
+        tbs.next_update.expect("nextUpdate").to_system_time(),
+        leaf.tbs_certificate.validity.not_after.to_system_time()
+    );
+    let signer_info = signed.signer_infos.0.get(0).expect("a SignerInfo");
+    let token = signer_info
+        .unsigned_attrs
+        .iter()
+        .flat_map(|attributes| attributes.iter())
+        .find(|a| a.oid == qsign::tsa::asn1::AA_SIGNATURE_TIME_STAMP_TOKEN)
+        .and_then(|a| a.values.get(0))
+        .expect("signature time-stamp");
+    let gen_time: der::asn1::GeneralizedTime =
+        qsign::tsa::tst_info(&der::Encode::to_der(token).unwrap())
+            .unwrap()
+            .gen_time
+            .decode_as()
+            .expect("GeneralizedTime");
+    assert!(
+        tbs.this_update.to_system_time() >= gen_time.to_system_time(),
+        "thisUpdate {:?} before genTime {:?}",
+        tbs.this_update,
+        gen_time
+    );
+}

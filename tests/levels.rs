@@ -329,17 +329,17 @@ async fn cades_b_lt_carries_certificates_and_crls() {
         "",
     );
     req.level = proto::Level::BLt as i32;
-    let cms = server
+    let mut response = server
         .client()
         .await
         .sign_detached(req)
         .await
         .expect("signed")
-        .into_inner()
-        .cms
-        .remove(0);
+        .into_inner();
+    let cms = response.cms.remove(0);
     let certificates = crate::detached::cms_certificates(&cms);
     assert_eq!(certificates.len(), 4, "signer, issuing CA, root, TSA");
+    crate::crl::issuing_crl_is_fresh_for_the_signature(&cms, &response.certificate);
     if tools::require("openssl") {
         let dir = tempfile::tempdir().unwrap();
         let (sig, doc) = (dir.path().join("s.p7s"), dir.path().join("doc"));

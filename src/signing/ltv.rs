@@ -5,6 +5,7 @@
 //! over everything before it), and what the HTTP endpoint and the
 //! `TimeStamp` RPC serve: current CRLs, OCSP answers, time-stamps.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,19 +37,23 @@ pub const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
 ///   CA's CRL goes along; with `[ocsp]` the OCSP response about it instead
 ///   (the responder's own certificate has ocsp-nocheck).
 ///
-/// Both are fresh (nextUpdate) exactly as long as the certificate issued
-/// at `now`: a validator runs the EN 319 102-1 §5.6.2.1 time-slide with
-/// them, and the control time it ends at (the nextUpdate, once stale) must
-/// fall inside the certificate's validity for the past validation to pass.
+/// Either is fresh (nextUpdate) until the certificate's notAfter: a
+/// validator runs the EN 319 102-1 §5.6.2.1 time-slide with it, and the
+/// control time it ends at (the nextUpdate, once stale) must fall inside
+/// the certificate's validity for the past validation to pass.
 pub(super) fn revocation_data(
     session: &HsmSession<'_>,
     core: &SigningCore,
     issued: &Issued,
-    now: SystemTime,
 ) -> Result<RevocationData, Error> {
-    let root_crl = crl(session, core, CrlOf::Root, now)?;
+    // Issued after the signature time-stamp of the same task, as validators
+    // checking revocation freshness against the best signature time want.
+    let now = SystemTime::now();
+    let expiry = issued.certificate.tbs_certificate.validity.not_after;
+    let expiry = expiry.to_system_time();
+    let root_crl = crl(session, core, CrlOf::Root, now, now + ROOT_CRL_LIFETIME)?;
     let Some(responder) = &core.ocsp else {
-        let issuing_crl = crl(session, core, CrlOf::IssuingCa, now)?;
+        let issuing_crl = crl(session, core, CrlOf::IssuingCa, now, expiry)?;
         return Ok(RevocationData {
             crls: vec![issuing_crl, root_crl],
             ocsps: Vec::new(),
@@ -56,7 +61,7 @@ pub(super) fn revocation_data(
     };
     let id = responder.cert_id(&issued.certificate.tbs_certificate.serial_number)?;
     let signer = session.session_signer(responder.key_label())?;
-    let response = responder.respond(vec![id], now, core.policy.not_after(now), &signer)?;
+    let response = responder.respond(vec![id], now, expiry, &signer)?;
     Ok(RevocationData {
         crls: vec![root_crl],
         ocsps: vec![response],
@@ -70,25 +75,20 @@ pub(super) struct RevocationData {
     pub ocsps: Vec<Vec<u8>>,
 }
 
-/// A CRL of the issuing CA (fresh as long as a certificate issued at `now`,
-/// see `revocation_data`) or of the root (a day), signed with its key.
-/// qsign revokes nothing, so it is empty.
+/// The empty CRL (qsign revokes nothing) of the issuing CA or of the root,
+/// signed with its key, valid from `this_update` to `next_update`.
 fn crl(
     session: &HsmSession<'_>,
     core: &SigningCore,
     which: CrlOf,
-    now: SystemTime,
+    this_update: SystemTime,
+    next_update: SystemTime,
 ) -> Result<Vec<u8>, Error> {
-    // RFC 5280 §5.2.3: monotonically increasing; milliseconds since 1970 are.
-    let number = now
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| Error::internal("the clock is before 1970"))?
-        .as_millis();
-    let number = u64::try_from(number).unwrap_or(u64::MAX);
+    let number = crl_number(this_update)?;
     match which {
         CrlOf::IssuingCa => {
             let key = session.issuing_ca()?;
-            issue_crl(&core.issuer, &key, now, core.policy.not_after(now), number)
+            issue_crl(&core.issuer, &key, this_update, next_update, number)
         }
         CrlOf::Root => {
             let root_der = core
@@ -97,9 +97,27 @@ fn crl(
                 .ok_or_else(|| Error::internal("the trust chain has no root"))?;
             let root = Issuer::from_der(root_der.clone())?;
             let key = session.persistent_signer(ROOT_KEY_LABEL)?;
-            issue_crl(&root, &key, now, now + ROOT_CRL_LIFETIME, number)
+            issue_crl(&root, &key, this_update, next_update, number)
         }
     }
+}
+
+/// RFC 5280 §5.2.3 cRLNumber: monotonically increasing — the milliseconds
+/// since 1970, or one more than the last number this process gave when
+/// CRLs are made within the same millisecond.
+fn crl_number(now: SystemTime) -> Result<u64, Error> {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let millis = now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::internal("the clock is before 1970"))?
+        .as_millis();
+    let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(millis.max(last.saturating_add(1)))
+        })
+        .unwrap_or(millis);
+    Ok(millis.max(previous.saturating_add(1)))
 }
 
 /// `signed_pdf` (the B-T signature already embedded) extended to `level`:
@@ -150,7 +168,14 @@ impl SigningCore {
     pub async fn current_crl(self: &Arc<Self>, which: CrlOf) -> Result<Vec<u8>, Error> {
         let core = self.clone();
         self.hsm
-            .run(move |session| crl(session, &core, which, SystemTime::now()))
+            .run(move |session| {
+                let now = SystemTime::now();
+                let next_update = match which {
+                    CrlOf::IssuingCa => core.policy.not_after(now),
+                    CrlOf::Root => now + ROOT_CRL_LIFETIME,
+                };
+                crl(session, &core, which, now, next_update)
+            })
             .await
     }
 
