@@ -82,7 +82,7 @@ fn main() {
     )
     .unwrap();
     let issuer = Issuer::from_der(ca.der.clone()).unwrap();
-    let chain = vec![issuer.certificate.clone()];
+    let chain = vec![<der::Any as der::Decode>::from_der(&ca.der).unwrap()];
     let policy = CertificatePolicy {
         lifetime: Duration::from_secs(600),
         backdate: Duration::from_secs(60),

@@ -34,7 +34,8 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let root = single_certificate(&config.root_certificate)?;
     let issuer = Issuer::from_der(issuing.clone())?;
     check_issuing_key(&hsm, &issuer, &config.hsm.issuing_key_label)?;
-    let chain = vec![issuer.certificate.clone()];
+    let chain = vec![der::Any::from_der(&issuing)
+        .map_err(|e| Error::internal("the issuing CA certificate is not DER").with_source(e))?];
     Certificate::from_der(&root).map_err(|e| {
         Error::internal(format!(
             "{} is not a certificate",

@@ -7,11 +7,9 @@ pub mod archive;
 
 use std::time::SystemTime;
 
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignerIdentifier, SignerInfo, SignerInfos,
-};
+use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier, SignerInfo, SignerInfos};
 use const_oid::db::{rfc5911, rfc6268};
 use const_oid::ObjectIdentifier;
 use der::asn1::{ContextSpecific, OctetString, SetOfVec};
@@ -51,15 +49,16 @@ struct OtherRevocationInfoFormat {
     other_rev_info: Any,
 }
 
-/// RFC 5652 §5.1 `SignedData` as cms 0.2's, with `crls` holding encoded
-/// RevocationInfoChoices (see `add_validation_data`).
+/// RFC 5652 §5.1 `SignedData` as cms 0.2's, with `certificates` and `crls`
+/// holding encoded CertificateChoices and RevocationInfoChoices (see
+/// `SignatureContext` and `add_validation_data`).
 #[derive(Clone, Debug, Sequence)]
 pub struct CadesSignedData {
     pub version: CmsVersion,
     pub digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
     pub encap_content_info: EncapsulatedContentInfo,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    pub certificates: Option<CertificateSet>,
+    pub certificates: Option<SetOfVec<Any>>,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
     pub crls: Option<SetOfVec<Any>>,
     pub signer_infos: SignerInfos,
@@ -99,7 +98,9 @@ pub enum SigningTime {
 /// What every SignerInfo of one request shares: the signer's certificate,
 /// the chain, and the attributes that depend only on them.
 pub struct SignatureContext {
-    certificates: CertificateSet,
+    /// DER certificates (RFC 5652 §10.2.2 CertificateChoices, the plain
+    /// Certificate alternative): copied, never re-encoded.
+    certificates: SetOfVec<Any>,
     /// B-LT: revocation data of the chain (RFC 5652 §10.2.1).
     crls: Option<SetOfVec<Any>>,
     sid: SignerIdentifier,
@@ -110,27 +111,23 @@ pub struct SignatureContext {
 }
 
 impl SignatureContext {
-    /// `chain`: the issuing CA certificate(s) to embed (RFC 5652 §5.1).
+    /// `chain`: the DER issuing CA certificate(s) to embed (RFC 5652 §5.1).
     pub fn new(
         signer_certificate: &Issued,
-        chain: &[Certificate],
+        chain: &[Any],
         signer: &impl Signer,
     ) -> Result<Self, Error> {
         let digest_algorithm = signer.digest_algorithm();
         let signature_algorithm = signature_algorithm(signer)?;
         let mut certificates = SetOfVec::new();
         certificates
-            .insert(CertificateChoices::Certificate(
-                signer_certificate.certificate.clone(),
-            ))
+            .insert(Any::from_der(&signer_certificate.der).map_err(encoding)?)
             .map_err(encoding)?;
         for certificate in chain {
-            certificates
-                .insert(CertificateChoices::Certificate(certificate.clone()))
-                .map_err(encoding)?;
+            certificates.insert(certificate.clone()).map_err(encoding)?;
         }
         Ok(Self {
-            certificates: CertificateSet(certificates),
+            certificates,
             crls: None,
             sid: issuer_and_serial_number(&signer_certificate.certificate),
             // EN 319 122-1 §5.2.2.3: ESS signing-certificate-v2 binds the
@@ -181,10 +178,10 @@ impl SignatureContext {
         ocsps: &[Vec<u8>],
     ) -> Result<(), Error> {
         for der in certificates {
-            let certificate = Certificate::from_der(der).map_err(encoding)?;
-            let choice = CertificateChoices::Certificate(certificate);
-            if !self.certificates.0.iter().any(|c| c == &choice) {
-                self.certificates.0.insert(choice).map_err(encoding)?;
+            Certificate::from_der(der).map_err(encoding)?;
+            let certificate = Any::from_der(der).map_err(encoding)?;
+            if !self.certificates.iter().any(|c| c == &certificate) {
+                self.certificates.insert(certificate).map_err(encoding)?;
             }
         }
         // RFC 5652 §10.2.1 RevocationInfoChoice: a CertificateList, or

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use x509_cert::Certificate;
 
 use crate::auth::{Activation, Profiles, Signatory, Verifier};
 use crate::config::Limits;
@@ -43,8 +42,8 @@ use crate::{Error, ErrorKind};
 pub struct SigningCore {
     pub hsm: Hsm,
     pub issuer: Issuer,
-    /// Certificates embedded in every CMS after the signer's own.
-    pub chain: Vec<Certificate>,
+    /// Certificates (DER) embedded in every CMS after the signer's own.
+    pub chain: Vec<der::Any>,
     /// DER, issuing CA first, root last (GetTrustChain).
     pub trust_chain: Vec<Vec<u8>>,
     pub policy: CertificatePolicy,

@@ -121,7 +121,7 @@ fn hash_index(
         octets(&hash.finalize())
     };
     let mut certificates = Vec::new();
-    for certificate in signed_data.certificates.iter().flat_map(|c| c.0.iter()) {
+    for certificate in signed_data.certificates.iter().flat_map(|c| c.iter()) {
         certificates.push(hash(&[&certificate.to_der().map_err(encoding)?])?);
     }
     let mut crls = Vec::new();
@@ -277,11 +277,15 @@ mod tests {
             let encoded: Vec<Any> = c.0.iter().map(|r| Any::encode_from(r).unwrap()).collect();
             SetOfVec::try_from(encoded).unwrap()
         });
+        let certificates = sd.certificates.map(|c| {
+            let encoded: Vec<Any> = c.0.iter().map(|c| Any::encode_from(c).unwrap()).collect();
+            SetOfVec::try_from(encoded).unwrap()
+        });
         CadesSignedData {
             version: sd.version,
             digest_algorithms: sd.digest_algorithms,
             encap_content_info: sd.encap_content_info,
-            certificates: sd.certificates,
+            certificates,
             crls,
             signer_infos: sd.signer_infos,
         }
