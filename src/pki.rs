@@ -258,12 +258,23 @@ pub(crate) fn sign(unsigned: Unsigned, ca: &impl Signer) -> Result<Issued, Error
         )
         .with_source(e)
     })?;
+    let signature = BitString::from_bytes(signature.as_bytes()).map_err(encoding)?;
+    // RFC 5280 §4.1 Certificate: the TBSCertificate goes in as the bytes
+    // that were signed, not encoded a second time.
+    let mut body = tbs_der;
+    algorithm.encode_to_vec(&mut body).map_err(encoding)?;
+    signature.encode_to_vec(&mut body).map_err(encoding)?;
+    let length = der::Length::try_from(body.len()).map_err(encoding)?;
+    let mut der = Vec::with_capacity(body.len() + 5);
+    der::Header::new(der::Tag::Sequence, length)
+        .and_then(|header| header.encode_to_vec(&mut der))
+        .map_err(encoding)?;
+    der.extend_from_slice(&body);
     let certificate = Certificate {
         tbs_certificate: tbs,
         signature_algorithm: algorithm,
-        signature: BitString::from_bytes(signature.as_bytes()).map_err(encoding)?,
+        signature,
     };
-    let der = certificate.to_der().map_err(encoding)?;
     Ok(Issued { certificate, der })
 }
 

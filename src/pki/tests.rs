@@ -88,6 +88,9 @@ fn the_longest_certificate_fits_max_end_entity_len() {
             cvr: "12345678",
         };
         let issued = issue(&subject, rsa_3072_key(), &policy, &issuer, &Rsa3072, now).unwrap();
+        // `sign` assembles the DER from the signed TBS bytes: the same as
+        // encoding the whole certificate.
+        assert_eq!(issued.der, issued.certificate.to_der().unwrap());
         assert!(
             issued.der.len() <= MAX_END_ENTITY_LEN,
             "{} bytes (OCSP URL: {})",
