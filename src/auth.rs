@@ -8,11 +8,12 @@
 //!        Activation::covers(document digests)   PERMISSION_DENIED if not approved
 //!        Profiles::authorize(seal_profile) ──▶ Signatory   PERMISSION_DENIED / INVALID_ARGUMENT
 //!        … every other check of the request …
+//!        (HSM task, once the key exists)
 //!        Verifier::consume(&activation)         UNAUTHENTICATED if replayed
 //! ```
 //!
-//! `consume` comes last so that a request refused for another reason does not
-//! burn the signer's single-use token.
+//! `consume` comes last so that a request refused for another reason, or an
+//! HSM that cannot make a key, does not burn the signer's single-use token.
 
 mod claims;
 mod error;

@@ -149,7 +149,6 @@ impl SigningCore {
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &digests, now)?;
-        self.verifier.consume(&activation, now)?;
         let signed = self
             .sign_digests(Job {
                 activation,
@@ -205,8 +204,8 @@ impl SigningCore {
     }
 
     /// SPEC §3, §4: a valid token that covers every digest and allows the
-    /// profile. The caller spends it (`Verifier::consume`) once nothing
-    /// else can refuse the request.
+    /// profile. The HSM task spends it (`Verifier::consume`) once it holds
+    /// a key (`sign_digests`).
     fn check(
         &self,
         authorization: &Authorization,
@@ -249,6 +248,14 @@ impl SigningCore {
             .hsm
             .run(move |session| {
                 let key = session.generate_ephemeral(algorithm)?;
+                // SPEC §3 single use: the token is spent here, once the HSM
+                // has a key for it — not before, so that an HSM that cannot
+                // work does not cost the signer a new activation — and
+                // before anything is signed, so that of two requests with
+                // one token only one signs (the other's key is destroyed).
+                core.verifier
+                    .consume(&activation, SystemTime::now())
+                    .map_err(Error::from)?;
                 let ca = session.issuing_ca()?;
                 let issued = pki::issue(
                     &subject(&signatory),

@@ -253,19 +253,19 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
         tsa_urls: vec![],
         ocsp: None,
     });
-    let server = Server::start(broken).await;
+    let server = Server::start(broken.clone()).await;
     let data = b"no hsm".to_vec();
-    let (code, message) = code_of(
-        &server,
-        request(
-            vec![content(&data)],
-            env().token(&Who::jens(), &[sha256(&data)]),
-            "",
-        ),
-    )
-    .await;
+    let token = env().token(&Who::jens(), &[sha256(&data)]);
+    let (code, message) = code_of(&server, request(vec![content(&data)], token.clone(), "")).await;
     assert_eq!(code, Code::Unavailable, "{message}");
     assert!(message.contains("HSM"), "{message}");
+    // No key, nothing signed: the signer's activation is not spent.
+    let now = std::time::SystemTime::now();
+    let activation = broken.verifier.verify(&token, now).expect("still valid");
+    broken
+        .verifier
+        .consume(&activation, now)
+        .expect("an HSM that cannot make a key does not burn the token");
 }
 
 /// An Hsm on a second token of the same SoftHSM whose login is gone.
