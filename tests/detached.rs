@@ -2,9 +2,9 @@
 //! the shared validators, content and digest mode, batches.
 
 use der::{Decode, Encode};
-use qsign::proto::{self, document, SignDetachedRequest};
+use qsign::proto::{self, document, SignDetachedRequest, SignDetachedResponse};
 
-use crate::support::{env, server, sha256, tools, Who};
+use crate::support::{env, server, sha256, tools, Server, Who};
 
 pub fn content(data: &[u8]) -> proto::Document {
     proto::Document {
@@ -26,6 +26,26 @@ pub fn request(documents: Vec<proto::Document>, token: String, seal: &str) -> Si
         level: proto::Level::BB as i32,
         key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
     }
+}
+
+/// SignDetached of `data` (its content) at `level`, with a token of `who`
+/// and the seal profile `seal` ("" for personal); the response.
+pub async fn sign_one(
+    server: &Server,
+    data: &[u8],
+    who: &Who,
+    seal: &str,
+    level: proto::Level,
+) -> SignDetachedResponse {
+    let mut req = request(vec![content(data)], env().token(who, &[sha256(data)]), seal);
+    req.level = level as i32;
+    server
+        .client()
+        .await
+        .sign_detached(req)
+        .await
+        .expect("signed")
+        .into_inner()
 }
 
 /// The certificates of a CMS SignedData, DER.

@@ -2,29 +2,17 @@
 //! PAdES time-stamps that validators accept at the time-stamp's time, and
 //! no half-signed result when the external TSA is down.
 
-use qsign::proto::{self, SignPdfRequest, TimeStampRequest};
+use qsign::proto::{self, TimeStampRequest};
 use tonic::Code;
 
-use crate::detached::{content, request};
+use crate::detached::{content, request, sign_one};
 use crate::pades::{judge_at_level, judge_later};
-use crate::support::{env, server, sha256, tools, Server, Who};
+use crate::support::{corpus_file, env, server, sha256, sign_pdf_request, tools, Server, Who};
 
 async fn cades_bt(label: &str, who: Who, seal: &str, expect: &str, level: proto::Level) {
     let server = server(label).await;
     let data = format!("B-T {label}").into_bytes();
-    let mut req = request(
-        vec![content(&data)],
-        env().token(&who, &[sha256(&data)]),
-        seal,
-    );
-    req.level = level as i32;
-    let response = server
-        .client()
-        .await
-        .sign_detached(req)
-        .await
-        .expect("signed")
-        .into_inner();
+    let response = sign_one(&server, &data, &who, seal, level).await;
     validate_cms_b_t(&response.cms[0], &data, expect, false);
     validate_cms_later(&response.cms[0], &data);
     let root = env().root_ca();
@@ -55,32 +43,16 @@ async fn cades_seal_b_t() {
 async fn pades_b_t_validates_at_the_time_stamp() {
     let server = server("bt-pdf").await;
     let mut client = server.client().await;
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let dir = tempfile::tempdir().unwrap();
     for (name, who, seal, expect) in [
         ("reportlab_simple.pdf", Who::jens(), "", "person"),
         ("qpdf_object_streams.pdf", Who::sealer(), "dev", "seal"),
         ("incremental_updates.pdf", Who::jens(), "", "person"),
     ] {
-        let original = corpus.join(name);
-        let Ok(pdf) = std::fs::read(&original) else {
-            assert!(
-                !tools::in_ci(),
-                "the shared corpus is required under CI=true"
-            );
+        let Some((original, pdf)) = corpus_file(name) else {
             return;
         };
-        let request = SignPdfRequest {
-            activation_token: env().token(&who, &[sha256(&pdf)]),
-            pdf,
-            seal_profile: seal.into(),
-            level: proto::Level::Unspecified as i32,
-            key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
-            reason: None,
-            location: None,
-            contact_info: None,
-            appearance: None,
-        };
+        let request = sign_pdf_request(pdf, &who, seal, proto::Level::Unspecified);
         let signed = client
             .sign_pdf(request)
             .await
@@ -180,31 +152,15 @@ async fn levels_without_support_are_refused_not_downgraded() {
 async fn pades_long_term(label: &str, level: proto::Level, name: &str) {
     let server = server(label).await;
     let mut client = server.client().await;
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let dir = tempfile::tempdir().unwrap();
     for (file, who, seal, expect) in [
         ("reportlab_simple.pdf", Who::jens(), "", "person"),
         ("qpdf_object_streams.pdf", Who::sealer(), "dev", "seal"),
     ] {
-        let original = corpus.join(file);
-        let Ok(pdf) = std::fs::read(&original) else {
-            assert!(
-                !tools::in_ci(),
-                "the shared corpus is required under CI=true"
-            );
+        let Some((original, pdf)) = corpus_file(file) else {
             return;
         };
-        let request = SignPdfRequest {
-            activation_token: env().token(&who, &[sha256(&pdf)]),
-            pdf,
-            seal_profile: seal.into(),
-            level: level as i32,
-            key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
-            reason: None,
-            location: None,
-            contact_info: None,
-            appearance: None,
-        };
+        let request = sign_pdf_request(pdf, &who, seal, level);
         let signed = client
             .sign_pdf(request)
             .await
@@ -238,17 +194,7 @@ async fn pades_b_lt_needs_the_built_in_tsa() {
         let status = server
             .client()
             .await
-            .sign_pdf(SignPdfRequest {
-                activation_token: env().token(&Who::jens(), &[sha256(&pdf)]),
-                pdf: pdf.clone(),
-                seal_profile: String::new(),
-                level: level as i32,
-                key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
-                reason: None,
-                location: None,
-                contact_info: None,
-                appearance: None,
-            })
+            .sign_pdf(sign_pdf_request(pdf.clone(), &Who::jens(), "", level))
             .await
             .expect_err("refused");
         assert_eq!(
@@ -278,21 +224,15 @@ async fn hash_only_pdf_b_lt_and_b_lta_written_by_the_client() {
         server: format!("http://{}", server.address),
         ca: None,
     };
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let out = tempfile::tempdir().unwrap();
     for (file, level, name) in [
         ("reportlab_simple.pdf", proto::Level::BLt, "B-LT"),
         ("qpdf_object_streams.pdf", proto::Level::BLta, "B-LTA"),
         ("incremental_updates.pdf", proto::Level::BLta, "B-LTA"),
     ] {
-        let original = corpus.join(file);
-        if !original.exists() {
-            assert!(
-                !tools::in_ci(),
-                "the shared corpus is required under CI=true"
-            );
+        let Some((original, _)) = corpus_file(file) else {
             return;
-        }
+        };
         let job = PdfJob {
             input: original.clone(),
             output: out.path().join(file),
@@ -376,19 +316,8 @@ async fn cades_b_lt_carries_certificates_and_crls() {
         );
         // The same check fails on a B-T signature: the CRLs are what B-LT adds.
         let data = b"no crls".to_vec();
-        let mut req = request(
-            vec![content(&data)],
-            env().token(&Who::jens(), &[sha256(&data)]),
-            "",
-        );
-        req.level = proto::Level::BT as i32;
-        let bt = server
-            .client()
+        let bt = sign_one(&server, &data, &Who::jens(), "", proto::Level::BT)
             .await
-            .sign_detached(req)
-            .await
-            .expect("signed")
-            .into_inner()
             .cms
             .remove(0);
         std::fs::write(&sig, &bt).unwrap();

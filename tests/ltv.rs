@@ -11,14 +11,14 @@ use std::time::{Duration, SystemTime};
 use qsign::pades;
 use qsign::pki::crl::issue_crl;
 use qsign::pki::Issuer;
-use qsign::proto::{self, SignPdfRequest};
+use qsign::proto;
 use qsign::signing::SigningCore;
 use qsign::state;
 use qsign::tsa::MessageImprint;
 use sha2::{Digest, Sha256};
 
 use crate::pades::judge_at_level;
-use crate::support::{env, server, sha256, tools, Who};
+use crate::support::{corpus_file, env, server, sign_pdf_request, tools, Who};
 
 /// CRLs of the issuing CA and of the root, signed in the token.
 pub fn crls(core: &SigningCore) -> Vec<Vec<u8>> {
@@ -59,33 +59,17 @@ fn document_time_stamp(core: &Arc<SigningCore>, pdf: &[u8]) -> Vec<u8> {
 async fn pades_b_lt_and_b_lta_from_the_primitives() {
     let server = server("ltv-primitives").await;
     let mut client = server.client().await;
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let dir = tempfile::tempdir().unwrap();
     let crls = crls(&server.core);
     for (name, who, seal, expect) in [
         ("reportlab_simple.pdf", Who::jens(), "", "person"),
         ("qpdf_object_streams.pdf", Who::sealer(), "dev", "seal"),
     ] {
-        let original = corpus.join(name);
-        let Ok(pdf) = std::fs::read(&original) else {
-            assert!(
-                !tools::in_ci(),
-                "the shared corpus is required under CI=true"
-            );
+        let Some((original, pdf)) = corpus_file(name) else {
             return;
         };
         let response = client
-            .sign_pdf(SignPdfRequest {
-                activation_token: env().token(&who, &[sha256(&pdf)]),
-                pdf,
-                seal_profile: seal.into(),
-                level: proto::Level::BT as i32,
-                key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
-                reason: None,
-                location: None,
-                contact_info: None,
-                appearance: None,
-            })
+            .sign_pdf(sign_pdf_request(pdf, &who, seal, proto::Level::BT))
             .await
             .expect("signed")
             .into_inner();

@@ -4,16 +4,14 @@
 //! /OCSPs) and pyHanko, requiring revocation data for every certificate,
 //! accepts the signatures at signing time and after the certificate expired.
 
-use std::path::Path;
-
 use der::Decode;
-use qsign::proto::{self, SignPdfRequest};
+use qsign::proto;
 use x509_cert::ext::pkix::AuthorityInfoAccessSyntax;
 use x509_cert::Certificate;
 
-use crate::detached::{content, request};
+use crate::detached::sign_one;
 use crate::levels::validate_cms_with_time;
-use crate::support::{env, sha256, tools, Server, Who};
+use crate::support::{corpus_file, env, sign_pdf_request, tools, Server, Who};
 use crate::tsa::{http, TsaServer};
 
 /// The responder URL a certificate names (RFC 5280 §4.2.2.1), and whether
@@ -68,17 +66,7 @@ async fn certificates_name_the_responder_and_openssl_ocsp_gets_good() {
     let endpoint = TsaServer::start_with(label, true).await;
     let server = Server::start(endpoint.core.clone()).await;
     let data = b"ask the responder".to_vec();
-    let response = server
-        .client()
-        .await
-        .sign_detached(request(
-            vec![content(&data)],
-            env().token(&Who::jens(), &[sha256(&data)]),
-            "",
-        ))
-        .await
-        .expect("signed")
-        .into_inner();
+    let response = sign_one(&server, &data, &Who::jens(), "", proto::Level::BB).await;
     let url = format!("http://{}/ocsp", endpoint.address);
     assert_eq!(
         revocation_pointers(&response.certificate),
@@ -88,17 +76,8 @@ async fn certificates_name_the_responder_and_openssl_ocsp_gets_good() {
     let (default_urls, no_rev_avail) = {
         let server = crate::support::server("ocsp-default").await;
         let data = b"default profile".to_vec();
-        let certificate = server
-            .client()
+        let certificate = sign_one(&server, &data, &Who::jens(), "", proto::Level::BB)
             .await
-            .sign_detached(request(
-                vec![content(&data)],
-                env().token(&Who::jens(), &[sha256(&data)]),
-                "",
-            ))
-            .await
-            .expect("signed")
-            .into_inner()
             .certificate;
         revocation_pointers(&certificate)
     };
@@ -188,19 +167,8 @@ async fn cades_b_lta_embeds_the_response_and_strict_validation_accepts_it() {
     let endpoint = TsaServer::start_with(label, true).await;
     let server = Server::start(endpoint.core.clone()).await;
     let data = b"long-term with OCSP".to_vec();
-    let mut req = request(
-        vec![content(&data)],
-        env().token(&Who::sealer(), &[sha256(&data)]),
-        "dev",
-    );
-    req.level = proto::Level::BLta as i32;
-    let cms = server
-        .client()
+    let cms = sign_one(&server, &data, &Who::sealer(), "dev", proto::Level::BLta)
         .await
-        .sign_detached(req)
-        .await
-        .expect("signed")
-        .into_inner()
         .cms
         .remove(0);
     if tools::require("openssl") {
@@ -225,29 +193,13 @@ async fn pades_b_lta_carries_the_response_in_the_dss() {
     let label = "ocsp-pades";
     let endpoint = TsaServer::start_with(label, true).await;
     let server = Server::start(endpoint.core.clone()).await;
-    let original =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/reportlab_simple.pdf");
-    let Ok(pdf) = std::fs::read(&original) else {
-        assert!(
-            !tools::in_ci(),
-            "the shared corpus is required under CI=true"
-        );
+    let Some((_, pdf)) = corpus_file("reportlab_simple.pdf") else {
         return;
     };
     let signed = server
         .client()
         .await
-        .sign_pdf(SignPdfRequest {
-            activation_token: env().token(&Who::jens(), &[sha256(&pdf)]),
-            pdf,
-            seal_profile: String::new(),
-            level: proto::Level::BLta as i32,
-            key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
-            reason: None,
-            location: None,
-            contact_info: None,
-            appearance: None,
-        })
+        .sign_pdf(sign_pdf_request(pdf, &Who::jens(), "", proto::Level::BLta))
         .await
         .expect("signed")
         .into_inner()

@@ -10,7 +10,7 @@ use qsign::proto::{self, SignPdfRequest};
 use qsign::signing::PdfOptions;
 use tonic::Code;
 
-use crate::support::{env, server, sha256, tools, Server, Who};
+use crate::support::{env, server, sign_pdf_request, tools, Server, Who};
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
@@ -41,15 +41,9 @@ fn manifest() -> Vec<(String, String)> {
 
 fn pdf_request(pdf: Vec<u8>, who: &Who, seal: &str) -> SignPdfRequest {
     SignPdfRequest {
-        activation_token: env().token(who, &[sha256(&pdf)]),
-        pdf,
-        seal_profile: seal.into(),
-        level: proto::Level::BB as i32,
-        key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
         reason: Some("Godkendt".into()),
         location: Some("København".into()),
-        contact_info: None,
-        appearance: None,
+        ..sign_pdf_request(pdf, who, seal, proto::Level::BB)
     }
 }
 

@@ -12,6 +12,7 @@ use qsign::auth::dev::{dev_subject, DevClaims, DevIdp};
 use qsign::config::Config;
 use qsign::hsm::{Hsm, HsmSettings, Module};
 use qsign::proto::signing_service_client::SigningServiceClient;
+use qsign::proto::{self, SignPdfRequest};
 use qsign::signing::SigningCore;
 use qsign::state;
 use tonic::transport::Channel;
@@ -212,6 +213,45 @@ impl Drop for Server {
 /// Starts a server for the test `label` with the default configuration.
 pub async fn server(label: &str) -> Server {
     Server::start(env().core(label, |_| {})).await
+}
+
+/// A SignPdf request at `level` with a token of `who` for `pdf`; `seal`
+/// names a seal profile, or is empty for a personal signature.
+pub fn sign_pdf_request(
+    pdf: Vec<u8>,
+    who: &Who,
+    seal: &str,
+    level: proto::Level,
+) -> SignPdfRequest {
+    SignPdfRequest {
+        activation_token: env().token(who, &[sha256(&pdf)]),
+        pdf,
+        seal_profile: seal.into(),
+        level: level as i32,
+        key_algorithm: proto::KeyAlgorithm::EcP256 as i32,
+        reason: None,
+        location: None,
+        contact_info: None,
+        appearance: None,
+    }
+}
+
+/// A file of the shared corpus: its path and bytes; `None` (the test
+/// skips) when the corpus is missing, which fails the test under CI.
+pub fn corpus_file(name: &str) -> Option<(PathBuf, Vec<u8>)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some((path, bytes)),
+        Err(_) => {
+            assert!(
+                !tools::in_ci(),
+                "the shared corpus is required under CI=true"
+            );
+            None
+        }
+    }
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
