@@ -243,16 +243,7 @@ pub fn init_ca(
             ));
         }
     }
-    let hsm = Hsm::open(
-        module,
-        &pin(&config.hsm.pin)?,
-        HsmSettings {
-            token_label: config.hsm.token_label.clone(),
-            sessions: 1,
-            issuing_key_label: config.hsm.issuing_key_label.clone(),
-            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
-        },
-    )?;
+    let hsm = setup_hsm(config, module)?;
     let (root, issuing) = crate::state::create_ca(
         &hsm,
         root_key_label,
@@ -323,6 +314,20 @@ pub fn init_ocsp(config: &Config, module: &Module, organization: &str) -> Result
     )
 }
 
+/// One session on the configured token, for the `init-*` commands.
+fn setup_hsm(config: &Config, module: &Module) -> Result<Hsm, Error> {
+    Ok(Hsm::open(
+        module,
+        &pin(&config.hsm.pin)?,
+        HsmSettings {
+            token_label: config.hsm.token_label.clone(),
+            sessions: 1,
+            issuing_key_label: config.hsm.issuing_key_label.clone(),
+            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+        },
+    )?)
+}
+
 /// Makes the key `made.0` of `delegate` under `parent` (key label,
 /// certificate file) and writes its certificate to `made.1`; refuses to
 /// replace either.
@@ -342,16 +347,7 @@ fn init_delegate(
         ));
     }
     let parent_der = single_certificate(parent.1)?;
-    let hsm = Hsm::open(
-        module,
-        &pin(&config.hsm.pin)?,
-        HsmSettings {
-            token_label: config.hsm.token_label.clone(),
-            sessions: 1,
-            issuing_key_label: config.hsm.issuing_key_label.clone(),
-            ephemeral_label: config.hsm.ephemeral_key_label.clone(),
-        },
-    )?;
+    let hsm = setup_hsm(config, module)?;
     let der = crate::state::create_delegate(
         &hsm,
         delegate,
