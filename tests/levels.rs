@@ -281,49 +281,17 @@ async fn cades_b_lt_carries_certificates_and_crls() {
     assert_eq!(certificates.len(), 4, "signer, issuing CA, root, TSA");
     crate::crl::issuing_crl_is_fresh_for_the_signature(&cms, &response.certificate);
     if tools::require("openssl") {
-        let dir = tempfile::tempdir().unwrap();
-        let (sig, doc) = (dir.path().join("s.p7s"), dir.path().join("doc"));
-        std::fs::write(&sig, &cms).unwrap();
-        std::fs::write(&doc, &data).unwrap();
-        let verify = |extra: &[&str]| {
-            std::process::Command::new("openssl")
-                .args([
-                    "cms",
-                    "-verify",
-                    "-binary",
-                    "-inform",
-                    "DER",
-                    "-purpose",
-                    "any",
-                    "-out",
-                    "/dev/null",
-                ])
-                .args(extra)
-                .arg("-in")
-                .arg(&sig)
-                .arg("-content")
-                .arg(&doc)
-                .arg("-CAfile")
-                .arg(env().root_ca())
-                .output()
-                .unwrap()
-        };
-        let out = verify(&["-crl_check_all"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let root = env().root_ca();
+        tools::openssl_cms_verify_with(&cms, &data, &root, &["-crl_check_all"])
+            .expect("openssl cms -verify -crl_check_all");
         // The same check fails on a B-T signature: the CRLs are what B-LT adds.
         let data = b"no crls".to_vec();
         let bt = sign_one(&server, &data, &Who::jens(), "", proto::Level::BT)
             .await
             .cms
             .remove(0);
-        std::fs::write(&sig, &bt).unwrap();
-        std::fs::write(&doc, &data).unwrap();
         assert!(
-            !verify(&["-crl_check_all"]).status.success(),
+            tools::openssl_cms_verify_with(&bt, &data, &root, &["-crl_check_all"]).is_err(),
             "B-T has no CRLs"
         );
         // Nor does a validator that insists on revocation data accept it.

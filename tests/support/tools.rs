@@ -27,6 +27,16 @@ pub fn require(tool: &str) -> bool {
 
 /// `openssl cms -verify` of a detached signature against `root`.
 pub fn openssl_cms_verify(cms: &[u8], content: &[u8], root: &Path) -> Result<(), String> {
+    openssl_cms_verify_with(cms, content, root, &[])
+}
+
+/// [`openssl_cms_verify`] with `extra` options (e.g. `-crl_check_all`).
+pub fn openssl_cms_verify_with(
+    cms: &[u8],
+    content: &[u8],
+    root: &Path,
+    extra: &[&str],
+) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let sig = dir.path().join("s.p7s");
     let data = dir.path().join("content");
@@ -44,6 +54,7 @@ pub fn openssl_cms_verify(cms: &[u8], content: &[u8], root: &Path) -> Result<(),
             "-out",
             "/dev/null",
         ])
+        .args(extra)
         .arg("-in")
         .arg(&sig)
         .arg("-content")
