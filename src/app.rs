@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use cryptoki::types::AuthPin;
 use der::Decode;
-use x509_cert::Certificate;
 
 use crate::auth::{Profiles, TokenPolicy, Verifier};
 use crate::config::{Config, PinSource};
@@ -36,7 +35,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     check_issuing_key(&hsm, &issuer, &config.hsm.issuing_key_label)?;
     let chain = vec![der::Any::from_der(&issuing)
         .map_err(|e| Error::internal("the issuing CA certificate is not DER").with_source(e))?];
-    Certificate::from_der(&root).map_err(|e| {
+    let root_issuer = Issuer::from_der(root.clone()).map_err(|e| {
         Error::internal(format!(
             "{} is not a certificate",
             config.root_certificate.display()
@@ -66,6 +65,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     Ok(Arc::new(SigningCore {
         hsm,
         issuer,
+        root: root_issuer,
         chain,
         trust_chain: vec![issuing, root],
         policy: certificate_policy,

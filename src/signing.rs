@@ -42,6 +42,8 @@ use crate::{Error, ErrorKind};
 pub struct SigningCore {
     pub hsm: Hsm,
     pub issuer: Issuer,
+    /// The root CA, whose CRL B-LT carries (parsed once, at start).
+    pub root: Issuer,
     /// Certificates (DER) embedded in every CMS after the signer's own.
     pub chain: Vec<der::Any>,
     /// DER, issuing CA first, root last (GetTrustChain).

@@ -239,6 +239,7 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
     let broken = std::sync::Arc::new(SigningCore {
         hsm: HsmDown::hsm(),
         issuer: base.issuer.clone(),
+        root: base.root.clone(),
         chain: base.chain.clone(),
         trust_chain: base.trust_chain.clone(),
         policy: base.policy.clone(),

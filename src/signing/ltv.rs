@@ -15,7 +15,7 @@ use super::{blocking_if_large, Level, SigningCore};
 use crate::hsm::HsmSession;
 use crate::pades;
 use crate::pki::crl::issue_crl;
-use crate::pki::{Issued, Issuer};
+use crate::pki::Issued;
 use crate::state::ROOT_KEY_LABEL;
 use crate::tsa::http::CrlOf;
 use crate::tsa::MessageImprint;
@@ -91,13 +91,8 @@ fn crl(
             issue_crl(&core.issuer, &key, this_update, next_update, number)
         }
         CrlOf::Root => {
-            let root_der = core
-                .trust_chain
-                .last()
-                .ok_or_else(|| Error::internal("the trust chain has no root"))?;
-            let root = Issuer::from_der(root_der.clone())?;
             let key = session.persistent_signer(ROOT_KEY_LABEL)?;
-            issue_crl(&root, &key, this_update, next_update, number)
+            issue_crl(&core.root, &key, this_update, next_update, number)
         }
     }
 }
