@@ -125,7 +125,13 @@ impl StateDir {
         let (root, issuing) = create_ca(&hsm, ROOT_KEY_LABEL, ISSUING_KEY_LABEL, DEV_ORGANIZATION)?;
         write_public(&self.file(ROOT_CA), &pem_certificate(&root)?)?;
         write_public(&self.file(ISSUING_CA), &pem_certificate(&issuing)?)?;
-        let tsa = create_tsa(&hsm, ROOT_KEY_LABEL, &root, TSA_KEY_LABEL, DEV_ORGANIZATION)?;
+        let tsa = create_delegate(
+            &hsm,
+            Delegate::TimeStamping,
+            (ROOT_KEY_LABEL, &root),
+            TSA_KEY_LABEL,
+            DEV_ORGANIZATION,
+        )?;
         write_public(&self.file(TSA_CERTIFICATE), &pem_certificate(&tsa)?)?;
         // For the `[ocsp]` alternative, commented out in the configuration.
         let responder = create_delegate(
@@ -210,26 +216,6 @@ pub enum Delegate {
     /// The issuing CA's OCSP responder, under the issuing CA (RFC 6960
     /// §4.2.2.2: a delegated responder is certified by the CA it answers for).
     OcspSigning,
-}
-
-/// Makes the time-stamping authority: a persistent, sensitive,
-/// non-extractable EC P-256 key `tsa_label` and its certificate from the
-/// root (`root_der`, key `root_label`); returns the certificate, DER.
-/// Refuses when a key labelled `tsa_label` already exists.
-pub fn create_tsa(
-    hsm: &Hsm,
-    root_label: &str,
-    root_der: &[u8],
-    tsa_label: &str,
-    organization: &str,
-) -> Result<Vec<u8>, Error> {
-    create_delegate(
-        hsm,
-        Delegate::TimeStamping,
-        (root_label, root_der),
-        tsa_label,
-        organization,
-    )
 }
 
 /// Makes the key `label` of `delegate` (persistent, sensitive,

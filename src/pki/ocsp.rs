@@ -222,14 +222,12 @@ pub fn parse_request(der: &[u8]) -> Option<(Vec<CertId>, Option<Vec<Extension>>)
     if tbs.request_list.is_empty() || tbs.request_list.len() > MAX_REQUESTED {
         return None;
     }
-    let nonce = tbs.request_extensions.and_then(|extensions| {
-        let nonce: Vec<_> = extensions
-            .into_iter()
-            .filter(|e| e.extn_id == const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE)
-            .take(1)
-            .collect();
-        (!nonce.is_empty()).then_some(nonce)
-    });
+    let nonce = tbs
+        .request_extensions
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE)
+        .map(|nonce| vec![nonce]);
     let ids = tbs.request_list.into_iter().map(|r| r.req_cert).collect();
     Some((ids, nonce))
 }
