@@ -328,6 +328,16 @@ impl SigningCore {
     }
 }
 
+/// A digest field of a request as a SHA-256 value; `what` names the field.
+fn sha256_digest(bytes: &[u8], what: &str) -> Result<[u8; 32], Error> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| {
+        Error::invalid_argument(format!(
+            "{what} must be 32 bytes (a SHA-256), got {}",
+            bytes.len()
+        ))
+    })
+}
+
 /// Runs `work` off the async workers when `len` bytes make it slow.
 async fn blocking_if_large<T: Send + 'static>(
     len: usize,
@@ -392,12 +402,7 @@ async fn digests(documents: Vec<Document>, max_bytes: usize) -> Result<Vec<[u8; 
             .enumerate()
             .map(|(i, d)| match d {
                 Document::Content(c) => Ok(Sha256::digest(&c).into()),
-                Document::Digest(d) => <[u8; 32]>::try_from(d.as_slice()).map_err(|_| {
-                    Error::invalid_argument(format!(
-                        "document {i}: sha256_digest must be 32 bytes, got {}",
-                        d.len()
-                    ))
-                }),
+                Document::Digest(d) => sha256_digest(&d, &format!("document {i}: sha256_digest")),
             })
             .collect()
     };

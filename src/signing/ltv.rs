@@ -219,12 +219,7 @@ impl SigningCore {
     /// whose update the client writes. Time-stamps are public, as on the
     /// RFC 3161 endpoint: no activation token.
     pub async fn time_stamp(self: &Arc<Self>, digest: &[u8]) -> Result<Vec<u8>, Error> {
-        let digest = <[u8; 32]>::try_from(digest).map_err(|_| {
-            Error::invalid_argument(format!(
-                "sha256_digest must be a 32-byte SHA-256, got {} bytes",
-                digest.len()
-            ))
-        })?;
+        let digest = super::sha256_digest(digest, "sha256_digest")?;
         let tsa = self.tsa.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::FailedPrecondition,

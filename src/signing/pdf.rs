@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::{
-    blocking_if_large, ltv, Authorization, DetachedSignatures, Job, Level, PdfDigestSignature,
-    Signed, SigningCore,
+    blocking_if_large, ltv, sha256_digest, Authorization, DetachedSignatures, Job, Level,
+    PdfDigestSignature, Signed, SigningCore,
 };
 use crate::auth::{Activation, Signatory};
 use crate::pades;
@@ -109,17 +109,9 @@ impl SigningCore {
         document_digest: &[u8],
         authorization: Authorization,
     ) -> Result<PdfDigestSignature, Error> {
-        let digest = |bytes: &[u8], what: &str| {
-            <[u8; 32]>::try_from(bytes).map_err(|_| {
-                Error::invalid_argument(format!(
-                    "{what} must be a 32-byte SHA-256, got {} bytes",
-                    bytes.len()
-                ))
-            })
-        };
         let level = self.level(authorization.level)?;
-        let byte_range_digest = digest(byte_range_digest, "byte_range_digest")?;
-        let document_digest = digest(document_digest, "document_digest")?;
+        let byte_range_digest = sha256_digest(byte_range_digest, "byte_range_digest")?;
+        let document_digest = sha256_digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
         let signed = self
