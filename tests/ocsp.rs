@@ -39,7 +39,7 @@ fn revocation_pointers(der: &[u8]) -> (Vec<String>, bool) {
         .extensions
         .iter()
         .flatten()
-        .any(|e| e.extn_id.to_string() == "2.5.29.56");
+        .any(|e| e.extn_id == qsign::pki::oid::CE_NO_REV_AVAIL);
     (urls, no_rev_avail)
 }
 
