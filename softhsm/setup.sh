@@ -5,7 +5,8 @@
 #
 #   softhsm/setup.sh                 install only
 #   softhsm/setup.sh --verifiers     also what the tests check output with:
-#                                    qpdf, poppler (pdfsig), NSS certutil, faketime and a
+#                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
+#                                    PostgreSQL (the tests start their own server) and a
 #                                    Python venv with pyHanko (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
 #                                    "qsign") in DIR: DIR/softhsm2.conf,
@@ -28,6 +29,7 @@ if [ "$verifiers" = 1 ]; then
   command -v pdfsig >/dev/null || need+=(poppler-utils)
   command -v certutil >/dev/null || need+=(libnss3-tools)
   command -v faketime >/dev/null || need+=(faketime)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then

@@ -28,8 +28,17 @@ struct File {
     tls: Option<TlsFile>,
     tsa: Option<TsaFile>,
     ocsp: Option<OcspFile>,
+    database: Option<DatabaseFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseFile {
+    url: String,
+    #[serde(default = "default_max_connections")]
+    max_connections: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +208,14 @@ pub struct TsaConfig {
     pub urls: Vec<String>,
 }
 
+/// `[database]`: spent tokens, the audit log and the registry (SPEC §9,
+/// §11, §12). A relative `sqlite://` path is relative to the file.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -214,6 +231,8 @@ pub struct Config {
     pub tsa: Option<TsaConfig>,
     /// None: certificates carry noRevAvail (the default).
     pub ocsp: Option<OcspConfig>,
+    /// None: no database; spent tokens go to `[token] replay_journal`.
+    pub database: Option<DatabaseConfig>,
     pub profiles: Vec<Profile>,
 }
 
@@ -306,6 +325,7 @@ impl Config {
             }),
             tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
             ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
+            database: file.database.map(|d| database(d, &resolve)).transpose()?,
             profiles: file.profiles,
         })
     }
@@ -368,6 +388,39 @@ fn ocsp(file: OcspFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<OcspConfi
         certificate: resolve(&file.certificate),
         url: file.url,
     })
+}
+
+fn database(
+    file: DatabaseFile,
+    resolve: &impl Fn(&Path) -> PathBuf,
+) -> Result<DatabaseConfig, Error> {
+    let url = match file.url.strip_prefix("sqlite://") {
+        Some(rest) if !rest.starts_with('/') => {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let query = if query.is_empty() { "mode=rwc" } else { query };
+            format!("sqlite://{}?{query}", resolve(Path::new(path)).display())
+        }
+        _ => file.url,
+    };
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres:")
+        || url.starts_with("postgresql:"))
+    {
+        return Err(invalid(
+            "[database] url must be sqlite://FILE or postgres://USER@HOST/DB",
+        ));
+    }
+    if file.max_connections == 0 {
+        return Err(invalid("[database] max_connections must be at least 1"));
+    }
+    Ok(DatabaseConfig {
+        url,
+        max_connections: file.max_connections,
+    })
+}
+
+fn default_max_connections() -> u32 {
+    8
 }
 
 fn default_ocsp_key_label() -> String {

@@ -22,4 +22,5 @@ pub mod signed_data;
 pub mod signer;
 pub mod signing;
 pub mod state;
+pub mod store;
 pub mod tsa;
