@@ -33,11 +33,12 @@ impl<In, Out> Clone for GroupCommit<In, Out> {
 }
 
 impl<In: Send + 'static, Out: Send + 'static> GroupCommit<In, Out> {
-    /// Starts the writer on the current runtime; batches hold at most
+    /// Starts the writer on the database's runtime; batches hold at most
     /// `max_batch` items.
     pub fn spawn(database: Database, max_batch: usize, write: BatchFn<In, Out>) -> Self {
         let (queue, mut incoming) = mpsc::channel::<(In, Reply<Out>)>(max_batch * 4);
-        tokio::spawn(async move {
+        let runtime = database.handle().clone();
+        runtime.spawn(async move {
             let mut batch = Vec::with_capacity(max_batch);
             while incoming.recv_many(&mut batch, max_batch).await > 0 {
                 let (items, replies): (Vec<In>, Vec<Reply<Out>>) = batch.drain(..).unzip();
