@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::auth::dev::{dev_subject, DevClaims, DevIdp};
 use crate::proto::signing_service_client::SigningServiceClient;
@@ -26,9 +26,13 @@ pub enum TokenSource {
 /// Connection settings of the client.
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// `http://` (plaintext) or `https://` (TLS) and the server's address.
     pub server: String,
     /// Trust anchor for an https server; the system roots are not used.
     pub ca: Option<PathBuf>,
+    /// PEM client certificate and its key, for a server that asks for one
+    /// (mTLS).
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,10 +42,8 @@ pub async fn connect(
 ) -> Result<SigningServiceClient<Channel>, ClientError> {
     let mut endpoint =
         Endpoint::from_shared(connection.server.clone())?.connect_timeout(Duration::from_secs(10));
-    if let Some(ca) = &connection.ca {
-        let pem = std::fs::read(ca)?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+    if let Some(tls) = client_tls(connection)? {
+        endpoint = endpoint.tls_config(tls)?;
     }
     let channel = endpoint
         .connect()
@@ -50,6 +52,30 @@ pub async fn connect(
     Ok(SigningServiceClient::new(channel)
         .max_decoding_message_size(1 << 30)
         .max_encoding_message_size(1 << 30))
+}
+
+/// TLS for an `https://` server: its CA, and the client certificate if any.
+fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, ClientError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let https = connection.server.starts_with("https://");
+    match (&connection.ca, &connection.identity) {
+        (None, None) if !https => Ok(None),
+        _ if !https => Err("--ca, --cert and --key are for an https:// server".into()),
+        (None, _) => Err(format!(
+            "{} needs --ca: the CA certificate (PEM) that issued the server's certificate",
+            connection.server
+        )
+        .into()),
+        (Some(ca), identity) => {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let Some((cert, key)) = identity {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            Ok(Some(tls))
+        }
+    }
 }
 
 /// The activation token for `digests`.

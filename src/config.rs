@@ -113,6 +113,7 @@ struct TlsFile {
     certificate: PathBuf,
     key: PathBuf,
     client_ca: Option<PathBuf>,
+    client_auth: Option<ClientAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,11 +168,30 @@ pub struct TokenConfig {
     pub replay_journal: Option<PathBuf>,
 }
 
+/// `[tls]`: both listeners, gRPC and HTTP (SPEC §12).
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
+    /// PEM: the server's certificate, then its chain.
     pub certificate: PathBuf,
+    /// PEM: its private key.
     pub key: PathBuf,
+    /// PEM: the CA(s) that client certificates must chain to (mTLS); none:
+    /// no client certificates are asked for.
     pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is needed; only with `client_ca`.
+    pub client_auth: ClientAuth,
+}
+
+/// `[tls] client_auth`: with `client_ca`, whether every client must show a
+/// certificate (the default) or may connect without one. A certificate that
+/// is shown must chain to `client_ca` either way; profiles with
+/// `allowed_clients` refuse callers without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
 }
 
 /// `[ocsp]`: the alternative to noRevAvail (SPEC §5): ephemeral
@@ -299,11 +319,7 @@ impl Config {
                 replay_journal: file.token.replay_journal.as_deref().map(resolve),
             },
             limits: file.limits,
-            tls: file.tls.map(|t| TlsConfig {
-                certificate: resolve(&t.certificate),
-                key: resolve(&t.key),
-                client_ca: t.client_ca.as_deref().map(resolve),
-            }),
+            tls: file.tls.map(|t| tls(t, &resolve)).transpose()?,
             tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
             ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
             profiles: file.profiles,
@@ -335,6 +351,20 @@ fn tsa(file: TsaFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TsaConfig, 
         certificate: resolve(&file.certificate),
         listen: file.listen,
         urls: file.urls,
+    })
+}
+
+fn tls(file: TlsFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TlsConfig, Error> {
+    if file.client_auth.is_some() && file.client_ca.is_none() {
+        return Err(invalid(
+            "[tls] client_auth needs client_ca: the CA(s) that client certificates chain to",
+        ));
+    }
+    Ok(TlsConfig {
+        certificate: resolve(&file.certificate),
+        key: resolve(&file.key),
+        client_ca: file.client_ca.as_deref().map(resolve),
+        client_auth: file.client_auth.unwrap_or_default(),
     })
 }
 
@@ -426,6 +456,32 @@ jwks_file = "jwks.json"
         assert_eq!(tsa.settings.accuracy, Duration::from_secs(1));
         assert_eq!(tsa.certificate, Path::new("/etc/qsign/tsa.pem"));
         assert!(tsa.listen.is_none() && tsa.urls.is_empty());
+    }
+
+    #[test]
+    fn tls_client_auth_defaults_to_required_and_needs_a_ca() {
+        let parse = |tls: &str| -> Result<Config, Error> {
+            let file: File = toml::from_str(&format!("{BASE}[tls]\n{tls}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/etc/qsign"))
+        };
+        let keys = "certificate = \"s.pem\"\nkey = \"s.key\"\n";
+        let tls = parse(&format!("{keys}client_ca = \"ca.pem\""))
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        assert_eq!(tls.client_ca.unwrap(), Path::new("/etc/qsign/ca.pem"));
+        let optional = format!("{keys}client_ca = \"ca.pem\"\nclient_auth = \"optional\"");
+        assert_eq!(
+            parse(&optional).unwrap().tls.unwrap().client_auth,
+            ClientAuth::Optional
+        );
+        assert!(parse(&format!("{keys}client_auth = \"optional\"")).is_err());
+        assert!(parse(&format!(
+            "{keys}client_ca = \"ca.pem\"\nclient_auth = \"maybe\""
+        ))
+        .is_err());
     }
 
     #[test]

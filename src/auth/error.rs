@@ -46,6 +46,8 @@ pub enum AuthError {
     UnknownProfile(ProfileId),
     #[error("{0}")]
     NotAllowed(String),
+    #[error("the TLS client certificate cannot be read: {0}")]
+    ClientCertificate(#[source] der::Error),
     #[error("activation configuration: {0}")]
     Config(String),
     #[error("cannot record the activation token's use: {0}")]
@@ -68,7 +70,8 @@ impl AuthError {
             | AuthError::Expired { .. }
             | AuthError::NotYetValid { .. }
             | AuthError::TooLongLived { .. }
-            | AuthError::Replayed => ErrorKind::Unauthenticated,
+            | AuthError::Replayed
+            | AuthError::ClientCertificate(_) => ErrorKind::Unauthenticated,
             AuthError::NotCovered { .. } | AuthError::NotAllowed(_) => ErrorKind::PermissionDenied,
             AuthError::BadCvr | AuthError::BadProfileId | AuthError::UnknownProfile(_) => {
                 ErrorKind::InvalidArgument
@@ -107,6 +110,9 @@ impl AuthError {
             | AuthError::UnknownProfile(_)
             | AuthError::NotAllowed(_)
             | AuthError::Config(_) => "",
+            AuthError::ClientCertificate(_) => {
+                "; connect with an X.509 client certificate from the configured client CA"
+            }
             AuthError::Journal(_) => "; try again later",
         }
     }
