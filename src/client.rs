@@ -78,6 +78,25 @@ fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, Client
     }
 }
 
+/// A refused call as the user reads it. A transport failure keeps its
+/// causes, e.g. the server's TLS alert when it wants a client certificate
+/// (RFC 8446 §4.4.2.4 `certificate_required`).
+fn status_error(status: tonic::Status) -> ClientError {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    if text.contains("CertificateRequired") {
+        text.push_str("; the server wants a client certificate: give --cert and --key");
+    }
+    text.into()
+}
+
 /// The activation token for `digests`.
 pub fn activation_token(
     source: &TokenSource,
@@ -176,7 +195,7 @@ pub async fn sign_detached(
         .await?
         .sign_detached(request)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_error)?
         .into_inner();
     let mut written = Vec::with_capacity(job.files.len());
     for (file, cms) in job.files.iter().zip(response.cms) {
@@ -220,8 +239,6 @@ pub async fn sign_pdf(
         .map_err(|e| format!("cannot read {}: {e}", job.input.display()))?
         .len();
     let mut client = connect(connection).await?;
-    let status =
-        |s: tonic::Status| -> ClientError { format!("{:?}: {}", s.code(), s.message()).into() };
     let partial = partial_path(&job.output);
     let signature_id = if len <= job.hash_only_above {
         let pdf = std::fs::read(&job.input)?;
@@ -245,7 +262,11 @@ pub async fn sign_pdf(
                 }
             }),
         };
-        let response = client.sign_pdf(request).await.map_err(status)?.into_inner();
+        let response = client
+            .sign_pdf(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
         let mut output = std::fs::File::create(&partial)?;
         std::io::Write::write_all(&mut output, &response.signed_pdf)?;
         if job.durable {
@@ -269,12 +290,10 @@ async fn hash_only(
     partial: &Path,
 ) -> Result<String, ClientError> {
     use std::io::{Seek, Write};
-    let status =
-        |s: tonic::Status| -> ClientError { format!("{:?}: {}", s.code(), s.message()).into() };
     let chain = client
         .get_trust_chain(proto::GetTrustChainRequest {})
         .await
-        .map_err(status)?
+        .map_err(status_error)?
         .into_inner()
         .certificates;
     let signer = pdf_signer(token, job.seal_profile.is_some())?;
@@ -316,7 +335,7 @@ async fn hash_only(
             key_algorithm: job.key_algorithm as i32,
         })
         .await
-        .map_err(status)?
+        .map_err(status_error)?
         .into_inner();
     prepared.embed(&response.cms)?;
     let mut output = std::fs::OpenOptions::new()
@@ -372,7 +391,7 @@ async fn long_term(
             sha256_digest: digest.to_vec(),
         })
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_error)?
         .into_inner()
         .time_stamp_token;
     prepared.embed(&token)?;

@@ -17,4 +17,5 @@ mod ltv;
 mod ocsp;
 mod pades;
 mod service;
+mod tls;
 mod tsa;
