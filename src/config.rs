@@ -285,6 +285,18 @@ impl Config {
                 "[certificate] serial_number_prefix must be letters or digits, e.g. \"UI\"",
             ));
         }
+        let mtls = file.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if let Some(p) = file
+            .profiles
+            .iter()
+            .find(|p| !p.allowed_clients.is_empty() && !mtls)
+        {
+            return Err(Error::invalid_argument(format!(
+                "profile '{}' has allowed_clients, which needs client certificates: \
+                 set [tls] client_ca",
+                p.id
+            )));
+        }
         if file.hsm.sessions == 0 || file.limits.max_batch == 0 {
             return Err(invalid(
                 "[hsm] sessions and [limits] max_batch must be at least 1",
@@ -459,7 +471,7 @@ jwks_file = "jwks.json"
     }
 
     #[test]
-    fn tls_client_auth_defaults_to_required_and_needs_a_ca() {
+    fn tls_client_auth_and_allowed_clients_need_a_client_ca() {
         let parse = |tls: &str| -> Result<Config, Error> {
             let file: File = toml::from_str(&format!("{BASE}[tls]\n{tls}"))
                 .map_err(|e| Error::invalid_argument(e.to_string()))?;
@@ -478,6 +490,11 @@ jwks_file = "jwks.json"
             ClientAuth::Optional
         );
         assert!(parse(&format!("{keys}client_auth = \"optional\"")).is_err());
+        let profile = "[[profiles]]\nid = \"a\"\norganization_name = \"A\"\ncvr = \"12345678\"\n\
+                       allow = [\"seal\"]\nallowed_clients = [\"CN=x\"]\n";
+        assert!(parse(&format!("{keys}client_ca = \"ca.pem\"\n{profile}")).is_ok());
+        let err = parse(&format!("{keys}{profile}")).unwrap_err();
+        assert!(err.message().contains("set [tls] client_ca"), "{err}");
         assert!(parse(&format!(
             "{keys}client_ca = \"ca.pem\"\nclient_auth = \"maybe\""
         ))

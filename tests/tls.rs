@@ -182,6 +182,47 @@ async fn allowed_clients_refuse_a_caller_without_certificate() {
     assert!(status.message().contains("allowed_clients"), "{status:?}");
 }
 
+/// `client_ca` may hold several CAs; files that do not fit are named at
+/// start, with the same messages for both listeners (one `Tls::load`).
+#[tokio::test(flavor = "multi_thread")]
+async fn client_ca_bundles_and_bad_files() {
+    let label = "tls-bundle";
+    if !tools::require("openssl") {
+        return;
+    }
+    let pki = TestPki::new();
+    let bundle = pki.path("bundle.pem");
+    let cas = [pki.path("client-ca.pem"), pki.path("rogue-ca.pem")];
+    let pem: Vec<u8> = cas
+        .iter()
+        .flat_map(|ca| std::fs::read(ca).unwrap())
+        .collect();
+    std::fs::write(&bundle, pem).unwrap();
+    let mut config = pki.tls_config(true);
+    config.client_ca = Some(bundle);
+    let server =
+        Server::start_with(env().core(label, |_| {}), Some(Tls::load(&config).unwrap())).await;
+    for client in ["rogue", "payroll"] {
+        let mut grpc = connect(server.address, &pki, Some(client)).await.unwrap();
+        grpc.get_trust_chain(proto::GetTrustChainRequest {})
+            .await
+            .unwrap_or_else(|s| panic!("{client}: {s:?}"));
+    }
+    let message = |config: &qsign::config::TlsConfig| match Tls::load(config) {
+        Ok(_) => panic!("{config:?} loads"),
+        Err(e) => e.to_string(),
+    };
+    let mut wrong_key = pki.tls_config(true);
+    wrong_key.key = pki.path("payroll.key");
+    assert!(message(&wrong_key).contains("does not fit certificate"));
+    let mut no_ca = pki.tls_config(true);
+    no_ca.client_ca = Some(pki.path("payroll.key"));
+    assert!(message(&no_ca).contains("[tls] client_ca"));
+    let mut missing = pki.tls_config(false);
+    missing.certificate = pki.path("nothing.pem");
+    assert!(message(&missing).contains("[tls] certificate"));
+}
+
 /// The RFC 3161 / CRL / OCSP endpoint of `core` with `tls`; stops when the
 /// returned sender is dropped.
 async fn https_endpoint(
