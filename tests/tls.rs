@@ -444,3 +444,116 @@ async fn cli_seals_with_a_client_certificate() {
         .expect("openssl cms -verify");
     assert_eq!(env().leftover_keys(label), 0);
 }
+
+/// `qsign serve --config` with a `[tls]` table: both listeners speak mTLS
+/// with the same certificate, and `allowed_clients` from the TOML admits
+/// the invoicing certificate by subject and refuses the payroll one. Runs
+/// on the fixture's state directory (its token, CA and IdP) with a
+/// configuration of its own beside it.
+#[test]
+fn serve_with_a_tls_table() {
+    if !tools::require("openssl") || !tools::require("curl") {
+        return;
+    }
+    let pki = TestPki::new();
+    let (port, http_port) = (crate::cli::free_port(), crate::cli::free_port());
+    let config = tls_serve_config(&pki, port, http_port);
+    let child = Command::new(env!("CARGO_BIN_EXE_qsign"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("qsign serve");
+    let _serving = crate::cli::Serving(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qsign serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let crl = pki.path("issuing.crl");
+    let fetched = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--cacert"])
+        .arg(pki.path("server-ca.pem"))
+        .arg("--cert")
+        .arg(pki.path("payroll.pem"))
+        .arg("--key")
+        .arg(pki.path("payroll.key"))
+        .arg("-o")
+        .arg(&crl)
+        .arg(format!("https://127.0.0.1:{http_port}/crl/issuing-ca.crl"))
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let document = pki.path("order.txt");
+    std::fs::write(&document, b"order 7").unwrap();
+    for (client, allowed) in [("payroll", false), ("invoicing", true)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qsign"))
+            .args([
+                "sign-detached",
+                "--seal",
+                "dev",
+                "--level",
+                "b-b",
+                "--server",
+            ])
+            .arg(format!("https://127.0.0.1:{port}"))
+            .arg("--ca")
+            .arg(pki.path("server-ca.pem"))
+            .arg("--cert")
+            .arg(pki.path(&format!("{client}.pem")))
+            .arg("--key")
+            .arg(pki.path(&format!("{client}.key")))
+            .args(["--dev-identity", "Karen Blixen", "--state-dir"])
+            .arg(&env().dir)
+            .arg(&document)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.success(), allowed, "{client}: {said}");
+        if !allowed {
+            assert!(said.contains("PermissionDenied"), "{said}");
+        }
+    }
+    let cms = std::fs::read(pki.path("order.txt.p7s")).unwrap();
+    tools::openssl_cms_verify(&cms, b"order 7", &env().root_ca()).expect("openssl cms -verify");
+}
+
+/// The fixture's `qsign.toml` with the test's ports, key label and journal,
+/// `[tls]` of `pki` and `allowed_clients` on the "dev" profile; written
+/// beside it so that its relative paths hold.
+fn tls_serve_config(pki: &TestPki, port: u16, http_port: u16) -> std::path::PathBuf {
+    use toml::Value;
+    let text = std::fs::read_to_string(env().dir.join(qsign::state::CONFIG)).unwrap();
+    let mut config: toml::Table = text.parse().unwrap();
+    let path = |file: &str| Value::String(pki.path(file).display().to_string());
+    config.insert("listen".into(), format!("127.0.0.1:{port}").into());
+    let mut set = |table: &str, key: &str, value: Value| {
+        let table = config[table]
+            .as_table_mut()
+            .expect("a table of the template");
+        table.insert(key.into(), value);
+    };
+    set("tsa", "listen", format!("127.0.0.1:{http_port}").into());
+    let label = crate::support::key_label("tls-serve");
+    set("hsm", "ephemeral_key_label", label.into());
+    set("token", "replay_journal", "spent-tokens-tls-serve".into());
+    let mut tls = toml::Table::new();
+    tls.insert("certificate".into(), path("server.pem"));
+    tls.insert("key".into(), path("server.key"));
+    tls.insert("client_ca".into(), path("client-ca.pem"));
+    tls.insert("client_auth".into(), "required".into());
+    config.insert("tls".into(), tls.into());
+    let profiles = config["profiles"].as_array_mut().unwrap();
+    let dev = profiles[0].as_table_mut().unwrap();
+    dev.insert(
+        "allowed_clients".into(),
+        vec![Value::from("CN=Invoicing, O=Acme A/S, C=DK")].into(),
+    );
+    let written = env().dir.join("qsign-tls-serve.toml");
+    std::fs::write(&written, toml::to_string(&config).unwrap()).unwrap();
+    written
+}
