@@ -310,6 +310,24 @@ async fn openssl_s_client_verifies_both_listeners_and_needs_a_certificate() {
     }
 }
 
+/// `curl URL -o OUT` trusting the server CA, showing the certificate
+/// `client` (a name of the test PKI); `extra` goes before the URL.
+fn curl(pki: &TestPki, url: &str, client: Option<&str>, extra: &[&str], out: &Path) -> Output {
+    let mut command = Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--fail", "--cacert"])
+        .arg(pki.path("server-ca.pem"));
+    if let Some(name) = client {
+        command
+            .arg("--cert")
+            .arg(pki.path(&format!("{name}.pem")))
+            .arg("--key")
+            .arg(pki.path(&format!("{name}.key")));
+    }
+    let out = command.args(extra).arg("-o").arg(out).arg(url).output();
+    out.expect("curl")
+}
+
 /// `curl` as a relying party over mTLS: the root CA's CRL (verified by
 /// `openssl crl`) and an RFC 3161 time-stamp (verified by `openssl ts`).
 #[tokio::test(flavor = "multi_thread")]
@@ -321,57 +339,47 @@ async fn curl_fetches_a_crl_and_a_time_stamp_over_mtls() {
     let pki = TestPki::new();
     let core = mtls_core(label, &pki);
     let (address, _stop) = https_endpoint(&core, &mtls(&pki)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str| dir.path().join(name);
-    let curl = |path: &str, client: bool, extra: &[&str], out: &Path| {
-        let mut command = Command::new("curl");
-        command
-            .args(["--silent", "--show-error", "--fail", "--cacert"])
-            .arg(pki.path("server-ca.pem"));
-        if client {
-            command
-                .arg("--cert")
-                .arg(pki.path("invoicing.pem"))
-                .arg("--key")
-                .arg(pki.path("invoicing.key"));
-        }
-        command
-            .args(extra)
-            .arg("-o")
-            .arg(out)
-            .arg(format!("https://{address}{path}"))
-            .output()
-            .expect("curl")
-    };
-    let crl = file("root.crl");
-    let refused = tokio::task::block_in_place(|| curl("/crl/root-ca.crl", false, &[], &crl));
+    let (url, crl) = (
+        format!("https://{address}/crl/root-ca.crl"),
+        pki.path("root.crl"),
+    );
+    let refused = tokio::task::block_in_place(|| curl(&pki, &url, None, &[], &crl));
     assert!(!refused.status.success(), "no client certificate, no CRL");
-    let fetched = tokio::task::block_in_place(|| curl("/crl/root-ca.crl", true, &[], &crl));
+    let fetched = tokio::task::block_in_place(|| curl(&pki, &url, Some("invoicing"), &[], &crl));
     assert!(fetched.status.success(), "{}", text(&fetched));
-    let root = env().root_ca();
     let verified = Command::new("openssl")
         .args(["crl", "-inform", "DER", "-noout", "-in"])
         .arg(&crl)
         .arg("-CAfile")
-        .arg(&root)
+        .arg(env().root_ca())
         .output()
         .unwrap();
     assert!(text(&verified).contains("verify OK"), "{}", text(&verified));
+    tokio::task::block_in_place(|| time_stamp_over_https(&pki, address));
+}
 
-    std::fs::write(file("data.txt"), b"stamp me over https").unwrap();
-    let (query, reply) = (file("q.tsq"), file("r.tsr"));
+/// An `openssl ts` query POSTed with curl over mTLS; `openssl ts -verify`
+/// checks the reply against the query (imprint and nonce) and the root.
+fn time_stamp_over_https(pki: &TestPki, address: SocketAddr) {
+    let (data, query, reply) = (pki.path("data.txt"), pki.path("q.tsq"), pki.path("r.tsr"));
+    std::fs::write(&data, b"stamp me over https").unwrap();
     let made = Command::new("openssl")
         .args(["ts", "-query", "-sha256", "-cert", "-data"])
-        .arg(file("data.txt"))
+        .arg(&data)
         .arg("-out")
         .arg(&query)
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", text(&made));
     let body = format!("@{}", query.display());
-    let headers = ["-H", "Content-Type: application/timestamp-query"];
-    let extra = [&headers[..], &["--data-binary", &body]].concat();
-    let stamped = tokio::task::block_in_place(|| curl("/", true, &extra, &reply));
+    let extra = [
+        "-H",
+        "Content-Type: application/timestamp-query",
+        "--data-binary",
+        &body,
+    ];
+    let url = format!("https://{address}/");
+    let stamped = curl(pki, &url, Some("invoicing"), &extra, &reply);
     assert!(stamped.status.success(), "{}", text(&stamped));
     let verified = Command::new("openssl")
         .args(["ts", "-verify", "-queryfile"])
@@ -379,7 +387,7 @@ async fn curl_fetches_a_crl_and_a_time_stamp_over_mtls() {
         .arg("-in")
         .arg(&reply)
         .arg("-CAfile")
-        .arg(&root)
+        .arg(env().root_ca())
         .arg("-untrusted")
         .arg(env().dir.join(qsign::state::TSA_CERTIFICATE))
         .output()
@@ -474,19 +482,8 @@ fn serve_with_a_tls_table() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let crl = pki.path("issuing.crl");
-    let fetched = Command::new("curl")
-        .args(["--silent", "--show-error", "--fail", "--cacert"])
-        .arg(pki.path("server-ca.pem"))
-        .arg("--cert")
-        .arg(pki.path("payroll.pem"))
-        .arg("--key")
-        .arg(pki.path("payroll.key"))
-        .arg("-o")
-        .arg(&crl)
-        .arg(format!("https://127.0.0.1:{http_port}/crl/issuing-ca.crl"))
-        .output()
-        .unwrap();
+    let url = format!("https://127.0.0.1:{http_port}/crl/issuing-ca.crl");
+    let fetched = curl(&pki, &url, Some("payroll"), &[], &pki.path("issuing.crl"));
     assert!(fetched.status.success(), "{}", text(&fetched));
     let document = pki.path("order.txt");
     std::fs::write(&document, b"order 7").unwrap();
