@@ -281,15 +281,15 @@ fn serve(
     // Before any thread exists: SoftHSM reads SOFTHSM2_CONF from the environment.
     let (config, module) =
         qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
-    let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
-    let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
-    // One TLS set-up for both listeners (SPEC §12).
+    // One TLS set-up for both listeners (SPEC §12), checked before the HSM.
     let tls = config
         .tls
         .as_ref()
         .map(qsign::service::Tls::load)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
+    let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
     let runtime = runtime()?;
     runtime.block_on(async {
         // The TSA first: once the gRPC port answers, both are listening.

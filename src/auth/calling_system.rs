@@ -24,7 +24,7 @@ use super::AuthError;
 pub struct CallingSystem {
     /// SHA-256 of the certificate's DER.
     pub fingerprint: [u8; 32],
-    /// Its subject DN as RFC 4514 writes it.
+    /// Its subject DN (RFC 5280 §4.1.2.6) as RFC 4514 writes it.
     pub subject: String,
     name: Dn,
 }
@@ -106,13 +106,7 @@ impl FromStr for AllowedClient {
                 text: trimmed.to_owned(),
                 name,
             })
-            .ok_or_else(|| {
-                AuthError::Config(format!(
-                    "allowed_clients entry {s:?} is neither a SHA-256 fingerprint (64 hex \
-                     digits, colons allowed) nor a subject DN such as \
-                     \"CN=Invoicing,O=Acme A/S,C=DK\" (RFC 4514)"
-                ))
-            })
+            .ok_or_else(|| AuthError::BadAllowedClient(s.to_owned()))
     }
 }
 
@@ -297,7 +291,7 @@ mod tests {
     fn nonsense_is_a_configuration_error() {
         for bad in ["", "abc", "07:07", "NOSUCHATTR=x", "CN"] {
             let err = bad.parse::<AllowedClient>().unwrap_err();
-            assert!(matches!(err, AuthError::Config(_)), "{bad}");
+            assert!(matches!(err, AuthError::BadAllowedClient(_)), "{bad}");
         }
     }
 

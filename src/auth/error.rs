@@ -46,6 +46,11 @@ pub enum AuthError {
     UnknownProfile(ProfileId),
     #[error("{0}")]
     NotAllowed(String),
+    #[error(
+        "allowed_clients entry {0:?} is neither a SHA-256 fingerprint (64 hex digits, colons \
+         allowed) nor a subject DN such as \"CN=Invoicing,O=Acme A/S,C=DK\" (RFC 4514)"
+    )]
+    BadAllowedClient(String),
     #[error("the TLS client certificate cannot be read: {0}")]
     ClientCertificate(#[source] der::Error),
     #[error("activation configuration: {0}")]
@@ -73,9 +78,10 @@ impl AuthError {
             | AuthError::Replayed
             | AuthError::ClientCertificate(_) => ErrorKind::Unauthenticated,
             AuthError::NotCovered { .. } | AuthError::NotAllowed(_) => ErrorKind::PermissionDenied,
-            AuthError::BadCvr | AuthError::BadProfileId | AuthError::UnknownProfile(_) => {
-                ErrorKind::InvalidArgument
-            }
+            AuthError::BadCvr
+            | AuthError::BadProfileId
+            | AuthError::UnknownProfile(_)
+            | AuthError::BadAllowedClient(_) => ErrorKind::InvalidArgument,
             AuthError::Config(_) => ErrorKind::Internal,
             // Nothing is signed unless its single use is on record.
             AuthError::Journal(_) => ErrorKind::Unavailable,
@@ -108,6 +114,7 @@ impl AuthError {
             AuthError::BadCvr
             | AuthError::BadProfileId
             | AuthError::UnknownProfile(_)
+            | AuthError::BadAllowedClient(_)
             | AuthError::NotAllowed(_)
             | AuthError::Config(_) => "",
             AuthError::ClientCertificate(_) => {

@@ -42,7 +42,7 @@ impl Tls {
         let chain = certificates(&tls.certificate, "[tls] certificate")?;
         let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
             invalid(format!(
-                "[tls] key {}: no PEM private key (PKCS#8, SEC1 or PKCS#1) in it",
+                "[tls] key {}: cannot read a PEM private key (PKCS#8, SEC1 or PKCS#1) from it",
                 tls.key.display()
             ))
             .with_source(e)
