@@ -177,6 +177,7 @@ async fn core_path(core: &Arc<SigningCore>, tokens: Vec<String>, workers: usize)
                         seal_profile: None,
                         key_algorithm: KeyAlgorithm::EcP256,
                         level: Some(qsign::signing::Level::BB),
+                        client: None,
                     };
                     core.sign_detached(vec![Document::Digest(vec![7u8; 32])], authorization)
                         .await

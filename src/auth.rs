@@ -6,7 +6,8 @@
 //! ```text
 //! token ──Verifier::verify──▶ Activation        UNAUTHENTICATED if not authentic
 //!        Activation::covers(document digests)   PERMISSION_DENIED if not approved
-//!        Profiles::authorize(seal_profile) ──▶ Signatory   PERMISSION_DENIED / INVALID_ARGUMENT
+//!        Profiles::authorize(seal_profile,      PERMISSION_DENIED / INVALID_ARGUMENT
+//!                            calling system) ──▶ Signatory
 //!        … every other check of the request …
 //!        (HSM task, once the key exists)
 //!        Verifier::consume(&activation)         UNAUTHENTICATED if replayed
@@ -15,6 +16,7 @@
 //! `consume` comes last so that a request refused for another reason, or an
 //! HSM that cannot make a key, does not burn the signer's single-use token.
 
+mod calling_system;
 mod claims;
 mod error;
 mod jwks;
@@ -30,6 +32,7 @@ mod fixtures;
 use std::collections::HashSet;
 use std::time::SystemTime;
 
+pub use calling_system::{AllowedClient, CallingSystem};
 pub use claims::MAX_JTI_LEN;
 pub use error::AuthError;
 pub use profile::{Cvr, Profile, ProfileId, Profiles, Right};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::auth::dev::{dev_subject, DevClaims, DevIdp};
 use crate::proto::signing_service_client::SigningServiceClient;
@@ -26,9 +26,13 @@ pub enum TokenSource {
 /// Connection settings of the client.
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// `http://` (plaintext) or `https://` (TLS) and the server's address.
     pub server: String,
     /// Trust anchor for an https server; the system roots are not used.
     pub ca: Option<PathBuf>,
+    /// PEM client certificate and its key, for a server that asks for one
+    /// (mTLS).
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,10 +42,8 @@ pub async fn connect(
 ) -> Result<SigningServiceClient<Channel>, ClientError> {
     let mut endpoint =
         Endpoint::from_shared(connection.server.clone())?.connect_timeout(Duration::from_secs(10));
-    if let Some(ca) = &connection.ca {
-        let pem = std::fs::read(ca)?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+    if let Some(tls) = client_tls(connection)? {
+        endpoint = endpoint.tls_config(tls)?;
     }
     let channel = endpoint
         .connect()
@@ -50,6 +52,49 @@ pub async fn connect(
     Ok(SigningServiceClient::new(channel)
         .max_decoding_message_size(1 << 30)
         .max_encoding_message_size(1 << 30))
+}
+
+/// TLS for an `https://` server: its CA, and the client certificate if any.
+fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, ClientError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let https = connection.server.starts_with("https://");
+    match (&connection.ca, &connection.identity) {
+        (None, None) if !https => Ok(None),
+        _ if !https => Err("--ca, --cert and --key are for an https:// server".into()),
+        (None, _) => Err(format!(
+            "{} needs --ca: the CA certificate (PEM) that issued the server's certificate",
+            connection.server
+        )
+        .into()),
+        (Some(ca), identity) => {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let Some((cert, key)) = identity {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            Ok(Some(tls))
+        }
+    }
+}
+
+/// A refused call as the user reads it. A transport failure keeps its
+/// causes, e.g. the server's TLS alert when it wants a client certificate
+/// (RFC 8446 §4.4.2.4 `certificate_required`).
+fn status_error(status: tonic::Status) -> ClientError {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    if text.contains("CertificateRequired") {
+        text.push_str("; the server wants a client certificate: give --cert and --key");
+    }
+    text.into()
 }
 
 /// The activation token for `digests`.
@@ -150,7 +195,7 @@ pub async fn sign_detached(
         .await?
         .sign_detached(request)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_error)?
         .into_inner();
     let mut written = Vec::with_capacity(job.files.len());
     for (file, cms) in job.files.iter().zip(response.cms) {
@@ -194,8 +239,6 @@ pub async fn sign_pdf(
         .map_err(|e| format!("cannot read {}: {e}", job.input.display()))?
         .len();
     let mut client = connect(connection).await?;
-    let status =
-        |s: tonic::Status| -> ClientError { format!("{:?}: {}", s.code(), s.message()).into() };
     let partial = partial_path(&job.output);
     let signature_id = if len <= job.hash_only_above {
         let pdf = std::fs::read(&job.input)?;
@@ -219,7 +262,11 @@ pub async fn sign_pdf(
                 }
             }),
         };
-        let response = client.sign_pdf(request).await.map_err(status)?.into_inner();
+        let response = client
+            .sign_pdf(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
         let mut output = std::fs::File::create(&partial)?;
         std::io::Write::write_all(&mut output, &response.signed_pdf)?;
         if job.durable {
@@ -243,12 +290,10 @@ async fn hash_only(
     partial: &Path,
 ) -> Result<String, ClientError> {
     use std::io::{Seek, Write};
-    let status =
-        |s: tonic::Status| -> ClientError { format!("{:?}: {}", s.code(), s.message()).into() };
     let chain = client
         .get_trust_chain(proto::GetTrustChainRequest {})
         .await
-        .map_err(status)?
+        .map_err(status_error)?
         .into_inner()
         .certificates;
     let signer = pdf_signer(token, job.seal_profile.is_some())?;
@@ -290,7 +335,7 @@ async fn hash_only(
             key_algorithm: job.key_algorithm as i32,
         })
         .await
-        .map_err(status)?
+        .map_err(status_error)?
         .into_inner();
     prepared.embed(&response.cms)?;
     let mut output = std::fs::OpenOptions::new()
@@ -346,7 +391,7 @@ async fn long_term(
             sha256_digest: digest.to_vec(),
         })
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_error)?
         .into_inner()
         .time_stamp_token;
     prepared.embed(&token)?;

@@ -122,6 +122,7 @@ struct TlsFile {
     certificate: PathBuf,
     key: PathBuf,
     client_ca: Option<PathBuf>,
+    client_auth: Option<ClientAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,11 +177,30 @@ pub struct TokenConfig {
     pub replay_journal: Option<PathBuf>,
 }
 
+/// `[tls]`: both listeners, gRPC and HTTP (SPEC §12).
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
+    /// PEM: the server's certificate, then its chain.
     pub certificate: PathBuf,
+    /// PEM: its private key.
     pub key: PathBuf,
+    /// PEM: the CA(s) that client certificates must chain to (mTLS); none:
+    /// no client certificates are asked for.
     pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is needed; only with `client_ca`.
+    pub client_auth: ClientAuth,
+}
+
+/// `[tls] client_auth`: with `client_ca`, whether every client must show a
+/// certificate (the default) or may connect without one. A certificate that
+/// is shown must chain to `client_ca` either way; profiles with
+/// `allowed_clients` refuse callers without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
 }
 
 /// `[ocsp]`: the alternative to noRevAvail (SPEC §5): ephemeral
@@ -284,6 +304,18 @@ impl Config {
                 "[certificate] serial_number_prefix must be letters or digits, e.g. \"UI\"",
             ));
         }
+        let mtls = file.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if let Some(p) = file
+            .profiles
+            .iter()
+            .find(|p| !p.allowed_clients.is_empty() && !mtls)
+        {
+            return Err(Error::invalid_argument(format!(
+                "profile '{}' has allowed_clients, which needs client certificates: \
+                 set [tls] client_ca",
+                p.id
+            )));
+        }
         if file.hsm.sessions == 0 || file.limits.max_batch == 0 {
             return Err(invalid(
                 "[hsm] sessions and [limits] max_batch must be at least 1",
@@ -318,11 +350,7 @@ impl Config {
                 replay_journal: file.token.replay_journal.as_deref().map(resolve),
             },
             limits: file.limits,
-            tls: file.tls.map(|t| TlsConfig {
-                certificate: resolve(&t.certificate),
-                key: resolve(&t.key),
-                client_ca: t.client_ca.as_deref().map(resolve),
-            }),
+            tls: file.tls.map(|t| tls(t, &resolve)).transpose()?,
             tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
             ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
             database: file.database.map(|d| database(d, &resolve)).transpose()?,
@@ -355,6 +383,20 @@ fn tsa(file: TsaFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TsaConfig, 
         certificate: resolve(&file.certificate),
         listen: file.listen,
         urls: file.urls,
+    })
+}
+
+fn tls(file: TlsFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TlsConfig, Error> {
+    if file.client_auth.is_some() && file.client_ca.is_none() {
+        return Err(invalid(
+            "[tls] client_auth needs client_ca: the CA(s) that client certificates chain to",
+        ));
+    }
+    Ok(TlsConfig {
+        certificate: resolve(&file.certificate),
+        key: resolve(&file.key),
+        client_ca: file.client_ca.as_deref().map(resolve),
+        client_auth: file.client_auth.unwrap_or_default(),
     })
 }
 
@@ -479,6 +521,37 @@ jwks_file = "jwks.json"
         assert_eq!(tsa.settings.accuracy, Duration::from_secs(1));
         assert_eq!(tsa.certificate, Path::new("/etc/qsign/tsa.pem"));
         assert!(tsa.listen.is_none() && tsa.urls.is_empty());
+    }
+
+    #[test]
+    fn tls_client_auth_and_allowed_clients_need_a_client_ca() {
+        let parse = |tls: &str| -> Result<Config, Error> {
+            let file: File = toml::from_str(&format!("{BASE}[tls]\n{tls}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/etc/qsign"))
+        };
+        let keys = "certificate = \"s.pem\"\nkey = \"s.key\"\n";
+        let tls = parse(&format!("{keys}client_ca = \"ca.pem\""))
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        assert_eq!(tls.client_ca.unwrap(), Path::new("/etc/qsign/ca.pem"));
+        let optional = format!("{keys}client_ca = \"ca.pem\"\nclient_auth = \"optional\"");
+        assert_eq!(
+            parse(&optional).unwrap().tls.unwrap().client_auth,
+            ClientAuth::Optional
+        );
+        assert!(parse(&format!("{keys}client_auth = \"optional\"")).is_err());
+        let profile = "[[profiles]]\nid = \"a\"\norganization_name = \"A\"\ncvr = \"12345678\"\n\
+                       allow = [\"seal\"]\nallowed_clients = [\"CN=x\"]\n";
+        assert!(parse(&format!("{keys}client_ca = \"ca.pem\"\n{profile}")).is_ok());
+        let err = parse(&format!("{keys}{profile}")).unwrap_err();
+        assert!(err.message().contains("set [tls] client_ca"), "{err}");
+        assert!(parse(&format!(
+            "{keys}client_ca = \"ca.pem\"\nclient_auth = \"maybe\""
+        ))
+        .is_err());
     }
 
     #[test]

@@ -115,6 +115,12 @@ struct ClientArgs {
     /// CA certificate (PEM) that signed an https server's certificate.
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that asks for one (mTLS).
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
     /// The activation token (compact JWS) issued by the identity provider.
     #[arg(long, conflicts_with = "dev_identity")]
     token: Option<PathBuf>,
@@ -157,6 +163,7 @@ impl ClientArgs {
         Connection {
             server: self.server.clone(),
             ca: self.ca.clone(),
+            identity: self.cert.clone().zip(self.key.clone()),
         }
     }
 
@@ -274,24 +281,32 @@ fn serve(
     // Before any thread exists: SoftHSM reads SOFTHSM2_CONF from the environment.
     let (config, module) =
         qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
+    // One TLS set-up for both listeners (SPEC §12), checked before the HSM.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(qsign::service::Tls::load)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
     let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
     let runtime = runtime()?;
     runtime.block_on(async {
         // The TSA first: once the gRPC port answers, both are listening.
         let tsa_server = match tsa_listen {
-            Some(address) => Some(tsa_endpoint(&core, address).await?),
+            Some(address) => Some(tsa_endpoint(&core, address, tls.as_ref()).await?),
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        tracing::info!(address = %config.listen, tls = config.tls.is_some(), "qsign serving");
+        let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        tracing::info!(address = %config.listen, tls = tls.is_some(), mtls, "qsign serving");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
         };
-        let served = qsign::service::serve(core, listener, config.tls.as_ref(), shutdown).await;
+        let served = qsign::service::serve(core, listener, tls.as_ref(), shutdown).await;
         if let Some(task) = tsa_server {
             task.abort();
         }
@@ -302,10 +317,12 @@ fn serve(
     Ok(())
 }
 
-/// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`.
+/// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`
+/// (HTTPS with `tls`).
 async fn tsa_endpoint(
     core: &std::sync::Arc<qsign::signing::SigningCore>,
     address: SocketAddr,
+    tls: Option<&qsign::service::Tls>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let tsa = core
         .tsa
@@ -314,12 +331,13 @@ async fn tsa_endpoint(
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
     })?;
-    tracing::info!(%address, ocsp = core.ocsp.is_some(), "RFC 3161 time-stamping, the CAs' CRLs and OCSP over HTTP");
+    tracing::info!(%address, ocsp = core.ocsp.is_some(), tls = tls.is_some(), "RFC 3161 time-stamping, the CAs' CRLs and OCSP over HTTP");
     let serving = qsign::tsa::http::serve(
         core.hsm.clone(),
         tsa,
         core.revocation_services(),
         listener,
+        tls.map(|t| t.acceptor(qsign::service::tls::ALPN_HTTP1)),
         std::future::pending(),
     );
     Ok(tokio::spawn(serving))

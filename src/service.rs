@@ -1,24 +1,27 @@
 //! The gRPC layer: the only module that knows tonic. It turns protobuf
 //! messages into [`SigningCore`] calls and errors into statuses
-//! (`status::status`), and serves health and reflection beside it.
+//! (`status::status`), and serves health and reflection beside it. `tls`
+//! holds the TLS set-up that the HTTP endpoint shares.
 
 mod status;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
-use crate::config::TlsConfig;
+use crate::auth::CallingSystem;
 use crate::hsm::KeyAlgorithm;
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::Error;
 pub use status::status;
+pub use tls::Tls;
 
 /// SigningService over a [`SigningCore`].
 pub struct Service {
@@ -37,12 +40,14 @@ impl SigningService for Service {
         &self,
         request: Request<proto::SignPdfRequest>,
     ) -> Result<Response<proto::SignPdfResponse>, Status> {
+        let client = calling_system(&request).map_err(status)?;
         let request = request.into_inner();
         let authorization = authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
+            client,
         )
         .map_err(status)?;
         let options = PdfOptions {
@@ -69,12 +74,14 @@ impl SigningService for Service {
         &self,
         request: Request<proto::SignPdfDigestRequest>,
     ) -> Result<Response<proto::SignPdfDigestResponse>, Status> {
+        let client = calling_system(&request).map_err(status)?;
         let request = request.into_inner();
         let authorization = authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
+            client,
         )
         .map_err(status)?;
         let mut signed = self
@@ -111,12 +118,14 @@ impl SigningService for Service {
         &self,
         request: Request<proto::SignDetachedRequest>,
     ) -> Result<Response<proto::SignDetachedResponse>, Status> {
+        let client = calling_system(&request).map_err(status)?;
         let request = request.into_inner();
         let authorization = authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
+            client,
         )
         .map_err(status)?;
         let documents = request
@@ -166,13 +175,25 @@ fn authorization(
     seal_profile: String,
     level: i32,
     key_algorithm: i32,
+    client: Option<CallingSystem>,
 ) -> Result<Authorization, Error> {
     Ok(Authorization {
         level: level_of(level)?,
         activation_token,
         seal_profile: Some(seal_profile).filter(|p| !p.is_empty()),
         key_algorithm: key_algorithm_of(key_algorithm)?,
+        client,
     })
+}
+
+/// The verified client certificate of the connection (RFC 8446 §4.4.2:
+/// the end-entity certificate comes first); none without mTLS.
+fn calling_system<T>(request: &Request<T>) -> Result<Option<CallingSystem>, Error> {
+    let certificates = request.peer_certs();
+    let Some(certificate) = certificates.as_deref().and_then(|c| c.first()) else {
+        return Ok(None);
+    };
+    Ok(Some(CallingSystem::from_der(certificate)?))
 }
 
 fn key_algorithm_of(value: i32) -> Result<KeyAlgorithm, Error> {
@@ -202,11 +223,11 @@ fn level_of(value: i32) -> Result<Option<Level>, Error> {
 }
 
 /// Serves SigningService, grpc.health.v1 and reflection on `listener`
-/// until `shutdown` completes.
+/// until `shutdown` completes; over TLS (HTTP/2 by ALPN) with `tls`.
 pub async fn serve(
     core: Arc<SigningCore>,
     listener: TcpListener,
-    tls: Option<&TlsConfig>,
+    tls: Option<&Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     // Twice the document limit: a message above it is still decoded, so that
@@ -228,19 +249,24 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::internal("reflection service").with_source(e))?;
-    let mut server = Server::builder();
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(server_tls(tls)?)
-            .map_err(|e| Error::internal("TLS configuration rejected").with_source(e))?;
-    }
-    server
+    let router = Server::builder()
         .add_service(health)
         .add_service(reflection)
-        .add_service(signing)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
-        .map_err(|e| Error::internal("gRPC server failed").with_source(e))
+        .add_service(signing);
+    let served = match tls {
+        Some(tls) => {
+            let incoming = tls::incoming(listener, tls.acceptor(tls::ALPN_GRPC));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| Error::internal("gRPC server failed").with_source(e))
 }
 
 /// Accepted connections with Nagle's algorithm off: a unary gRPC exchange
@@ -254,17 +280,4 @@ fn incoming(
         stream.set_nodelay(true)?;
         Ok(stream)
     })
-}
-
-fn server_tls(tls: &TlsConfig) -> Result<ServerTlsConfig, Error> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p)
-            .map_err(|e| Error::internal(format!("cannot read {}", p.display())).with_source(e))
-    };
-    let mut config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(&tls.certificate)?, read(&tls.key)?));
-    if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(config)
 }

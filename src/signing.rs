@@ -28,7 +28,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Activation, Profiles, Signatory, Verifier};
+use crate::auth::{Activation, CallingSystem, Profiles, Signatory, Verifier};
 use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
 use crate::pki::ocsp::Responder;
@@ -76,6 +76,9 @@ pub struct Authorization {
     pub key_algorithm: KeyAlgorithm,
     /// None: the server's default, B-T wherever a TSA is available.
     pub level: Option<Level>,
+    /// The caller's verified TLS client certificate (SPEC §1, §12); none
+    /// without mTLS. Seal profiles with `allowed_clients` need it.
+    pub client: Option<CallingSystem>,
 }
 
 /// SPEC §6 baseline levels (EN 319 122-1 / EN 319 142-1), in order.
@@ -220,7 +223,9 @@ impl SigningCore {
             .seal_profile
             .as_deref()
             .filter(|p| !p.is_empty());
-        let signatory = self.profiles.authorize(&activation, seal)?;
+        let signatory =
+            self.profiles
+                .authorize(&activation, seal, authorization.client.as_ref())?;
         Ok((activation, signatory))
     }
 

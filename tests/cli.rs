@@ -11,7 +11,7 @@ use crate::support::tools;
 
 const QSIGN: &str = env!("CARGO_BIN_EXE_qsign");
 
-struct Serving(Child);
+pub struct Serving(pub Child);
 
 impl Drop for Serving {
     fn drop(&mut self) {
@@ -20,7 +20,7 @@ impl Drop for Serving {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -18,4 +18,5 @@ mod ocsp;
 mod pades;
 mod service;
 mod store;
+mod tls;
 mod tsa;

@@ -223,6 +223,7 @@ async fn hash_only_pdf_b_lt_and_b_lta_written_by_the_client() {
     let connection = Connection {
         server: format!("http://{}", server.address),
         ca: None,
+        identity: None,
     };
     let out = tempfile::tempdir().unwrap();
     for (file, level, name) in [

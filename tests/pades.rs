@@ -194,6 +194,7 @@ async fn sign_corpus_hash_only(label: &str, name: &str, seal: Option<&str>, expe
     let connection = Connection {
         server: format!("http://{}", server.address),
         ca: None,
+        identity: None,
     };
     let token = TokenSource::Dev {
         state_dir: env().dir.clone(),

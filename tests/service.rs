@@ -130,8 +130,10 @@ async fn tls_with_an_operator_certificate() {
         certificate: p("server.pem"),
         key: p("server.key"),
         client_ca: None,
+        client_auth: Default::default(),
     };
     tokio::spawn(async move {
+        let tls = qsign::service::Tls::load(&tls).unwrap();
         qsign::service::serve(core, listener, Some(&tls), std::future::pending())
             .await
             .unwrap();
@@ -139,6 +141,7 @@ async fn tls_with_an_operator_certificate() {
     let connection = qsign::client::Connection {
         server: format!("https://localhost:{}", address.port()),
         ca: Some(p("ca.pem")),
+        identity: None,
     };
     let mut client = qsign::client::connect(&connection)
         .await
@@ -153,6 +156,7 @@ async fn tls_with_an_operator_certificate() {
     let plain = qsign::client::Connection {
         server: format!("http://127.0.0.1:{}", address.port()),
         ca: None,
+        identity: None,
     };
     let plain = qsign::client::connect(&plain).await;
     if let Ok(mut client) = plain {

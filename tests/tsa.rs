@@ -54,6 +54,7 @@ impl TsaServer {
             tsa,
             core.revocation_services(),
             listener,
+            None,
             async {
                 let _ = stopped.await;
             },

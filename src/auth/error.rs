@@ -46,6 +46,13 @@ pub enum AuthError {
     UnknownProfile(ProfileId),
     #[error("{0}")]
     NotAllowed(String),
+    #[error(
+        "allowed_clients entry {0:?} is neither a SHA-256 fingerprint (64 hex digits, colons \
+         allowed) nor a subject DN such as \"CN=Invoicing,O=Acme A/S,C=DK\" (RFC 4514)"
+    )]
+    BadAllowedClient(String),
+    #[error("the TLS client certificate cannot be read: {0}")]
+    ClientCertificate(#[source] der::Error),
     #[error("activation configuration: {0}")]
     Config(String),
     #[error("cannot record the activation token's use: {0}")]
@@ -68,11 +75,13 @@ impl AuthError {
             | AuthError::Expired { .. }
             | AuthError::NotYetValid { .. }
             | AuthError::TooLongLived { .. }
-            | AuthError::Replayed => ErrorKind::Unauthenticated,
+            | AuthError::Replayed
+            | AuthError::ClientCertificate(_) => ErrorKind::Unauthenticated,
             AuthError::NotCovered { .. } | AuthError::NotAllowed(_) => ErrorKind::PermissionDenied,
-            AuthError::BadCvr | AuthError::BadProfileId | AuthError::UnknownProfile(_) => {
-                ErrorKind::InvalidArgument
-            }
+            AuthError::BadCvr
+            | AuthError::BadProfileId
+            | AuthError::UnknownProfile(_)
+            | AuthError::BadAllowedClient(_) => ErrorKind::InvalidArgument,
             AuthError::Config(_) => ErrorKind::Internal,
             // Nothing is signed unless its single use is on record.
             AuthError::Journal(_) => ErrorKind::Unavailable,
@@ -105,8 +114,12 @@ impl AuthError {
             AuthError::BadCvr
             | AuthError::BadProfileId
             | AuthError::UnknownProfile(_)
+            | AuthError::BadAllowedClient(_)
             | AuthError::NotAllowed(_)
             | AuthError::Config(_) => "",
+            AuthError::ClientCertificate(_) => {
+                "; connect with an X.509 client certificate from the configured client CA"
+            }
             AuthError::Journal(_) => "; try again later",
         }
     }

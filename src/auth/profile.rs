@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{Activation, AuthError, Signatory};
+use super::{Activation, AllowedClient, AuthError, CallingSystem, Signatory};
 
 /// A profile id: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -153,11 +153,21 @@ pub struct Profile {
     pub organization_name: String,
     pub cvr: Cvr,
     pub allow: Vec<Right>,
+    /// SPEC §12: the client certificates that may request seals under this
+    /// profile; empty: any caller.
+    #[serde(default)]
+    pub allowed_clients: Vec<AllowedClient>,
 }
 
 impl Profile {
     pub fn allows(&self, right: Right) -> bool {
         self.allow.contains(&right)
+    }
+
+    /// Whether `client` may request seals under this profile (SPEC §12).
+    pub fn admits(&self, client: Option<&CallingSystem>) -> bool {
+        self.allowed_clients.is_empty()
+            || client.is_some_and(|c| self.allowed_clients.iter().any(|a| a.matches(c)))
     }
 }
 
@@ -210,7 +220,8 @@ impl Profiles {
     }
 
     /// Decides who signs (SPEC §4). `None` or `Some("")` asks for a personal
-    /// signature, `Some(id)` for a seal under profile `id`.
+    /// signature, `Some(id)` for a seal under profile `id`, which the calling
+    /// system `client` must be allowed to request (SPEC §12).
     ///
     /// Errors: [`AuthError::NotAllowed`] (PERMISSION_DENIED) when a rule
     /// fails, including a personal signature whose token lacks `given_name`
@@ -221,10 +232,11 @@ impl Profiles {
         &self,
         activation: &Activation,
         seal_profile: Option<&str>,
+        client: Option<&CallingSystem>,
     ) -> Result<Signatory, AuthError> {
         match seal_profile {
             None | Some("") => self.authorize_person(activation),
-            Some(id) => self.authorize_seal(activation, id),
+            Some(id) => self.authorize_seal(activation, id, client),
         }
     }
 
@@ -256,7 +268,12 @@ impl Profiles {
         })
     }
 
-    fn authorize_seal(&self, activation: &Activation, id: &str) -> Result<Signatory, AuthError> {
+    fn authorize_seal(
+        &self,
+        activation: &Activation,
+        id: &str,
+        client: Option<&CallingSystem>,
+    ) -> Result<Signatory, AuthError> {
         let id: ProfileId = id.parse()?;
         let profile = self
             .by_id
@@ -277,6 +294,18 @@ impl Profiles {
                 "profile '{id}' belongs to CVR {}, the activation token to CVR {}",
                 profile.cvr, activation.org_cvr
             )));
+        }
+        if !profile.admits(client) {
+            return Err(AuthError::NotAllowed(match client {
+                Some(client) => format!(
+                    "seal profile '{id}' does not allow the calling system {client}; \
+                     add its fingerprint or subject to the profile's allowed_clients"
+                ),
+                None => format!(
+                    "seal profile '{id}' accepts only the client certificates in its \
+                     allowed_clients; connect with one of them (mTLS)"
+                ),
+            }));
         }
         Ok(Signatory::Seal {
             organization_name: profile.organization_name.clone(),
@@ -319,6 +348,7 @@ mod tests {
             organization_name: format!("{id} A/S"),
             cvr: cvr.parse().unwrap(),
             allow: allow.to_vec(),
+            allowed_clients: vec![],
         }
     }
 
@@ -348,7 +378,7 @@ mod tests {
 
     #[test]
     fn personal_signature_uses_the_profile_organisation() {
-        let signatory = profiles().authorize(&activation(&[]), None).unwrap();
+        let signatory = profiles().authorize(&activation(&[]), None, None).unwrap();
         assert_eq!(
             signatory,
             Signatory::Person {
@@ -361,7 +391,9 @@ mod tests {
         );
         // Empty string is the proto's "no seal profile".
         assert_eq!(
-            profiles().authorize(&activation(&[]), Some("")).unwrap(),
+            profiles()
+                .authorize(&activation(&[]), Some(""), None)
+                .unwrap(),
             signatory
         );
     }
@@ -370,7 +402,7 @@ mod tests {
     fn personal_signature_needs_a_sign_profile_for_the_cvr() {
         let mut a = activation(&[]);
         a.org_cvr = "99999999".parse().unwrap();
-        let err = profiles().authorize(&a, None).unwrap_err();
+        let err = profiles().authorize(&a, None, None).unwrap_err();
         assert!(matches!(err, AuthError::NotAllowed(ref m) if m.contains("99999999")));
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     }
@@ -379,7 +411,7 @@ mod tests {
     fn personal_signature_needs_both_names() {
         let mut a = activation(&[]);
         a.family_name = None;
-        let err = profiles().authorize(&a, None).unwrap_err();
+        let err = profiles().authorize(&a, None, None).unwrap_err();
         assert!(matches!(err, AuthError::NotAllowed(ref m) if m.contains("family_name")));
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     }
@@ -387,7 +419,7 @@ mod tests {
     #[test]
     fn seal_listed_in_token_is_allowed() {
         let signatory = profiles()
-            .authorize(&activation(&["acme-invoices"]), Some("acme-invoices"))
+            .authorize(&activation(&["acme-invoices"]), Some("acme-invoices"), None)
             .unwrap();
         assert_eq!(
             signatory,
@@ -402,7 +434,7 @@ mod tests {
     #[test]
     fn seal_not_listed_in_token_is_refused() {
         let err = profiles()
-            .authorize(&activation(&["acme"]), Some("acme-invoices"))
+            .authorize(&activation(&["acme"]), Some("acme-invoices"), None)
             .unwrap_err();
         assert!(matches!(err, AuthError::NotAllowed(ref m) if m.contains("does not list")));
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -412,22 +444,54 @@ mod tests {
     fn seal_needs_the_seal_right() {
         let mut a = activation(&["acme-nosign"]);
         a.org_cvr = "11111111".parse().unwrap();
-        let err = profiles().authorize(&a, Some("acme-nosign")).unwrap_err();
+        let err = profiles()
+            .authorize(&a, Some("acme-nosign"), None)
+            .unwrap_err();
         assert!(matches!(err, AuthError::NotAllowed(ref m) if m.contains("does not allow seals")));
     }
 
     #[test]
     fn seal_needs_the_same_cvr() {
         let err = profiles()
-            .authorize(&activation(&["other"]), Some("other"))
+            .authorize(&activation(&["other"]), Some("other"), None)
             .unwrap_err();
         assert!(matches!(err, AuthError::NotAllowed(ref m) if m.contains("87654321")));
+    }
+
+    fn caller(n: u8) -> CallingSystem {
+        CallingSystem::test(n, "CN=Invoicing,O=Acme A/S")
+    }
+
+    #[test]
+    fn seal_allowed_clients_admit_only_listed_callers() {
+        let mut restricted = profile("acme-invoices", "12345678", &[Right::Seal]);
+        restricted.allowed_clients = vec![format!("sha256:{}", "01".repeat(32)).parse().unwrap()];
+        let profiles = Profiles::new(vec![restricted]).unwrap();
+        let a = activation(&["acme-invoices"]);
+        let seal = Some("acme-invoices");
+        assert!(profiles.authorize(&a, seal, Some(&caller(1))).is_ok());
+        for (client, says) in [
+            (
+                Some(caller(2)),
+                "does not allow the calling system sha256:0202",
+            ),
+            (None, "connect with one of them"),
+        ] {
+            let err = profiles.authorize(&a, seal, client.as_ref()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        // Personal signatures do not look at the calling system.
+        let mut both = profile("acme", "12345678", &[Right::Sign]);
+        both.allowed_clients = vec!["CN=nobody".parse().unwrap()];
+        let profiles = Profiles::new(vec![both]).unwrap();
+        assert!(profiles.authorize(&activation(&[]), None, None).is_ok());
     }
 
     #[test]
     fn unknown_or_invalid_seal_profile_is_invalid_argument() {
         let err = profiles()
-            .authorize(&activation(&["nope"]), Some("nope"))
+            .authorize(&activation(&["nope"]), Some("nope"), None)
             .unwrap_err();
         assert!(matches!(err, AuthError::UnknownProfile(ref id) if id.as_str() == "nope"));
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -436,7 +500,7 @@ mod tests {
             "unknown seal profile 'nope'"
         );
         let err = profiles()
-            .authorize(&activation(&[]), Some("a b"))
+            .authorize(&activation(&[]), Some("a b"), None)
             .unwrap_err();
         assert!(matches!(err, AuthError::BadProfileId));
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -493,5 +557,13 @@ mod tests {
         assert!(p.allows(Right::Sign) && p.allows(Right::Seal));
         let bad_cvr = json.replace("12345678", "1234");
         assert!(serde_json::from_str::<Profile>(&bad_cvr).is_err());
+        let clients = json.replace(
+            r#""allow""#,
+            r#""allowed_clients":["CN=Invoicing,O=Acme A/S","AB:cd"],"allow""#,
+        );
+        assert!(serde_json::from_str::<Profile>(&clients).is_err(), "AB:cd");
+        let clients = clients.replace("AB:cd", &"ab".repeat(32));
+        let p: Profile = serde_json::from_str(&clients).unwrap();
+        assert_eq!(p.allowed_clients.len(), 2);
     }
 }

@@ -2,7 +2,9 @@
 //! as `application/timestamp-query`, get a DER TimeStampResp as
 //! `application/timestamp-reply`. Any path is accepted (clients are given
 //! the whole URL) but those of the revocation services: `GET /crl/...`
-//! (the CAs' CRLs) and, with `[ocsp]`, `POST /ocsp` (RFC 6960 A.1). HTTP/1.1 through hyper; HTTP-level faults (method,
+//! (the CAs' CRLs) and, with `[ocsp]`, `POST /ocsp` (RFC 6960 A.1). With
+//! `[tls]` it is HTTPS (RFC 9110 §4.2.2) with the gRPC port's certificate
+//! and client certificates. HTTP/1.1 through hyper; HTTP-level faults (method,
 //! content type, size, a slow or broken body) get a 4xx with a plain-text
 //! reason, every TimeStampReq gets a TimeStampResp.
 
@@ -22,6 +24,7 @@ use tokio::net::TcpListener;
 
 use super::{protocol, TimeStampAuthority};
 use crate::hsm::Hsm;
+use crate::service::tls::Acceptor;
 
 /// RFC 3161 §3.4 MIME types.
 pub const QUERY_CONTENT_TYPE: &str = "application/timestamp-query";
@@ -73,12 +76,14 @@ pub const ISSUING_CA_CRL_PATH: &str = "/crl/issuing-ca.crl";
 pub const ROOT_CA_CRL_PATH: &str = "/crl/root-ca.crl";
 
 /// Serves the TSA on `listener` until `shutdown` completes; each connection
-/// runs in its own task, the HSM work of each query in [`Hsm::run`].
+/// runs in its own task (after its TLS handshake with `tls`), the HSM work
+/// of each query in [`Hsm::run`].
 pub async fn serve(
     hsm: Hsm,
     tsa: Arc<TimeStampAuthority>,
     revocation: Revocation,
     listener: TcpListener,
+    tls: Option<Acceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -96,24 +101,45 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (hsm, tsa, revocation) = (hsm.clone(), tsa.clone(), revocation.clone());
+        let (hsm, tsa, revocation, tls) =
+            (hsm.clone(), tsa.clone(), revocation.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let (hsm, tsa, revocation) = (hsm.clone(), tsa.clone(), revocation.clone());
-                async move { Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation).await) }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let ended = match tls {
+                None => connection(TokioIo::new(stream), hsm, tsa, revocation).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => connection(TokioIo::new(stream), hsm, tsa, revocation).await,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "TSA: TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "TSA: connection ended");
             }
         });
     }
+}
+
+/// HTTP/1.1 on one connection, plain or TLS.
+async fn connection<I>(
+    io: I,
+    hsm: Hsm,
+    tsa: Arc<TimeStampAuthority>,
+    revocation: Revocation,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let (hsm, tsa, revocation) = (hsm.clone(), tsa.clone(), revocation.clone());
+        async move { Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT);
+    builder.serve_connection(io, service).await
 }
 
 /// `GET /crl/...` serves a CRL, `POST /ocsp` and `GET /ocsp/<request>`

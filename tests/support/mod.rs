@@ -2,6 +2,7 @@
 //! external verifiers (openssl, the shared pyHanko validators).
 
 pub mod postgres;
+pub mod pki;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -170,6 +171,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start(core: Arc<SigningCore>) -> Self {
+        Self::start_with(core, None).await
+    }
+
+    /// With `tls`, the port speaks TLS (and asks for client certificates
+    /// as `tls` says).
+    pub async fn start_with(core: Arc<SigningCore>, tls: Option<qsign::service::Tls>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -180,7 +187,7 @@ impl Server {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            qsign::service::serve(serving, listener, None, shutdown)
+            qsign::service::serve(serving, listener, tls.as_ref(), shutdown)
                 .await
                 .expect("serve");
         });
