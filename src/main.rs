@@ -319,6 +319,7 @@ async fn tsa_endpoint(
         core.hsm.clone(),
         tsa,
         core.revocation_services(),
+        core.limiter.clone(),
         listener,
         std::future::pending(),
     );

@@ -2,22 +2,26 @@
 //! messages into [`SigningCore`] calls and errors into statuses
 //! (`status::status`), and serves health and reflection beside it.
 
+pub mod codec;
+mod guard;
 mod status;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::config::TlsConfig;
 use crate::hsm::KeyAlgorithm;
+use crate::limits::{Accept, Guarded};
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::Error;
+use guard::Guard;
 pub use status::status;
 
 /// SigningService over a [`SigningCore`].
@@ -101,7 +105,11 @@ impl SigningService for Service {
         request: Request<proto::TimeStampRequest>,
     ) -> Result<Response<proto::TimeStampResponse>, Status> {
         let digest = request.into_inner().sha256_digest;
-        let token = self.core.time_stamp(&digest).await.map_err(status)?;
+        let token = self
+            .core
+            .anonymous_time_stamp(&digest)
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::TimeStampResponse {
             time_stamp_token: token,
         }))
@@ -216,9 +224,11 @@ pub async fn serve(
         .max_document_bytes
         .saturating_mul(2)
         .saturating_add(1 << 20);
+    let limiter = core.limiter.clone();
     let signing = SigningServiceServer::new(Service::new(core))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let signing = Guard::new(signing, limiter.clone(), max_message);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SigningServiceServer<Service>>()
@@ -228,32 +238,35 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::internal("reflection service").with_source(e))?;
-    let mut server = Server::builder();
+    let config = &limiter.config;
+    // RFC 9113 §6.7 PING: a peer that does not answer within the interval
+    // is gone; idle and over-cap connections are closed by `Accept`.
+    let keepalive = Some(std::time::Duration::from_secs(config.keepalive_seconds));
+    let mut server = Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(keepalive);
     if let Some(tls) = tls {
         server = server
             .tls_config(server_tls(tls)?)
             .map_err(|e| Error::internal("TLS configuration rejected").with_source(e))?;
     }
+    let incoming = Accept::new(listener, limiter.connections(), config.idle_timeout());
     server
         .add_service(health)
         .add_service(reflection)
         .add_service(signing)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::internal("gRPC server failed").with_source(e))
 }
 
-/// Accepted connections with Nagle's algorithm off: a unary gRPC exchange
-/// is a few small writes, and delayed ACKs would add ~40 ms to each.
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
+/// tonic learns the peer address through this (`Request::remote_addr`).
+impl Connected for Guarded<TcpStream> {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.get_ref().connect_info()
+    }
 }
 
 fn server_tls(tls: &TlsConfig) -> Result<ServerTlsConfig, Error> {

@@ -52,6 +52,8 @@ pub struct SigningCore {
     pub verifier: Verifier,
     pub profiles: Profiles,
     pub limits: Limits,
+    /// Per-caller and anonymous limits, memory budget (SPEC §12).
+    pub limiter: Arc<crate::limits::Limiter>,
     /// The built-in time-stamping authority, when `[tsa]` is configured.
     pub tsa: Option<Arc<TimeStampAuthority>>,
     /// External TSAs (`[tsa] urls`), tried in order; when any is given they

@@ -53,6 +53,7 @@ impl TsaServer {
             core.hsm.clone(),
             tsa,
             core.revocation_services(),
+            core.limiter.clone(),
             listener,
             async {
                 let _ = stopped.await;
