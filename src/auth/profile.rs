@@ -176,8 +176,10 @@ impl Profiles {
     pub fn new(profiles: Vec<Profile>) -> Result<Self, AuthError> {
         let mut by_id = HashMap::with_capacity(profiles.len());
         let mut personal = HashMap::new();
-        for profile in profiles {
+        for mut profile in profiles {
             check_profile(&profile)?;
+            // UAX #15: the certificate carries the NFC form.
+            profile.organization_name = crate::pki::name::nfc(&profile.organization_name);
             if profile.allows(Right::Sign) {
                 if let Some(other) = personal.insert(profile.cvr.clone(), profile.id.clone()) {
                     return Err(AuthError::Config(format!(
@@ -293,9 +295,9 @@ fn check_profile(profile: &Profile) -> Result<(), AuthError> {
             "profile '{id}' has an empty organization_name"
         )));
     }
-    if profile.organization_name.chars().any(char::is_control) {
+    if let Some(character) = crate::pki::name::forbidden_character(&profile.organization_name) {
         return Err(AuthError::Config(format!(
-            "profile '{id}' has control characters in organization_name"
+            "profile '{id}' has {character} in organization_name; remove it"
         )));
     }
     if profile.allow.is_empty() {
