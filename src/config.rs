@@ -346,6 +346,12 @@ impl Config {
             return Err(invalid("[hsm] sessions must be at least 1"));
         }
         file.limits.validate()?;
+        if file.limits.crl_cache_seconds >= lifetime.as_secs() {
+            // The issuing CA's CRL is valid for one certificate lifetime.
+            return Err(invalid(
+                "[limits] crl_cache_seconds must be shorter than [certificate] lifetime_minutes",
+            ));
+        }
         Ok(Self {
             listen: file.listen,
             hsm: HsmConfig {
@@ -502,6 +508,30 @@ jwks_file = "jwks.json"
         assert_eq!(tsa.settings.accuracy, Duration::from_secs(1));
         assert_eq!(tsa.certificate, Path::new("/etc/qsign/tsa.pem"));
         assert!(tsa.listen.is_none() && tsa.urls.is_empty());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let with = |limits: &str| {
+            let file: File = toml::from_str(&format!("{BASE}[limits]\n{limits}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/"))
+        };
+        let limits = with("").unwrap().limits;
+        assert_eq!(limits.anonymous_signatures_per_second, 100);
+        assert_eq!(limits.memory_budget_bytes, 256 << 20);
+        for bad in [
+            "max_batch = 0",
+            "concurrent_requests_per_caller = 0",
+            "requests_per_second_per_caller = 0",
+            "request_timeout_seconds = 0",
+            "memory_budget_bytes = 1000",
+            "crl_cache_seconds = 600",
+            "max_connections_per_address = 0",
+            "unknown = 1",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
