@@ -84,6 +84,7 @@ impl SigningCore {
                 ),
             ));
         }
+        self.precheck(&authorization, pdf.len())?;
         let pdf = Arc::new(pdf);
         let document_digest = blocking_if_large(pdf.len(), {
             let pdf = pdf.clone();
