@@ -134,7 +134,16 @@ pub async fn sign_from(
 }
 
 /// Repeats `attempt` (every 100 ms, for up to 20 s) until it gives `Some`.
-pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+#[track_caller]
+pub fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    attempt: impl FnMut() -> F,
+) -> impl std::future::Future<Output = T> {
+    let caller = std::panic::Location::caller();
+    eventually_at(caller, attempt)
+}
+
+async fn eventually_at<T, F: std::future::Future<Output = Option<T>>>(
+    caller: &'static std::panic::Location<'static>,
     mut attempt: impl FnMut() -> F,
 ) -> T {
     let start = Instant::now();
@@ -142,7 +151,10 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         if let Some(value) = attempt().await {
             return value;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "gave up waiting");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "gave up waiting at {caller}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -154,15 +166,20 @@ async fn a_caller_over_its_concurrency_is_refused_while_another_signs() {
         c.limits.concurrent_requests_per_caller = 1;
     }))
     .await;
-    // Headers but no message yet: the request is in progress, admitted.
+    // Headers but no message yet: the request is in progress, admitted. A
+    // signature of ours admitted first makes it refused: then hold anew.
     let mut held = raw_call(server.address, FIRST, "SignDetached").await;
-    let message = eventually(|| async {
-        match sign_from(&server, FIRST, 1).await {
-            Err(s) if s.code() == Code::ResourceExhausted => Some(s.message().to_owned()),
-            _ => None,
+    let start = Instant::now();
+    let message = loop {
+        if held.answer.is_finished() {
+            held = raw_call(server.address, FIRST, "SignDetached").await;
         }
-    })
-    .await;
+        match sign_from(&server, FIRST, 1).await {
+            Err(s) if s.code() == Code::ResourceExhausted => break s.message().to_owned(),
+            _ => assert!(start.elapsed() < Duration::from_secs(20), "never refused"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(message.contains("in progress, the limit is 1"), "{message}");
     sign_from(&server, SECOND, 2)
         .await
