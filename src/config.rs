@@ -174,6 +174,13 @@ impl Limits {
                 "[limits] counts, rates and timeouts must be at least 1",
             ));
         }
+        // A peer's answers to the pings keep a connection with a long
+        // request from looking idle.
+        if self.keepalive_seconds >= self.idle_timeout_seconds {
+            return Err(invalid(
+                "[limits] keepalive_seconds must be shorter than idle_timeout_seconds",
+            ));
+        }
         // Semaphore permits are u32 (`limits::MemoryBudget`).
         if self.memory_budget_bytes < 1 << 20 || self.memory_budget_bytes > u32::MAX as usize {
             return Err(invalid(
@@ -527,6 +534,7 @@ jwks_file = "jwks.json"
             "request_timeout_seconds = 0",
             "memory_budget_bytes = 1000",
             "crl_cache_seconds = 600",
+            "keepalive_seconds = 120",
             "max_connections_per_address = 0",
             "unknown = 1",
         ] {
