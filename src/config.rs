@@ -131,7 +131,7 @@ impl Default for Limits {
             max_batch: 100,
             max_document_bytes: 64 << 20,
             concurrent_requests_per_caller: 16,
-            requests_per_second_per_caller: 50,
+            requests_per_second_per_caller: 100,
             request_timeout_seconds: 60,
             memory_budget_bytes: 256 << 20,
             anonymous_signatures_per_second: 100,
