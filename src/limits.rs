@@ -26,6 +26,15 @@ pub enum Caller {
     Address(IpAddr),
 }
 
+impl Caller {
+    /// The caller behind a peer address. IPv6 hosts usually get a whole /64
+    /// (RFC 6177), so its addresses are one caller; IPv4-mapped addresses
+    /// are their IPv4 address.
+    pub fn from_address(address: IpAddr) -> Self {
+        Caller::Address(host(address))
+    }
+}
+
 impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -34,6 +43,17 @@ impl std::fmt::Display for Caller {
             }
             Caller::Address(address) => write!(f, "address {address}"),
         }
+    }
+}
+
+/// The host behind `address`, as [`Caller::from_address`] explains.
+fn host(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -309,6 +329,17 @@ mod tests {
         let _other = limits.admit(b).unwrap();
         drop(first);
         limits.admit(a).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_caller() {
+        let a = Caller::from_address("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = Caller::from_address("2001:db8:1:2:bbbb::2".parse().unwrap());
+        let c = Caller::from_address("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mapped = Caller::from_address("::ffff:127.0.0.2".parse().unwrap());
+        assert_eq!(mapped, Caller::Address([127, 0, 0, 2].into()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, Instant, Sleep};
 
-use super::lock;
+use super::{host, lock};
 
 /// How long the accept loop pauses after `accept` failed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -38,8 +38,10 @@ impl Connections {
         })
     }
 
-    /// A slot for a connection from `peer`, or none beyond the caps.
+    /// A slot for a connection from `peer` (an IPv6 /64 counts as one
+    /// address), or none beyond the caps.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
+        let peer = host(peer);
         let mut open = lock(&self.open);
         let (total, by_address) = &mut *open;
         let of_peer = by_address.entry(peer).or_default();

@@ -135,7 +135,7 @@ fn caller(extensions: &Extensions) -> Caller {
     let tcp = tls
         .map(TlsConnectInfo::get_ref)
         .or_else(|| extensions.get::<TcpConnectInfo>());
-    Caller::Address(
+    Caller::from_address(
         tcp.and_then(TcpConnectInfo::remote_addr)
             .map_or(std::net::Ipv6Addr::UNSPECIFIED.into(), |a| a.ip()),
     )
