@@ -71,3 +71,75 @@ async fn the_http_endpoint_closes_idle_connections() {
         .expect("closed before hyper's 30 s header timeout");
     assert!(after < Duration::from_secs(25));
 }
+
+/// `qsign serve` under `ulimit -n 40`: sixty connections exhaust its file
+/// descriptors (EMFILE on accept); it logs, pauses, and signs afterwards.
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    use std::process::{Command, Stdio};
+    const QSIGN: &str = env!("CARGO_BIN_EXE_qsign");
+    let temp = tempfile::tempdir().unwrap();
+    let state = temp.path().join("state");
+    let log = temp.path().join("serve.log");
+    let free_port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (port, tsa_port) = (free_port(), free_port());
+    let script = format!(
+        "ulimit -n 40 && exec \"$0\" serve --listen 127.0.0.1:{port} \
+         --tsa-listen 127.0.0.1:{tsa_port} --state-dir \"$1\""
+    );
+    let child = Command::new("bash")
+        .args(["-c", &script, QSIGN])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("bash");
+    let _serving = Killed(child);
+    let logged = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(what)
+        {
+            assert!(Instant::now() < deadline, "no '{what}' in the log");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    logged("qsign serving");
+    let held: Vec<_> = (0..60)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    logged("accept failed");
+    drop(held);
+    let file = temp.path().join("after.txt");
+    std::fs::write(&file, b"signed after EMFILE").unwrap();
+    let out = Command::new(QSIGN)
+        .args([
+            "sign-detached",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--dev-identity", "Karen Blixen", "--state-dir"])
+        .arg(&state)
+        .arg(&file)
+        .output()
+        .expect("qsign sign-detached");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Kills the child on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
