@@ -119,6 +119,10 @@ pub struct Limits {
     /// HTTP/2 keep-alive ping interval of the gRPC server (a peer that does
     /// not answer within it is dropped).
     pub keepalive_seconds: u64,
+    /// A gRPC connection older than this is closed gracefully (HTTP/2
+    /// GOAWAY; requests in progress end within `request_timeout_seconds`):
+    /// it also ends connections that answer pings but send no requests.
+    pub max_connection_age_seconds: u64,
     /// Open connections per listener, in total and per peer IP address;
     /// beyond them a new connection is closed at once.
     pub max_connections: usize,
@@ -138,6 +142,7 @@ impl Default for Limits {
             crl_cache_seconds: 60,
             idle_timeout_seconds: 120,
             keepalive_seconds: 30,
+            max_connection_age_seconds: 3600,
             max_connections: 1024,
             max_connections_per_address: 64,
         }
@@ -150,6 +155,9 @@ impl Limits {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_seconds)
+    }
+    pub fn max_connection_age(&self) -> Duration {
+        Duration::from_secs(self.max_connection_age_seconds)
     }
     pub fn crl_cache(&self) -> Duration {
         Duration::from_secs(self.crl_cache_seconds)
@@ -168,6 +176,7 @@ impl Limits {
             self.request_timeout_seconds,
             self.idle_timeout_seconds,
             self.keepalive_seconds,
+            self.max_connection_age_seconds,
         ];
         if counts.contains(&0) || times.contains(&0) {
             return Err(invalid(
@@ -535,6 +544,7 @@ jwks_file = "jwks.json"
             "memory_budget_bytes = 1000",
             "crl_cache_seconds = 600",
             "keepalive_seconds = 120",
+            "max_connection_age_seconds = 0",
             "max_connections_per_address = 0",
             "unknown = 1",
         ] {

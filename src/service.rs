@@ -244,7 +244,10 @@ pub async fn serve(
     let keepalive = Some(std::time::Duration::from_secs(config.keepalive_seconds));
     let mut server = Server::builder()
         .http2_keepalive_interval(keepalive)
-        .http2_keepalive_timeout(keepalive);
+        .http2_keepalive_timeout(keepalive)
+        // No max_connection_age_grace: tonic 0.14 then skips the graceful
+        // close; requests in progress end by the guard's deadline anyway.
+        .max_connection_age(config.max_connection_age());
     if let Some(tls) = tls {
         server = server
             .tls_config(server_tls(tls)?)

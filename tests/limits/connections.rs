@@ -58,6 +58,30 @@ async fn idle_connections_are_closed_and_the_cap_refuses_more() {
         .expect("signing works afterwards");
 }
 
+/// An HTTP/2 connection that answers pings but sends no request is closed
+/// after `max_connection_age_seconds`.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_connections_are_closed() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let server = Server::start(env().core("limits-age", |c| {
+        c.limits.max_connection_age_seconds = 1;
+        c.limits.keepalive_seconds = 1;
+    }))
+    .await;
+    let stream = connect(server.address).await;
+    let (_sender, connection) = hyper::client::conn::http2::handshake::<
+        _,
+        _,
+        http_body_util::Empty<hyper::body::Bytes>,
+    >(TokioExecutor::new(), TokioIo::new(stream))
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::time::timeout(Duration::from_secs(30), connection)
+        .await
+        .expect("the server ends an old connection")
+        .ok();
+}
+
 /// The RFC 3161 endpoint closes idle connections too.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_http_endpoint_closes_idle_connections() {
