@@ -21,7 +21,6 @@ use crate::tsa::http::CrlOf;
 use crate::tsa::MessageImprint;
 use crate::{Error, ErrorKind};
 
-/// nextUpdate - thisUpdate of the root's CRL (RFC 5280 §5.1.2.5).
 /// A CRL (DER) and when it was made.
 type Made = Option<(Instant, Vec<u8>)>;
 
@@ -29,6 +28,7 @@ type Made = Option<(Instant, Vec<u8>)>;
 #[derive(Default)]
 struct CrlCache(tokio::sync::Mutex<[Made; 2]>);
 
+/// nextUpdate - thisUpdate of the root's CRL (RFC 5280 §5.1.2.5).
 const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// DER bytes reserved for the document time-stamp token: TSTInfo, the
 /// SignerInfo and the TSA certificate (at most `MAX_END_ENTITY_LEN`).

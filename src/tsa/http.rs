@@ -4,7 +4,9 @@
 //! the whole URL) but those of the revocation services: `GET /crl/...`
 //! (the CAs' CRLs) and, with `[ocsp]`, `POST /ocsp` (RFC 6960 A.1). HTTP/1.1 through hyper; HTTP-level faults (method,
 //! content type, size, a slow or broken body) get a 4xx with a plain-text
-//! reason, every TimeStampReq gets a TimeStampResp.
+//! reason, every TimeStampReq gets a TimeStampResp. The HSM signatures it
+//! makes for anyone share one rate (SPEC §12; 429 beyond it), and
+//! connections are capped and closed when idle (`limits::Accept`).
 
 use std::convert::Infallible;
 use std::future::Future;
