@@ -455,6 +455,15 @@ mod tests {
         unnamed.organization_name = "  ".into();
         assert!(Profiles::new(vec![unnamed]).is_err());
         assert!(Profiles::new(vec![profile("a", "12345678", &[])]).is_err());
+        let mut bidi = profile("a", "12345678", &[Right::Seal]);
+        bidi.organization_name = "Acme\u{202E}S/A".into();
+        let err = Profiles::new(vec![bidi]).unwrap_err();
+        assert!(matches!(err, AuthError::Config(m) if m.contains("U+202E")));
+        let mut decomposed = profile("a", "12345678", &[Right::Seal]);
+        decomposed.organization_name = "A\u{30A}rhus A/S".into();
+        let profiles = Profiles::new(vec![decomposed]).unwrap();
+        let name = &profiles.get("a").unwrap().organization_name;
+        assert_eq!(name, "\u{C5}rhus A/S", "NFC (UAX #15)");
         let two_sign = vec![
             profile("a", "12345678", &[Right::Sign]),
             profile("b", "12345678", &[Right::Sign]),
