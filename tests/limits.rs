@@ -245,6 +245,13 @@ async fn a_malformed_message_is_invalid_argument() {
     let (code, message) = call.answer.await.unwrap();
     assert_eq!(code, Code::InvalidArgument, "{message}");
     assert!(message.contains("protobuf"), "{message}");
+    // A length prefix of 4 GiB is refused before anything more is read.
+    let mut call = raw_call(server.address, FIRST, "SignDetached").await;
+    let body = call.body.take().unwrap();
+    body.send(prefix(u32::MAX as usize)).await.unwrap();
+    let (code, message) = call.answer.await.unwrap();
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert!(message.contains("SHA-256 digests"), "{message}");
 }
 
 fn rss_bytes() -> Option<u64> {

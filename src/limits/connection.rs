@@ -195,7 +195,7 @@ impl Accept {
             };
             let Some(slot) = self.connections.admit(peer.ip()) else {
                 // Dropping the stream closes it at once.
-                tracing::info!(%peer, "connection refused: too many open connections");
+                tracing::debug!(%peer, "connection refused: too many open connections");
                 continue;
             };
             let _ = stream.set_nodelay(true);

@@ -98,7 +98,7 @@ where
     async fn admit(mut self, request: Request<Body>) -> Result<Response<Body>, Status> {
         let caller = caller(request.extensions());
         let _admission = self.limiter.callers.admit(caller).map_err(|e| {
-            tracing::info!(%caller, "request over the caller's limits");
+            tracing::debug!(%caller, "request over the caller's limits");
             status(e)
         })?;
         let (parts, body) = request.into_parts();
