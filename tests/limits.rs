@@ -232,6 +232,57 @@ async fn a_request_past_the_deadline_is_unavailable() {
     sign_from(&server, FIRST, 6).await.expect("still serving");
 }
 
+/// A deadline that passes while the HSM works (RSA-3072 key generation is
+/// slow) leaves no key: the job finishes on its worker and its guard
+/// destroys the key. Either outcome is fine; the token must be clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_during_hsm_work_leaves_no_key() {
+    let label = "limits-deadline-hsm";
+    let server = Server::start(env().core(label, |c| {
+        c.limits.request_timeout_seconds = 1;
+    }))
+    .await;
+    let mut client = server.client_from(Some(FIRST)).await;
+    let mut timed_out = 0;
+    for seed in 40..43u8 {
+        let d = [seed; 32];
+        let mut slow = request(vec![digest(d)], env().token(&Who::jens(), &[d]), "");
+        slow.key_algorithm = qsign::proto::KeyAlgorithm::Rsa3072 as i32;
+        slow.level = qsign::proto::Level::BT as i32;
+        match client.sign_detached(slow).await {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::Unavailable && s.message().contains("deadline") => {
+                timed_out += 1
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    hsm_drained(&server.core, env().config.hsm.sessions).await;
+    assert_eq!(env().leftover_keys(label), 0);
+    eprintln!("{timed_out} of 3 RSA-3072 requests passed the 1 s deadline");
+}
+
+/// Returns once every HSM job queued before has finished: one job per
+/// session worker, all meeting at a barrier (the workers share one queue).
+async fn hsm_drained(core: &qsign::signing::SigningCore, sessions: usize) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(sessions));
+    let jobs: Vec<_> = (0..sessions)
+        .map(|_| {
+            let (hsm, barrier) = (core.hsm.clone(), barrier.clone());
+            tokio::spawn(async move {
+                hsm.run(move |_| {
+                    barrier.wait();
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .collect();
+    for job in jobs {
+        job.await.unwrap().expect("HSM job");
+    }
+}
+
 /// Before this, a message that is not protobuf was INTERNAL (tonic-prost).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_message_is_invalid_argument() {
