@@ -73,6 +73,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
         verifier,
         profiles,
         limits: config.limits.clone(),
+        limiter: crate::limits::Limiter::new(&config.limits),
         tsa,
         tsa_urls: config
             .tsa

@@ -97,7 +97,9 @@ struct TokenFile {
     replay_journal: Option<PathBuf>,
 }
 
-/// Request limits (SPEC §7 RESOURCE_EXHAUSTED).
+/// Request and connection limits (SPEC §7 RESOURCE_EXHAUSTED, §12). A
+/// "calling system" is the client certificate when there is one, else the
+/// peer IP address (`limits::Caller`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -105,6 +107,35 @@ pub struct Limits {
     pub max_batch: usize,
     /// Bytes of one PDF, or of all contents of one batch.
     pub max_document_bytes: usize,
+    /// gRPC requests of one calling system in progress at once.
+    pub concurrent_requests_per_caller: usize,
+    /// gRPC requests per second of one calling system (a token bucket
+    /// holding one second's worth).
+    pub requests_per_second_per_caller: u32,
+    /// A gRPC request still running after this is answered UNAVAILABLE (its
+    /// HSM work finishes on its own and destroys its key).
+    pub request_timeout_seconds: u64,
+    /// Bytes of request messages held at once, across all callers.
+    pub memory_budget_bytes: usize,
+    /// HSM signatures per second for anonymous work (HTTP time-stamps,
+    /// OCSP, CRLs; the TimeStamp RPC), in total.
+    pub anonymous_signatures_per_second: u32,
+    /// How long a CRL served on `GET /crl/...` is reused before a new one
+    /// is signed.
+    pub crl_cache_seconds: u64,
+    /// A connection that receives nothing for this long is closed.
+    pub idle_timeout_seconds: u64,
+    /// HTTP/2 keep-alive ping interval of the gRPC server (a peer that does
+    /// not answer within it is dropped).
+    pub keepalive_seconds: u64,
+    /// A gRPC connection older than this is closed gracefully (HTTP/2
+    /// GOAWAY; requests in progress end within `request_timeout_seconds`):
+    /// it also ends connections that answer pings but send no requests.
+    pub max_connection_age_seconds: u64,
+    /// Open connections per listener, in total and per peer IP address;
+    /// beyond them a new connection is closed at once.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -112,7 +143,69 @@ impl Default for Limits {
         Self {
             max_batch: 100,
             max_document_bytes: 64 << 20,
+            concurrent_requests_per_caller: 16,
+            requests_per_second_per_caller: 100,
+            request_timeout_seconds: 60,
+            memory_budget_bytes: 256 << 20,
+            anonymous_signatures_per_second: 100,
+            crl_cache_seconds: 60,
+            idle_timeout_seconds: 120,
+            keepalive_seconds: 30,
+            max_connection_age_seconds: 3600,
+            max_connections: 1024,
+            max_connections_per_address: 64,
         }
+    }
+}
+
+impl Limits {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
+    }
+    pub fn max_connection_age(&self) -> Duration {
+        Duration::from_secs(self.max_connection_age_seconds)
+    }
+    pub fn crl_cache(&self) -> Duration {
+        Duration::from_secs(self.crl_cache_seconds)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let counts = [
+            self.max_batch,
+            self.concurrent_requests_per_caller,
+            self.requests_per_second_per_caller as usize,
+            self.anonymous_signatures_per_second as usize,
+            self.max_connections,
+            self.max_connections_per_address,
+        ];
+        let times = [
+            self.request_timeout_seconds,
+            self.idle_timeout_seconds,
+            self.keepalive_seconds,
+            self.max_connection_age_seconds,
+        ];
+        if counts.contains(&0) || times.contains(&0) {
+            return Err(invalid(
+                "[limits] counts, rates and timeouts must be at least 1",
+            ));
+        }
+        // A peer's answers to the pings keep a connection with a long
+        // request from looking idle.
+        if self.keepalive_seconds >= self.idle_timeout_seconds {
+            return Err(invalid(
+                "[limits] keepalive_seconds must be shorter than idle_timeout_seconds",
+            ));
+        }
+        // Semaphore permits are u32 (`limits::MemoryBudget`).
+        if self.memory_budget_bytes < 1 << 20 || self.memory_budget_bytes > u32::MAX as usize {
+            return Err(invalid(
+                "[limits] memory_budget_bytes must be between 1 MiB and 4 GiB",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -316,9 +409,14 @@ impl Config {
                 p.id
             )));
         }
-        if file.hsm.sessions == 0 || file.limits.max_batch == 0 {
+        if file.hsm.sessions == 0 {
+            return Err(invalid("[hsm] sessions must be at least 1"));
+        }
+        file.limits.validate()?;
+        if file.limits.crl_cache_seconds >= lifetime.as_secs() {
+            // The issuing CA's CRL is valid for one certificate lifetime.
             return Err(invalid(
-                "[hsm] sessions and [limits] max_batch must be at least 1",
+                "[limits] crl_cache_seconds must be shorter than [certificate] lifetime_minutes",
             ));
         }
         Ok(Self {
@@ -552,6 +650,32 @@ jwks_file = "jwks.json"
             "{keys}client_ca = \"ca.pem\"\nclient_auth = \"maybe\""
         ))
         .is_err());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let with = |limits: &str| {
+            let file: File = toml::from_str(&format!("{BASE}[limits]\n{limits}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/"))
+        };
+        let limits = with("").unwrap().limits;
+        assert_eq!(limits.anonymous_signatures_per_second, 100);
+        assert_eq!(limits.memory_budget_bytes, 256 << 20);
+        for bad in [
+            "max_batch = 0",
+            "concurrent_requests_per_caller = 0",
+            "requests_per_second_per_caller = 0",
+            "request_timeout_seconds = 0",
+            "memory_budget_bytes = 1000",
+            "crl_cache_seconds = 600",
+            "keepalive_seconds = 120",
+            "max_connection_age_seconds = 0",
+            "max_connections_per_address = 0",
+            "unknown = 1",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("qsign_descriptor");
 }
 pub mod hsm;
+pub mod limits;
 pub mod pades;
 pub mod pki;
 pub mod service;

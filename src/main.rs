@@ -336,6 +336,7 @@ async fn tsa_endpoint(
         core.hsm.clone(),
         tsa,
         core.revocation_services(),
+        core.limiter.clone(),
         listener,
         tls.map(|t| t.acceptor(qsign::service::tls::ALPN_HTTP1)),
         std::future::pending(),

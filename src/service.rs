@@ -3,23 +3,27 @@
 //! (`status::status`), and serves health and reflection beside it. `tls`
 //! holds the TLS set-up that the HTTP endpoint shares.
 
+pub mod codec;
+mod guard;
 mod status;
 pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use crate::auth::CallingSystem;
 use crate::hsm::KeyAlgorithm;
+use crate::limits::{Accept, Guarded};
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::Error;
+use guard::Guard;
 pub use status::status;
 pub use tls::Tls;
 
@@ -108,7 +112,11 @@ impl SigningService for Service {
         request: Request<proto::TimeStampRequest>,
     ) -> Result<Response<proto::TimeStampResponse>, Status> {
         let digest = request.into_inner().sha256_digest;
-        let token = self.core.time_stamp(&digest).await.map_err(status)?;
+        let token = self
+            .core
+            .anonymous_time_stamp(&digest)
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::TimeStampResponse {
             time_stamp_token: token,
         }))
@@ -237,9 +245,11 @@ pub async fn serve(
         .max_document_bytes
         .saturating_mul(2)
         .saturating_add(1 << 20);
+    let limiter = core.limiter.clone();
     let signing = SigningServiceServer::new(Service::new(core))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let signing = Guard::new(signing, limiter.clone(), max_message);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SigningServiceServer<Service>>()
@@ -249,35 +259,41 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::internal("reflection service").with_source(e))?;
+    let config = &limiter.config;
+    // RFC 9113 §6.7 PING: a peer that does not answer within the interval
+    // is gone; idle and over-cap connections are closed by `Accept`.
+    let keepalive = Some(std::time::Duration::from_secs(config.keepalive_seconds));
     let router = Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(keepalive)
+        // No max_connection_age_grace: tonic 0.14 then skips the graceful
+        // close; requests in progress end by the guard's deadline anyway.
+        .max_connection_age(config.max_connection_age())
         .add_service(health)
         .add_service(reflection)
         .add_service(signing);
+    let incoming = Accept::new(listener, limiter.connections(), config.idle_timeout());
     let served = match tls {
         Some(tls) => {
-            let incoming = tls::incoming(listener, tls.acceptor(tls::ALPN_GRPC));
+            let incoming = tls::incoming(incoming, tls.acceptor(tls::ALPN_GRPC));
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
         None => {
             router
-                .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
     };
     served.map_err(|e| Error::internal("gRPC server failed").with_source(e))
 }
 
-/// Accepted connections with Nagle's algorithm off: a unary gRPC exchange
-/// is a few small writes, and delayed ACKs would add ~40 ms to each.
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
+/// tonic learns the peer address through this (`Request::remote_addr`).
+impl Connected for Guarded<TcpStream> {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.get_ref().connect_info()
+    }
 }

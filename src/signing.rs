@@ -52,6 +52,8 @@ pub struct SigningCore {
     pub verifier: Verifier,
     pub profiles: Profiles,
     pub limits: Limits,
+    /// Per-caller and anonymous limits, memory budget (SPEC §12).
+    pub limiter: Arc<crate::limits::Limiter>,
     /// The built-in time-stamping authority, when `[tsa]` is configured.
     pub tsa: Option<Arc<TimeStampAuthority>>,
     /// External TSAs (`[tsa] urls`), tried in order; when any is given they
@@ -151,6 +153,7 @@ impl SigningCore {
                 ),
             ));
         }
+        self.precheck(&authorization, content_bytes(&documents))?;
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &digests, now)?;
@@ -227,6 +230,17 @@ impl SigningCore {
             self.profiles
                 .authorize(&activation, seal, authorization.client.as_ref())?;
         Ok((activation, signatory))
+    }
+
+    /// Before `bytes` of content are hashed: a token that cannot be valid
+    /// (bad signature, expired, spent) is refused without the work. `check`
+    /// verifies it again with the digests; small requests skip this.
+    fn precheck(&self, authorization: &Authorization, bytes: usize) -> Result<(), Error> {
+        if bytes >= LARGE {
+            self.verifier
+                .verify(&authorization.activation_token, SystemTime::now())?;
+        }
+        Ok(())
     }
 
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
@@ -343,12 +357,15 @@ fn sha256_digest(bytes: &[u8], what: &str) -> Result<[u8; 32], Error> {
     })
 }
 
+/// Bytes from which hashing or parsing is slow enough to matter.
+const LARGE: usize = 256 << 10;
+
 /// Runs `work` off the async workers when `len` bytes make it slow.
 async fn blocking_if_large<T: Send + 'static>(
     len: usize,
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    if len < 256 << 10 {
+    if len < LARGE {
         return work();
     }
     tokio::task::spawn_blocking(work)
@@ -384,15 +401,19 @@ fn subject(signatory: &Signatory) -> Subject<'_> {
     }
 }
 
-/// SHA-256 of each document; big contents are hashed off the async workers.
-async fn digests(documents: Vec<Document>, max_bytes: usize) -> Result<Vec<[u8; 32]>, Error> {
-    let content_bytes: usize = documents
+fn content_bytes(documents: &[Document]) -> usize {
+    documents
         .iter()
         .map(|d| match d {
             Document::Content(c) => c.len(),
             Document::Digest(_) => 0,
         })
-        .sum();
+        .sum()
+}
+
+/// SHA-256 of each document; big contents are hashed off the async workers.
+async fn digests(documents: Vec<Document>, max_bytes: usize) -> Result<Vec<[u8; 32]>, Error> {
+    let content_bytes = content_bytes(&documents);
     if content_bytes > max_bytes {
         return Err(Error::new(
             ErrorKind::ResourceExhausted,

@@ -250,6 +250,7 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
         .unwrap(),
         profiles: qsign::auth::Profiles::new(env().config.profiles.clone()).unwrap(),
         limits: base.limits.clone(),
+        limiter: base.limiter.clone(),
         tsa: None,
         tsa_urls: vec![],
         ocsp: None,

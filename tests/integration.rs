@@ -13,6 +13,7 @@ mod detached;
 mod errors;
 mod hygiene;
 mod levels;
+mod limits;
 mod ltv;
 mod ocsp;
 mod pades;

@@ -236,6 +236,7 @@ async fn https_endpoint(
         core.hsm.clone(),
         core.tsa.clone().expect("the development TSA"),
         core.revocation_services(),
+        core.limiter.clone(),
         listener,
         Some(tls.acceptor(qsign::service::tls::ALPN_HTTP1)),
         async {

@@ -53,6 +53,7 @@ impl TsaServer {
             core.hsm.clone(),
             tsa,
             core.revocation_services(),
+            core.limiter.clone(),
             listener,
             None,
             async {
@@ -85,6 +86,16 @@ impl Drop for TsaServer {
 
 /// An HTTP exchange over a fresh connection: status, Content-Type, body.
 pub async fn http(address: SocketAddr, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let (status, content_type, body, _) = http_with_headers(address, head, body).await;
+    (status, content_type, body)
+}
+
+/// [`http`], and the Retry-After seconds if any (RFC 6585 §4).
+pub async fn http_with_headers(
+    address: SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>, Option<u64>) {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
@@ -104,15 +115,21 @@ pub async fn http(address: SocketAddr, head: &str, body: &[u8]) -> (u16, String,
         .expect("end of headers");
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head[9..12].parse().expect("status code");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
             l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
+                .strip_prefix(name)
                 .map(|v| v.trim().to_owned())
         })
-        .unwrap_or_default();
-    (status, content_type, response[split + 4..].to_vec())
+    };
+    let content_type = header("content-type:").unwrap_or_default();
+    let retry_after = header("retry-after:").and_then(|v| v.parse().ok());
+    (
+        status,
+        content_type,
+        response[split + 4..].to_vec(),
+        retry_after,
+    )
 }
 
 /// POSTs a query with the RFC 3161 §3.4 content type.

@@ -9,6 +9,7 @@ use base64::{alphabet, Engine as _};
 use serde::Deserialize;
 
 use super::{Activation, AuthError, ProfileId, TokenPolicy};
+use crate::pki::name::{forbidden_character, nfc};
 
 /// Longest `jti` remembered by the replay cache.
 pub const MAX_JTI_LEN: usize = 256;
@@ -135,14 +136,20 @@ impl Claims {
     }
 }
 
-/// A name claim: trimmed, empty counts as absent, control characters refused.
+/// A name claim: trimmed, NFC (UAX #15), empty counts as absent. A token
+/// whose name holds control, bidirectional (UAX #9) or other invisible
+/// format characters is a bad token: it could show one name and certify
+/// another.
 fn name(value: Option<String>, claim: &str) -> Result<Option<String>, AuthError> {
     let Some(value) = value else { return Ok(None) };
-    if value.chars().any(char::is_control) {
-        return Err(malformed(format!("'{claim}' contains control characters")));
+    if let Some(character) = forbidden_character(&value) {
+        return Err(malformed(format!(
+            "'{claim}' contains {character}; names may not hold control, bidirectional or \
+             invisible format characters"
+        )));
     }
     let trimmed = value.trim();
-    Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
+    Ok((!trimmed.is_empty()).then(|| nfc(trimmed)))
 }
 
 /// SPEC §3: a non-empty list of base64url SHA-256 digests.
@@ -286,6 +293,8 @@ mod tests {
             ("jti", json!(""), "jti"),
             ("jti", json!("j".repeat(MAX_JTI_LEN + 1)), "jti"),
             ("given_name", json!("Karen\nBlixen"), "control"),
+            ("family_name", json!("Blixen\u{202E}"), "U+202E"),
+            ("org_name", json!("Acme\u{200B} A/S"), "U+200B"),
         ];
         for (claim, value, expect) in cases {
             match check(&with(claim, value.clone())) {
@@ -328,5 +337,7 @@ mod tests {
         assert_eq!(a.digests, vec![[5; 32]]);
         let a = check(&with("given_name", json!(" Karen "))).unwrap();
         assert_eq!(a.given_name.as_deref(), Some("Karen"));
+        let a = check(&with("family_name", json!("A\u{30A}berg"))).unwrap();
+        assert_eq!(a.family_name.as_deref(), Some("\u{C5}berg"), "NFC");
     }
 }

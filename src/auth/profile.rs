@@ -186,8 +186,10 @@ impl Profiles {
     pub fn new(profiles: Vec<Profile>) -> Result<Self, AuthError> {
         let mut by_id = HashMap::with_capacity(profiles.len());
         let mut personal = HashMap::new();
-        for profile in profiles {
+        for mut profile in profiles {
             check_profile(&profile)?;
+            // UAX #15: the certificate carries the NFC form.
+            profile.organization_name = crate::pki::name::nfc(&profile.organization_name);
             if profile.allows(Right::Sign) {
                 if let Some(other) = personal.insert(profile.cvr.clone(), profile.id.clone()) {
                     return Err(AuthError::Config(format!(
@@ -322,9 +324,9 @@ fn check_profile(profile: &Profile) -> Result<(), AuthError> {
             "profile '{id}' has an empty organization_name"
         )));
     }
-    if profile.organization_name.chars().any(char::is_control) {
+    if let Some(character) = crate::pki::name::forbidden_character(&profile.organization_name) {
         return Err(AuthError::Config(format!(
-            "profile '{id}' has control characters in organization_name"
+            "profile '{id}' has {character} in organization_name; remove it"
         )));
     }
     if profile.allow.is_empty() {
@@ -517,6 +519,15 @@ mod tests {
         unnamed.organization_name = "  ".into();
         assert!(Profiles::new(vec![unnamed]).is_err());
         assert!(Profiles::new(vec![profile("a", "12345678", &[])]).is_err());
+        let mut bidi = profile("a", "12345678", &[Right::Seal]);
+        bidi.organization_name = "Acme\u{202E}S/A".into();
+        let err = Profiles::new(vec![bidi]).unwrap_err();
+        assert!(matches!(err, AuthError::Config(m) if m.contains("U+202E")));
+        let mut decomposed = profile("a", "12345678", &[Right::Seal]);
+        decomposed.organization_name = "A\u{30A}rhus A/S".into();
+        let profiles = Profiles::new(vec![decomposed]).unwrap();
+        let name = &profiles.get("a").unwrap().organization_name;
+        assert_eq!(name, "\u{C5}rhus A/S", "NFC (UAX #15)");
         let two_sign = vec![
             profile("a", "12345678", &[Right::Sign]),
             profile("b", "12345678", &[Right::Sign]),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,6 +16,7 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
 use crate::config::{ClientAuth, TlsConfig};
+use crate::limits::{Accept, Guarded};
 use crate::Error;
 
 /// A client that connects but does not finish its handshake in this time is
@@ -85,7 +86,10 @@ impl Acceptor {
     /// The handshake, bounded by [`HANDSHAKE_TIMEOUT`]. A client without an
     /// acceptable certificate, where one is required, fails here (RFC 8446
     /// §4.4.2.4: `certificate_required`; TLS 1.2: `handshake_failure`).
-    pub async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    pub async fn accept<IO>(&self, stream: IO) -> std::io::Result<TlsStream<IO>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, self.0.accept(stream))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))?
@@ -96,24 +100,17 @@ impl Acceptor {
 /// own task, so a slow client does not hold up the others; failed ones are
 /// logged and dropped. Ends when the stream is dropped.
 pub fn incoming(
-    listener: TcpListener,
+    mut accept: Accept,
     acceptor: Acceptor,
-) -> impl tokio_stream::Stream<Item = std::io::Result<TlsStream<TcpStream>>> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<TlsStream<Guarded<TcpStream>>>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
+            // `Accept` applies the connection caps and backs off on errors.
             let (stream, peer) = tokio::select! {
                 () = sender.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "TLS: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                accepted = accept.next() => accepted,
             };
-            let _ = stream.set_nodelay(true);
             let (acceptor, sender) = (acceptor.clone(), sender.clone());
             tokio::spawn(async move {
                 match acceptor.accept(stream).await {

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -20,6 +20,13 @@ use crate::state::ROOT_KEY_LABEL;
 use crate::tsa::http::CrlOf;
 use crate::tsa::MessageImprint;
 use crate::{Error, ErrorKind};
+
+/// A CRL (DER) and when it was made.
+type Made = Option<(Instant, Vec<u8>)>;
+
+/// The CRLs of the HTTP endpoint (issuing CA, root).
+#[derive(Default)]
+struct CrlCache(tokio::sync::Mutex<[Made; 2]>);
 
 /// nextUpdate - thisUpdate of the root's CRL (RFC 5280 §5.1.2.5).
 const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -174,6 +181,32 @@ impl SigningCore {
             .await
     }
 
+    /// SPEC §12: a CRL is signed once per interval and served from the
+    /// cache, the signing within the anonymous HSM rate. Only `GET /crl/...`
+    /// uses it: B-LT embeds CRLs issued with the signature (`revocation_data`).
+    async fn cached_crl(
+        self: &Arc<Self>,
+        cache: &CrlCache,
+        which: CrlOf,
+    ) -> Result<Vec<u8>, Error> {
+        // One lock for both CRLs: at most one is being signed at a time, and
+        // a burst of GETs waits for it instead of signing many.
+        let mut slots = cache.0.lock().await;
+        let slot = &mut slots[match which {
+            CrlOf::IssuingCa => 0,
+            CrlOf::Root => 1,
+        }];
+        if let Some((made, der)) = slot {
+            if made.elapsed() < self.limits.crl_cache() {
+                return Ok(der.clone());
+            }
+        }
+        self.limiter.anonymous.admit("a new CRL")?;
+        let der = self.current_crl(which).await?;
+        *slot = Some((Instant::now(), der.clone()));
+        Ok(der)
+    }
+
     /// RFC 6960 Appendix A.1: the `[ocsp]` responder's answer to a DER
     /// OCSPRequest, signed in the token: "good" for the issuing CA's
     /// certificates (qsign revokes none), "unknown" for others (§2.2),
@@ -196,12 +229,14 @@ impl SigningCore {
             .await
     }
 
-    /// The CRLs and the OCSP responder (if any) for the HTTP endpoint.
+    /// The CRLs and the OCSP responder (if any) for the HTTP endpoint. The
+    /// CRLs come from a cache renewed every `[limits] crl_cache_seconds`.
     pub fn revocation_services(self: &Arc<Self>) -> crate::tsa::http::Revocation {
         let core = self.clone();
+        let cache = Arc::new(CrlCache::default());
         let crls: crate::tsa::http::CrlSource = Arc::new(move |which| {
-            let core = core.clone();
-            Box::pin(async move { core.current_crl(which).await })
+            let (core, cache) = (core.clone(), cache.clone());
+            Box::pin(async move { core.cached_crl(&cache, which).await })
         });
         let core = self.clone();
         let ocsp: crate::tsa::http::OcspSource = Arc::new(move |request| {
@@ -212,6 +247,15 @@ impl SigningCore {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
         }
+    }
+
+    /// [`SigningCore::time_stamp`] for anyone (the TimeStamp RPC): within
+    /// the rate of anonymous HSM signatures (SPEC §12), RESOURCE_EXHAUSTED
+    /// beyond it.
+    pub async fn anonymous_time_stamp(self: &Arc<Self>, digest: &[u8]) -> Result<Vec<u8>, Error> {
+        super::sha256_digest(digest, "sha256_digest")?;
+        self.limiter.anonymous.admit("TimeStamp")?;
+        self.time_stamp(digest).await
     }
 
     /// A time-stamp token of the built-in TSA over `digest` (SHA-256): the

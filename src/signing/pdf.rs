@@ -25,6 +25,36 @@ pub struct PdfOptions {
     pub visible: Option<(u32, [f32; 4])>,
 }
 
+/// Characters of each of reason, location and contact_info.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+impl PdfOptions {
+    /// The text fields go into the signature dictionary that viewers show
+    /// (ISO 32000-2 §12.8.1 Table 255): bounded, and without control,
+    /// bidirectional (UAX #9) or invisible format characters.
+    fn check(&self) -> Result<(), Error> {
+        let fields = [
+            ("reason", &self.reason),
+            ("location", &self.location),
+            ("contact_info", &self.contact_info),
+        ];
+        for (field, value) in fields {
+            let Some(value) = value else { continue };
+            if value.chars().count() > MAX_TEXT_CHARS {
+                return Err(Error::invalid_argument(format!(
+                    "{field} is longer than {MAX_TEXT_CHARS} characters; shorten it"
+                )));
+            }
+            if let Some(character) = crate::pki::name::forbidden_character(value) {
+                return Err(Error::invalid_argument(format!(
+                    "{field} contains {character}; remove it"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct SignedPdf {
     pub signed_pdf: Vec<u8>,
     pub certificate: Vec<u8>,
@@ -42,6 +72,7 @@ impl SigningCore {
         authorization: Authorization,
     ) -> Result<SignedPdf, Error> {
         let level = self.level(authorization.level)?;
+        options.check()?;
         if pdf.len() > self.limits.max_document_bytes {
             return Err(Error::new(
                 ErrorKind::ResourceExhausted,
@@ -53,6 +84,7 @@ impl SigningCore {
                 ),
             ));
         }
+        self.precheck(&authorization, pdf.len())?;
         let pdf = Arc::new(pdf);
         let document_digest = blocking_if_large(pdf.len(), {
             let pdf = pdf.clone();

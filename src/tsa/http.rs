@@ -6,7 +6,9 @@
 //! `[tls]` it is HTTPS (RFC 9110 §4.2.2) with the gRPC port's certificate
 //! and client certificates. HTTP/1.1 through hyper; HTTP-level faults (method,
 //! content type, size, a slow or broken body) get a 4xx with a plain-text
-//! reason, every TimeStampReq gets a TimeStampResp.
+//! reason, every TimeStampReq gets a TimeStampResp. The HSM signatures it
+//! makes for anyone share one rate (SPEC §12; 429 beyond it), and
+//! connections are capped and closed when idle (`limits::Accept`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -24,7 +26,9 @@ use tokio::net::TcpListener;
 
 use super::{protocol, TimeStampAuthority};
 use crate::hsm::Hsm;
+use crate::limits::{Accept, Limiter, Rate};
 use crate::service::tls::Acceptor;
+use crate::ErrorKind;
 
 /// RFC 3161 §3.4 MIME types.
 pub const QUERY_CONTENT_TYPE: &str = "application/timestamp-query";
@@ -77,37 +81,38 @@ pub const ROOT_CA_CRL_PATH: &str = "/crl/root-ca.crl";
 
 /// Serves the TSA on `listener` until `shutdown` completes; each connection
 /// runs in its own task (after its TLS handshake with `tls`), the HSM work
-/// of each query in [`Hsm::run`].
+/// of each query in [`Hsm::run`]. The `limiter` caps connections and the
+/// anonymous HSM signatures (SPEC §12).
 pub async fn serve(
     hsm: Hsm,
     tsa: Arc<TimeStampAuthority>,
     revocation: Revocation,
+    limiter: Arc<Limiter>,
     listener: TcpListener,
     tls: Option<Acceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut incoming = Accept::new(
+        listener,
+        limiter.connections(),
+        limiter.config.idle_timeout(),
+    );
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // E.g. out of file descriptors: back off, keep serving.
-                    tracing::warn!(error = %e, "TSA: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = incoming.next() => accepted,
         };
-        let _ = stream.set_nodelay(true);
         let (hsm, tsa, revocation, tls) =
             (hsm.clone(), tsa.clone(), revocation.clone(), tls.clone());
+        let limiter = limiter.clone();
         tokio::spawn(async move {
             let ended = match tls {
-                None => connection(TokioIo::new(stream), hsm, tsa, revocation).await,
+                None => connection(TokioIo::new(stream), hsm, tsa, revocation, limiter).await,
                 Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => connection(TokioIo::new(stream), hsm, tsa, revocation).await,
+                    Ok(stream) => {
+                        connection(TokioIo::new(stream), hsm, tsa, revocation, limiter).await
+                    }
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "TSA: TLS handshake failed");
                         return;
@@ -127,13 +132,18 @@ async fn connection<I>(
     hsm: Hsm,
     tsa: Arc<TimeStampAuthority>,
     revocation: Revocation,
+    limiter: Arc<Limiter>,
 ) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| {
         let (hsm, tsa, revocation) = (hsm.clone(), tsa.clone(), revocation.clone());
-        async move { Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation).await) }
+        let limiter = limiter.clone();
+        async move {
+            let rate = &limiter.anonymous;
+            Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation, rate).await)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -149,6 +159,7 @@ async fn route(
     hsm: &Hsm,
     tsa: &Arc<TimeStampAuthority>,
     revocation: &Revocation,
+    rate: &Rate,
 ) -> Reply {
     let path = request.uri().path();
     let ocsp_get = path
@@ -163,8 +174,8 @@ async fn route(
             );
         };
         return match ocsp_get.map(ocsp_get_request) {
-            None => answer_ocsp(request, ocsp).await,
-            Some(Some(der)) => respond_ocsp(ocsp, Bytes::from(der)).await,
+            None => answer_ocsp(request, ocsp, rate).await,
+            Some(Some(der)) => respond_ocsp(ocsp, Bytes::from(der), rate).await,
             Some(None) => plain(
                 StatusCode::BAD_REQUEST,
                 "GET /ocsp/ takes the URL-encoded base64 of a DER OCSPRequest (RFC 6960 A.1)",
@@ -179,11 +190,11 @@ async fn route(
     match (which, &revocation.crls, request.method() == Method::GET) {
         (Some(which), Some(crls), true) => crl(crls, which).await,
         (Some(_), None, true) => plain(StatusCode::NOT_FOUND, "no CRLs are served here"),
-        _ => handle(request, hsm, tsa).await,
+        _ => handle(request, hsm, tsa, rate).await,
     }
 }
 
-async fn answer_ocsp(request: Request<Incoming>, ocsp: &OcspSource) -> Reply {
+async fn answer_ocsp(request: Request<Incoming>, ocsp: &OcspSource, rate: &Rate) -> Reply {
     let body = match body(
         request,
         OCSP_REQUEST_TYPE,
@@ -194,7 +205,7 @@ async fn answer_ocsp(request: Request<Incoming>, ocsp: &OcspSource) -> Reply {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    respond_ocsp(ocsp, body).await
+    respond_ocsp(ocsp, body, rate).await
 }
 
 /// RFC 6960 A.1: `GET {url}/{url-encoding of base-64 encoding of the DER
@@ -218,7 +229,10 @@ fn ocsp_get_request(encoded: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
-async fn respond_ocsp(ocsp: &OcspSource, request: Bytes) -> Reply {
+async fn respond_ocsp(ocsp: &OcspSource, request: Bytes, rate: &Rate) -> Reply {
+    if let Err(wait) = rate.try_take() {
+        return too_many(wait);
+    }
     match ocsp(request).await {
         Ok(der) => der_reply(der, OCSP_RESPONSE_TYPE),
         Err(e) => {
@@ -234,6 +248,9 @@ async fn respond_ocsp(ocsp: &OcspSource, request: Bytes) -> Reply {
 async fn crl(crls: &CrlSource, which: CrlOf) -> Reply {
     match crls(which).await {
         Ok(der) => der_reply(der, "application/pkix-crl"),
+        // The source signs a new CRL only when its cache is stale, within
+        // the anonymous rate.
+        Err(e) if e.kind() == ErrorKind::ResourceExhausted => too_many(Duration::from_secs(1)),
         Err(e) => {
             tracing::error!(error = %e, "CRL: not made");
             plain(
@@ -244,7 +261,12 @@ async fn crl(crls: &CrlSource, which: CrlOf) -> Reply {
     }
 }
 
-async fn handle(request: Request<Incoming>, hsm: &Hsm, tsa: &Arc<TimeStampAuthority>) -> Reply {
+async fn handle(
+    request: Request<Incoming>,
+    hsm: &Hsm,
+    tsa: &Arc<TimeStampAuthority>,
+    rate: &Rate,
+) -> Reply {
     let query = match body(
         request,
         QUERY_CONTENT_TYPE,
@@ -255,6 +277,9 @@ async fn handle(request: Request<Incoming>, hsm: &Hsm, tsa: &Arc<TimeStampAuthor
         Ok(query) => query,
         Err(reply) => return reply,
     };
+    if let Err(wait) = rate.try_take() {
+        return too_many(wait);
+    }
     match protocol::respond(hsm, tsa, &query).await {
         Ok(der) => der_reply(der, REPLY_CONTENT_TYPE),
         Err(e) => {
@@ -322,6 +347,20 @@ fn der_reply(der: Vec<u8>, content_type: &'static str) -> Reply {
     reply
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reply
+}
+
+/// RFC 6585 §4 429 Too Many Requests, with Retry-After (RFC 9110 §10.2.3)
+/// in whole seconds: the anonymous HSM rate (SPEC §12) is used up.
+fn too_many(wait: Duration) -> Reply {
+    let mut reply = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "this endpoint's rate of HSM signatures is used up; retry after the Retry-After seconds",
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    reply
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     reply
 }
 

@@ -1,8 +1,8 @@
 //! The SoftHSM fixture, an in-process server, token minting and the
 //! external verifiers (openssl, the shared pyHanko validators).
 
-pub mod postgres;
 pub mod pki;
+pub mod postgres;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -199,8 +199,18 @@ impl Server {
     }
 
     pub async fn client(&self) -> SigningServiceClient<Channel> {
+        self.client_from(None).await
+    }
+
+    /// A client whose connection comes from `local` (e.g. 127.0.0.2: Linux
+    /// routes all of 127/8 to lo), a different calling system.
+    pub async fn client_from(
+        &self,
+        local: Option<std::net::IpAddr>,
+    ) -> SigningServiceClient<Channel> {
         let channel = Channel::from_shared(format!("http://{}", self.address))
             .expect("uri")
+            .local_address(local)
             .connect()
             .await
             .expect("connect");
