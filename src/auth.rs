@@ -8,18 +8,22 @@
 //!        Activation::covers(document digests)   PERMISSION_DENIED if not approved
 //!        Profiles::authorize(seal_profile) ──▶ Signatory   PERMISSION_DENIED / INVALID_ARGUMENT
 //!        … every other check of the request …
-//!        (HSM task, once the key exists)
-//!        Verifier::consume(&activation)         UNAUTHENTICATED if replayed
+//!        Verifier::reserve(&activation) ──▶ Reservation   UNAUTHENTICATED if spent or in use
+//!        (HSM task: key, certificate, CMS)
+//!        Reservation::commit                    when the signature leaves
 //! ```
 //!
-//! `consume` comes last so that a request refused for another reason, or an
-//! HSM that cannot make a key, does not burn the signer's single-use token.
+//! The reservation comes after every other check, so that a refused request
+//! does not burn the signer's single-use token, and before any HSM work, so
+//! that a replay costs no key (`single_use`). A failure of the service's
+//! own releases the token.
 
 mod claims;
 mod error;
 mod jwks;
 mod profile;
 mod replay;
+mod single_use;
 mod token;
 
 pub mod dev;
@@ -33,6 +37,9 @@ use std::time::SystemTime;
 pub use claims::MAX_JTI_LEN;
 pub use error::AuthError;
 pub use profile::{Cvr, Profile, ProfileId, Profiles, Right};
+pub use single_use::{
+    token_id, Claim, LedgerError, LedgerFuture, Reservation, SpentLedger, TokenId,
+};
 pub use token::{TokenPolicy, Verifier, MAX_TOKEN_LEN};
 
 /// An authentic, well-formed activation token: the signer's approval of a

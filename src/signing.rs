@@ -3,13 +3,15 @@
 //! ```text
 //! activation token ──verify──► Activation ──covers(digests)──► authorize(profile)
 //!        │                                                          │
-//!        └────────────── consume jti (single use) ◄─────────────────┘
-//!                                   │
+//!        └────────────── reserve jti (single use) ◄─────────────────┘
+//!                                   │  spent or in use: UNAUTHENTICATED, no key made
 //!                 Hsm::run (one job on a pooled session's worker thread)
 //!                 ├─ EphemeralKey::generate   (guard: destroyed on drop)
 //!                 ├─ pki::issue               (issuing CA key signs the TBS)
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token
+//!                                   │
+//!        (audit record) ── commit the reservation (spent) ── response
 //! ```
 //!
 //! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
@@ -28,7 +30,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Activation, Profiles, Signatory, Verifier};
+use crate::auth::{Activation, Profiles, Reservation, Signatory, Verifier};
 use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
 use crate::pki::ocsp::Responder;
@@ -60,6 +62,8 @@ pub struct SigningCore {
     /// `[ocsp]`: certificates name this responder instead of carrying
     /// noRevAvail; B-LT embeds its response about the signer's certificate.
     pub ocsp: Option<Arc<Responder>>,
+    /// `[database]`: spent tokens (through `verifier`), the audit log.
+    pub database: Option<crate::store::Database>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -151,7 +155,7 @@ impl SigningCore {
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &digests, now)?;
-        let signed = self
+        let (signed, reservation) = self
             .sign_digests(Job {
                 activation,
                 signatory,
@@ -162,6 +166,7 @@ impl SigningCore {
                 level,
             })
             .await?;
+        self.deliver(reservation).await?;
         Ok(DetachedSignatures {
             cms: signed.cms,
             certificate: signed.certificate,
@@ -206,8 +211,8 @@ impl SigningCore {
     }
 
     /// SPEC §3, §4: a valid token that covers every digest and allows the
-    /// profile. The HSM task spends it (`Verifier::consume`) once it holds
-    /// a key (`sign_digests`).
+    /// profile. `sign_digests` reserves it before the HSM task; `deliver`
+    /// spends it.
     fn check(
         &self,
         authorization: &Authorization,
@@ -224,8 +229,42 @@ impl SigningCore {
         Ok((activation, signatory))
     }
 
+    /// SPEC §3 single use without amplification: the token is reserved
+    /// before any HSM work, so a spent or in-use token is refused before a
+    /// key is made. A failure of the service's own (HSM, TSA, database)
+    /// releases it; any other failure after HSM work spends it, or the
+    /// same request could make the HSM work again and again. The caller
+    /// commits the reservation when the signature leaves (`deliver`).
+    async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<(Signed, Reservation), Error> {
+        let reservation = self
+            .verifier
+            .reserve(&job.activation, SystemTime::now())
+            .await?;
+        match self.sign_reserved(job).await {
+            Ok(signed) => Ok((signed, reservation)),
+            Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+                reservation.release().await;
+                Err(e)
+            }
+            Err(e) => {
+                if let Err(spent) = reservation.commit().await {
+                    tracing::warn!(error = %spent, "could not spend a refused request's token");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The signature leaves. The audit record (SPEC §11) is written here,
+    /// before the commit: when it cannot be, return that error (the
+    /// reservation drops, is released, and nothing leaves). Then the token
+    /// is spent (SPEC §3); when that cannot be recorded, likewise.
+    async fn deliver(&self, reservation: Reservation) -> Result<(), Error> {
+        reservation.commit().await.map_err(Error::from)
+    }
+
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
-    async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
+    async fn sign_reserved(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
         let Job {
             activation,
             signatory,
@@ -249,15 +288,9 @@ impl SigningCore {
         let mut signed = self
             .hsm
             .run(move |session| {
+                // The token is reserved (`sign_digests`): of two requests
+                // with one token only one gets here.
                 let key = session.generate_ephemeral(algorithm)?;
-                // SPEC §3 single use: the token is spent here, once the HSM
-                // has a key for it — not before, so that an HSM that cannot
-                // work does not cost the signer a new activation — and
-                // before anything is signed, so that of two requests with
-                // one token only one signs (the other's key is destroyed).
-                core.verifier
-                    .consume(&activation, SystemTime::now())
-                    .map_err(Error::from)?;
                 let ca = session.issuing_ca()?;
                 let issued = pki::issue(
                     &subject(&signatory),

@@ -50,6 +50,13 @@ pub enum AuthError {
     Config(String),
     #[error("cannot record the activation token's use: {0}")]
     Journal(#[source] std::io::Error),
+    #[error(
+        "the journal of spent tokens {} is in use by another qsign server (its lock file {}.lock is held)",
+        .0.display(), .0.display()
+    )]
+    JournalLocked(std::path::PathBuf),
+    #[error("cannot record the activation token's use in the database")]
+    Ledger(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AuthError {
@@ -75,7 +82,8 @@ impl AuthError {
             }
             AuthError::Config(_) => ErrorKind::Internal,
             // Nothing is signed unless its single use is on record.
-            AuthError::Journal(_) => ErrorKind::Unavailable,
+            AuthError::Journal(_) | AuthError::Ledger(_) => ErrorKind::Unavailable,
+            AuthError::JournalLocked(_) => ErrorKind::FailedPrecondition,
         }
     }
 
@@ -107,7 +115,11 @@ impl AuthError {
             | AuthError::UnknownProfile(_)
             | AuthError::NotAllowed(_)
             | AuthError::Config(_) => "",
-            AuthError::Journal(_) => "; try again later",
+            AuthError::Journal(_) | AuthError::Ledger(_) => "; try again later",
+            AuthError::JournalLocked(_) => {
+                "; give every server its own [token] replay_journal, or let replicas share a \
+                 [database]"
+            }
         }
     }
 }
@@ -119,7 +131,7 @@ impl From<AuthError> for Error {
             AuthError::Config(_) => {
                 "qsign's activation settings are broken; see the server log".to_owned()
             }
-            AuthError::Journal(_) => {
+            AuthError::Journal(_) | AuthError::Ledger(_) => {
                 "qsign cannot record the activation token's use right now; try again later"
                     .to_owned()
             }

@@ -10,7 +10,7 @@ use super::{
     blocking_if_large, ltv, sha256_digest, Authorization, DetachedSignatures, Job, Level,
     PdfDigestSignature, Signed, SigningCore,
 };
-use crate::auth::{Activation, Signatory};
+use crate::auth::{Activation, Reservation, Signatory};
 use crate::pades;
 use crate::signed_data::SigningTime;
 use crate::{Error, ErrorKind};
@@ -72,7 +72,7 @@ impl SigningCore {
             }
         })
         .await?;
-        let signed = self
+        let (signed, reservation) = self
             .sign_byte_range(
                 activation,
                 signatory,
@@ -82,6 +82,8 @@ impl SigningCore {
                 level,
             )
             .await?;
+        // Failures from here on are the service's: the reservation drops
+        // and is released.
         let mut prepared = prepared;
         prepared.embed(&signed.cms[0])?;
         let pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
@@ -92,6 +94,7 @@ impl SigningCore {
             signed_pdf =
                 ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
         }
+        self.deliver(reservation).await?;
         Ok(SignedPdf {
             signed_pdf,
             certificate: signed.certificate,
@@ -114,7 +117,7 @@ impl SigningCore {
         let document_digest = sha256_digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
-        let signed = self
+        let (signed, reservation) = self
             .sign_byte_range(
                 activation,
                 signatory,
@@ -134,6 +137,7 @@ impl SigningCore {
         } else {
             Vec::new()
         };
+        self.deliver(reservation).await?;
         Ok(PdfDigestSignature {
             signature: DetachedSignatures {
                 cms: signed.cms,
@@ -155,7 +159,7 @@ impl SigningCore {
         document_digest: [u8; 32],
         byte_range_digest: [u8; 32],
         level: Level,
-    ) -> Result<Signed, Error> {
+    ) -> Result<(Signed, Reservation), Error> {
         self.sign_digests(Job {
             activation,
             signatory,

@@ -1,0 +1,174 @@
+//! Single use without amplification (SPEC §3, §12): a token is RESERVED
+//! before any HSM work, SPENT when its signature leaves, and RELEASED when
+//! the service itself failed. A token spent or reserved is refused before a
+//! key is made, so a replay costs no HSM time.
+//!
+//! ```text
+//! reserve ── memory (ReplayCache): known here? refused, no database work
+//!         └─ shared ledger (the database, when configured): one atomic
+//!            insert that only one replica can win
+//! commit  ── ledger, then memory (and the journal without a database)
+//! release ── memory, then ledger; also when the guard is dropped
+//! ```
+//!
+//! A reservation whose replica crashed stays in the ledger until its token
+//! expires: the token is refused meanwhile (safe; the signer asks for a new
+//! activation), and then the row is pruned.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use super::replay::ReplayCache;
+use super::AuthError;
+
+/// A token by the SHA-256 of its `jti`: constant size, and never the jti
+/// itself in a file or table.
+pub type TokenId = [u8; 32];
+
+pub fn token_id(jti: &str) -> TokenId {
+    Sha256::digest(jti.as_bytes()).into()
+}
+
+/// Why the ledger could not answer; the caller sees UNAVAILABLE.
+pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type LedgerFuture<T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send>>;
+
+/// What the ledger says to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This replica holds the token now.
+    Reserved,
+    /// Spent: refused for as long as the token could verify.
+    Spent,
+    /// Another request (on another replica) holds it.
+    Held,
+}
+
+/// The record of tokens every replica shares (the database; its SQL lives
+/// in `store::spent`). Each call starts its work at once: dropping the
+/// future does not cancel it, so a guard can release from `Drop`.
+pub trait SpentLedger: Send + Sync {
+    /// Atomically: two replicas cannot both get [`Claim::Reserved`].
+    fn reserve(&self, id: TokenId, until: SystemTime) -> LedgerFuture<Claim>;
+    /// Marks this replica's reservation spent.
+    fn commit(&self, id: TokenId) -> LedgerFuture<()>;
+    /// Removes this replica's reservation (never a spent token).
+    fn release(&self, id: TokenId) -> LedgerFuture<()>;
+}
+
+/// This process's cache in front of the shared ledger, if any.
+#[derive(Default)]
+pub(super) struct SingleUse {
+    pub(super) seen: ReplayCache,
+    pub(super) ledger: Option<Arc<dyn SpentLedger>>,
+}
+
+impl SingleUse {
+    pub(super) async fn reserve(
+        self: &Arc<Self>,
+        id: TokenId,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<Reservation, AuthError> {
+        self.seen.reserve(id, until, now)?;
+        let guard = Reservation {
+            owner: self.clone(),
+            id,
+            until,
+            settled: false,
+        };
+        let Some(ledger) = &self.ledger else {
+            return Ok(guard);
+        };
+        // Cancelled while waiting: the guard's drop releases what the
+        // ledger may have granted.
+        let claim = ledger.reserve(id, until).await;
+        match claim {
+            Ok(Claim::Reserved) => Ok(guard),
+            Ok(Claim::Spent) => {
+                guard.forget();
+                self.seen.spent_elsewhere(id, until);
+                Err(AuthError::Replayed)
+            }
+            Ok(Claim::Held) => {
+                // Not remembered: the other replica may still release it.
+                guard.forget();
+                Err(AuthError::Replayed)
+            }
+            Err(e) => {
+                guard.forget();
+                Err(AuthError::Ledger(e))
+            }
+        }
+    }
+}
+
+/// A reserved token: spent by [`Reservation::commit`], released by
+/// [`Reservation::release`] or when dropped unsettled (an error, a
+/// cancelled request).
+#[must_use = "a reservation is released when dropped"]
+pub struct Reservation {
+    owner: Arc<SingleUse>,
+    id: TokenId,
+    until: SystemTime,
+    settled: bool,
+}
+
+impl Reservation {
+    /// SPEC §3: the token is spent; call it just before the signature
+    /// leaves. On failure the token is released and nothing may leave.
+    pub async fn commit(mut self) -> Result<(), AuthError> {
+        if let Some(ledger) = &self.owner.ledger {
+            ledger.commit(self.id).await.map_err(AuthError::Ledger)?;
+        }
+        self.owner.seen.commit(self.id, self.until)?;
+        self.settled = true;
+        Ok(())
+    }
+
+    /// The service failed: the signer may use the token again.
+    pub async fn release(mut self) {
+        self.settled = true;
+        self.owner.seen.release(self.id);
+        if let Some(ledger) = &self.owner.ledger {
+            if let Err(e) = ledger.release(self.id).await {
+                // The row stays reserved until the token expires: refused,
+                // never signed twice.
+                tracing::warn!(error = %e, "could not release an activation token");
+            }
+        }
+    }
+
+    /// Drops the memory reservation only: the ledger did not grant one.
+    fn forget(mut self) {
+        self.settled = true;
+        self.owner.seen.release(self.id);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.owner.seen.release(self.id);
+        if let Some(ledger) = &self.owner.ledger {
+            // Started by the call; the ledger logs its own failure.
+            drop(ledger.release(self.id));
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("token", &hex::encode(&self.id[..4]))
+            .field("settled", &self.settled)
+            .finish()
+    }
+}

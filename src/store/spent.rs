@@ -1,0 +1,281 @@
+//! Spent activation tokens shared by every replica (SPEC §3, §12): the
+//! ledger behind `auth::Verifier::reserve`.
+//!
+//! A reservation is one `INSERT ... ON CONFLICT DO NOTHING`: of two
+//! replicas inserting the same token only one affects a row. Reservations,
+//! commits and releases of concurrent requests share one transaction
+//! ([`GroupCommit`]); rows are visited in token order so that two replicas'
+//! batches cannot deadlock. Expired rows are pruned once a minute, in a
+//! batch that is written anyway.
+//!
+//! A reservation whose replica crashed is never released: it is refused
+//! until its token expires, then pruned like any other row.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{Any, Transaction};
+
+use super::{Database, GroupCommit, StoreError};
+use crate::auth::{Claim, LedgerFuture, SpentLedger, TokenId};
+
+/// Batches hold at most this many operations.
+const MAX_BATCH: usize = 256;
+/// Seconds between two prunings of expired rows.
+const PRUNE_EVERY: i64 = 60;
+
+const RESERVED: &str = "reserved";
+const SPENT: &str = "spent";
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Reserve { id: TokenId, until: i64 },
+    Commit { id: TokenId },
+    Release { id: TokenId },
+}
+
+impl Op {
+    fn id(&self) -> &TokenId {
+        match self {
+            Op::Reserve { id, .. } | Op::Commit { id } | Op::Release { id } => id,
+        }
+    }
+}
+
+/// The `spent_tokens` table, written through one group-commit writer.
+/// Each instance is one replica (a random id in the `replica` column).
+#[derive(Clone)]
+pub struct SpentTokens {
+    database: Database,
+    writer: GroupCommit<Op, Option<Claim>>,
+}
+
+impl SpentTokens {
+    pub fn new(database: Database) -> Self {
+        let replica: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let pruned = Arc::new(AtomicI64::new(0));
+        let writer = GroupCommit::spawn(
+            database.clone(),
+            MAX_BATCH,
+            Box::new(move |db, ops| Box::pin(write(db, ops, replica.clone(), pruned.clone()))),
+        );
+        Self { database, writer }
+    }
+
+    /// Queues `op` at once, on the database's runtime; the future waits.
+    fn start(&self, op: Op) -> LedgerFuture<Option<Claim>> {
+        let writer = self.writer.clone();
+        let task = self
+            .database
+            .handle()
+            .spawn(async move { writer.submit(op).await });
+        Box::pin(async move {
+            let outcome = task.await.map_err(|_| StoreError::WriterGone)?;
+            outcome.map_err(|e| {
+                tracing::warn!(error = %e, ?op, "spent-token ledger");
+                e.into()
+            })
+        })
+    }
+}
+
+impl SpentLedger for SpentTokens {
+    fn reserve(&self, id: TokenId, until: SystemTime) -> LedgerFuture<Claim> {
+        let until = until
+            .duration_since(UNIX_EPOCH)
+            // Rounded up: a row never goes before its token expires.
+            .map_or(0, |d| d.as_secs() as i64 + 1);
+        let answer = self.start(Op::Reserve { id, until });
+        Box::pin(async move {
+            answer
+                .await?
+                .ok_or_else(|| StoreError::Invalid("no answer to a reservation".into()).into())
+        })
+    }
+
+    fn commit(&self, id: TokenId) -> LedgerFuture<()> {
+        let done = self.start(Op::Commit { id });
+        Box::pin(async move { done.await.map(drop) })
+    }
+
+    fn release(&self, id: TokenId) -> LedgerFuture<()> {
+        let done = self.start(Op::Release { id });
+        Box::pin(async move { done.await.map(drop) })
+    }
+}
+
+/// One batch, one transaction; answers in the order of `ops`.
+async fn write(
+    db: Database,
+    ops: Vec<Op>,
+    replica: Arc<str>,
+    pruned: Arc<AtomicI64>,
+) -> Result<Vec<Option<Claim>>, StoreError> {
+    let now = unix_now();
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| *ops[i].id());
+    let mut answers = vec![None; ops.len()];
+    let mut tx = db.pool().begin().await?;
+    for i in order {
+        answers[i] = apply(&mut tx, ops[i], &replica, now).await?;
+    }
+    if pruned.load(Ordering::Relaxed) + PRUNE_EVERY <= now {
+        let gone = sqlx::query("DELETE FROM spent_tokens WHERE until_unix < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        pruned.store(now, Ordering::Relaxed);
+        tracing::debug!(gone, "pruned expired spent tokens");
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    op: Op,
+    replica: &str,
+    now: i64,
+) -> Result<Option<Claim>, StoreError> {
+    match op {
+        Op::Reserve { id, until } => reserve(tx, id, until, replica, now).await.map(Some),
+        Op::Commit { id } => {
+            let changed = sqlx::query(
+                "UPDATE spent_tokens SET state = $1, changed_unix = $2 \
+                 WHERE jti_sha256 = $3 AND replica = $4 AND state = $5",
+            )
+            .bind(SPENT)
+            .bind(now)
+            .bind(id.to_vec())
+            .bind(replica)
+            .bind(RESERVED)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                // Only once the row expired and was pruned: then no replica
+                // accepts the token any more.
+                tracing::warn!("committed a token whose reservation is gone");
+            }
+            Ok(None)
+        }
+        Op::Release { id } => {
+            sqlx::query(
+                "DELETE FROM spent_tokens WHERE jti_sha256 = $1 AND replica = $2 AND state = $3",
+            )
+            .bind(id.to_vec())
+            .bind(replica)
+            .bind(RESERVED)
+            .execute(&mut **tx)
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// SPEC §3 single use across replicas: one atomic statement decides.
+async fn reserve(
+    tx: &mut Transaction<'static, Any>,
+    id: TokenId,
+    until: i64,
+    replica: &str,
+    now: i64,
+) -> Result<Claim, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO spent_tokens (jti_sha256, until_unix, state, replica, changed_unix) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti_sha256) DO NOTHING",
+    )
+    .bind(id.to_vec())
+    .bind(until)
+    .bind(RESERVED)
+    .bind(replica)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Claim::Reserved);
+    }
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM spent_tokens WHERE jti_sha256 = $1")
+            .bind(id.to_vec())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match state.as_deref() {
+        Some(SPENT) => Claim::Spent,
+        _ => Claim::Held,
+    })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&Database::sqlite_url(&dir.path().join("q.db")), 2).unwrap();
+        (dir, db)
+    }
+
+    fn soon() -> SystemTime {
+        SystemTime::now() + std::time::Duration::from_secs(300)
+    }
+
+    #[tokio::test]
+    async fn one_replica_wins_a_reservation_and_commits_it() {
+        let (_dir, db) = ledger();
+        let (a, b) = (SpentTokens::new(db.clone()), SpentTokens::new(db));
+        let id = [7; 32];
+        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Held);
+        // Only its own replica can release it.
+        b.release(id).await.unwrap();
+        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Held);
+        a.commit(id).await.unwrap();
+        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Spent);
+        a.release(id).await.unwrap();
+        assert_eq!(
+            a.reserve(id, soon()).await.unwrap(),
+            Claim::Spent,
+            "spent stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_released_token_can_be_reserved_again() {
+        let (_dir, db) = ledger();
+        let (a, b) = (SpentTokens::new(db.clone()), SpentTokens::new(db));
+        let id = [9; 32];
+        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        a.release(id).await.unwrap();
+        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_pruned() {
+        let (_dir, db) = ledger();
+        let a = SpentTokens::new(db.clone());
+        let past = SystemTime::now() - std::time::Duration::from_secs(600);
+        a.reserve([1; 32], past).await.unwrap();
+        // A fresh writer prunes in its first batch: the expired row goes.
+        let b = SpentTokens::new(db.clone());
+        b.reserve([2; 32], soon()).await.unwrap();
+        let left: i64 = db
+            .run(|db| async move {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM spent_tokens")
+                    .fetch_one(db.pool())
+                    .await?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+}
