@@ -16,6 +16,7 @@ mod levels;
 mod ltv;
 mod ocsp;
 mod pades;
+mod replay;
 mod service;
 mod store;
 mod tsa;

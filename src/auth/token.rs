@@ -520,7 +520,7 @@ mod tests {
         let a = v.verify(&mint(&idp, &claims()), t0()).unwrap();
         v.reserve(&a, t0()).await.unwrap().release().await;
         drop(v.reserve(&a, t0()).await.unwrap());
-        v.reserve(&a, t0()).await.expect("still unspent");
+        let _held = v.reserve(&a, t0()).await.expect("still unspent");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
