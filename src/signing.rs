@@ -166,12 +166,12 @@ impl SigningCore {
                 level,
             })
             .await?;
-        self.deliver(reservation).await?;
-        Ok(DetachedSignatures {
+        let signatures = DetachedSignatures {
             cms: signed.cms,
             certificate: signed.certificate,
             signature_id: signed.signature_id,
-        })
+        };
+        self.deliver(reservation, Ok(signatures)).await
     }
 
     /// The level a request gets: B-T by default wherever a TSA is available;
@@ -231,10 +231,7 @@ impl SigningCore {
 
     /// SPEC §3 single use without amplification: the token is reserved
     /// before any HSM work, so a spent or in-use token is refused before a
-    /// key is made. A failure of the service's own (HSM, TSA, database)
-    /// releases it; any other failure after HSM work spends it, or the
-    /// same request could make the HSM work again and again. The caller
-    /// commits the reservation when the signature leaves (`deliver`).
+    /// key is made. The caller settles the reservation with `deliver`.
     async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<(Signed, Reservation), Error> {
         let reservation = self
             .verifier
@@ -242,25 +239,27 @@ impl SigningCore {
             .await?;
         match self.sign_reserved(job).await {
             Ok(signed) => Ok((signed, reservation)),
-            Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
-                reservation.release().await;
-                Err(e)
-            }
-            Err(e) => {
-                if let Err(spent) = reservation.commit().await {
-                    tracing::warn!(error = %spent, "could not spend a refused request's token");
-                }
-                Err(e)
-            }
+            Err(e) => Err(refused(reservation, e).await),
         }
     }
 
-    /// The signature leaves. The audit record (SPEC §11) is written here,
-    /// before the commit: when it cannot be, return that error (the
-    /// reservation drops, is released, and nothing leaves). Then the token
-    /// is spent (SPEC §3); when that cannot be recorded, likewise.
-    async fn deliver(&self, reservation: Reservation) -> Result<(), Error> {
-        reservation.commit().await.map_err(Error::from)
+    /// The signature leaves, or the request fails after its reservation.
+    /// The audit record (SPEC §11) is written here, before the commit: when
+    /// it cannot be, fail (the reservation is released, nothing leaves).
+    /// Then the token is spent (SPEC §3); when that cannot be recorded,
+    /// likewise.
+    async fn deliver<T>(
+        &self,
+        reservation: Reservation,
+        outcome: Result<T, Error>,
+    ) -> Result<T, Error> {
+        match outcome {
+            Ok(signed) => {
+                reservation.commit().await?;
+                Ok(signed)
+            }
+            Err(e) => Err(refused(reservation, e).await),
+        }
     }
 
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
@@ -359,6 +358,18 @@ impl SigningCore {
             .collect::<Result<_, _>>()?;
         Ok(signed.0)
     }
+}
+
+/// A failure after the reservation. The service's own (HSM, TSA, database:
+/// UNAVAILABLE, INTERNAL) releases the token; any other spends it, or the
+/// same request could make the HSM work again and again.
+async fn refused(reservation: Reservation, error: Error) -> Error {
+    if matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
+        reservation.release().await;
+    } else if let Err(e) = reservation.commit().await {
+        tracing::warn!(error = %e, "could not spend a refused request's token");
+    }
+    error
 }
 
 /// A digest field of a request as a SHA-256 value; `what` names the field.

@@ -82,24 +82,24 @@ impl SigningCore {
                 level,
             )
             .await?;
-        // Failures from here on are the service's: the reservation drops
-        // and is released.
-        let mut prepared = prepared;
-        prepared.embed(&signed.cms[0])?;
-        let pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
-        let mut signed_pdf = pdf;
-        signed_pdf.extend_from_slice(prepared.update());
-        if level >= Level::BLt {
-            let certificate = signed.certificate.clone();
-            signed_pdf =
-                ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
-        }
-        self.deliver(reservation).await?;
-        Ok(SignedPdf {
-            signed_pdf,
-            certificate: signed.certificate,
-            signature_id: signed.signature_id,
-        })
+        // The update and B-LT/B-LTA data; `deliver` settles the token.
+        let outcome = async {
+            let mut prepared = prepared;
+            prepared.embed(&signed.cms[0])?;
+            let mut signed_pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| (*shared).clone());
+            signed_pdf.extend_from_slice(prepared.update());
+            if level >= Level::BLt {
+                let certificate = signed.certificate.clone();
+                signed_pdf =
+                    ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
+            }
+            Ok(SignedPdf {
+                signed_pdf,
+                certificate: signed.certificate,
+                signature_id: signed.signature_id,
+            })
+        };
+        self.deliver(reservation, outcome.await).await
     }
 
     /// Hash-only PAdES: the client prepared the PDF with the same library
@@ -137,8 +137,7 @@ impl SigningCore {
         } else {
             Vec::new()
         };
-        self.deliver(reservation).await?;
-        Ok(PdfDigestSignature {
+        let signature = PdfDigestSignature {
             signature: DetachedSignatures {
                 cms: signed.cms,
                 certificate: signed.certificate,
@@ -147,8 +146,10 @@ impl SigningCore {
             validation_certificates,
             crls: signed.revocation.crls,
             ocsps: signed.revocation.ocsps,
-        })
+        };
+        self.deliver(reservation, Ok(signature)).await
     }
+
     /// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs
     /// the ByteRange digest; the audit records the approved document.
     async fn sign_byte_range(
