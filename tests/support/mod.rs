@@ -195,7 +195,7 @@ impl Server {
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = core.clone();
-        let serving = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
@@ -207,13 +207,12 @@ impl Server {
             address,
             core,
             stop: Some(stop),
-            serving: Some(serving),
+            serving: Some(task),
         }
     }
 
     /// Stops serving and waits until the server has let go of its core
     /// (e.g. of a journal's lock), unlike a plain drop.
-    #[allow(dead_code)]
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
