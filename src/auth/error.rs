@@ -203,6 +203,11 @@ mod tests {
                 AuthError::Config("secret detail".into()),
                 ErrorKind::Internal,
             ),
+            (
+                AuthError::JournalLocked("spent-tokens".into()),
+                ErrorKind::FailedPrecondition,
+            ),
+            (AuthError::Ledger("db down".into()), ErrorKind::Unavailable),
         ]
     }
 
