@@ -101,7 +101,8 @@ impl SingleUse {
                 Err(AuthError::Replayed)
             }
             Err(e) => {
-                guard.forget();
+                // The insert may have happened: released like any other.
+                drop(guard);
                 Err(AuthError::Ledger(e))
             }
         }
