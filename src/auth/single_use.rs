@@ -173,3 +173,146 @@ impl std::fmt::Debug for Reservation {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A ledger in memory that counts its calls; `fail` makes reserve fail.
+    #[derive(Default)]
+    struct Fake {
+        rows: Mutex<HashMap<TokenId, Claim>>,
+        calls: Mutex<Vec<&'static str>>,
+        fail: bool,
+    }
+
+    impl Fake {
+        fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn answer<T: Send + 'static>(&self, call: &'static str, value: T) -> LedgerFuture<T> {
+            self.calls.lock().unwrap().push(call);
+            Box::pin(async move { Ok(value) })
+        }
+    }
+
+    impl SpentLedger for Fake {
+        fn reserve(&self, id: TokenId, _until: SystemTime) -> LedgerFuture<Claim> {
+            if self.fail {
+                self.calls.lock().unwrap().push("reserve");
+                return Box::pin(async { Err("down".into()) });
+            }
+            let mut rows = self.rows.lock().unwrap();
+            let claim = match rows.get(&id) {
+                Some(Claim::Spent) => Claim::Spent,
+                Some(_) => Claim::Held,
+                None => {
+                    rows.insert(id, Claim::Held);
+                    Claim::Reserved
+                }
+            };
+            drop(rows);
+            self.answer("reserve", claim)
+        }
+
+        fn commit(&self, id: TokenId) -> LedgerFuture<()> {
+            self.rows.lock().unwrap().insert(id, Claim::Spent);
+            self.answer("commit", ())
+        }
+
+        fn release(&self, id: TokenId) -> LedgerFuture<()> {
+            let mut rows = self.rows.lock().unwrap();
+            if rows.get(&id) == Some(&Claim::Held) {
+                rows.remove(&id);
+            }
+            drop(rows);
+            self.answer("release", ())
+        }
+    }
+
+    fn with(ledger: &Arc<Fake>) -> Arc<SingleUse> {
+        Arc::new(SingleUse {
+            seen: ReplayCache::default(),
+            ledger: Some(ledger.clone()),
+        })
+    }
+
+    fn times() -> (SystemTime, SystemTime) {
+        let now = SystemTime::now();
+        (now + Duration::from_secs(300), now)
+    }
+
+    #[tokio::test]
+    async fn a_token_spent_here_is_refused_with_no_ledger_work() {
+        let ledger = Arc::new(Fake::default());
+        let single_use = with(&ledger);
+        let (until, now) = times();
+        let id = token_id("a");
+        single_use
+            .reserve(id, until, now)
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            let replay = single_use.reserve(id, until, now).await;
+            assert!(matches!(replay, Err(AuthError::Replayed)));
+        }
+        assert_eq!(ledger.calls(), ["reserve", "commit"]);
+    }
+
+    #[tokio::test]
+    async fn spent_elsewhere_is_remembered_held_elsewhere_is_not() {
+        let ledger = Arc::new(Fake::default());
+        let (here, there) = (with(&ledger), with(&ledger));
+        let (until, now) = times();
+        let (spent, held) = (token_id("spent"), token_id("held"));
+        there
+            .reserve(spent, until, now)
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
+        let holding = there.reserve(held, until, now).await.unwrap();
+        for _ in 0..2 {
+            assert!(here.reserve(spent, until, now).await.is_err());
+            assert!(here.reserve(held, until, now).await.is_err());
+        }
+        // spent: asked once, then known; held: asked each time.
+        assert_eq!(ledger.calls().len(), 3 + 1 + 2);
+        holding.release().await;
+        here.reserve(held, until, now)
+            .await
+            .expect("released there");
+    }
+
+    #[tokio::test]
+    async fn errors_and_drops_release_in_memory_and_in_the_ledger() {
+        let ledger = Arc::new(Fake::default());
+        let single_use = with(&ledger);
+        let (until, now) = times();
+        let id = token_id("a");
+        drop(single_use.reserve(id, until, now).await.unwrap());
+        assert_eq!(ledger.calls(), ["reserve", "release"]);
+        single_use
+            .reserve(id, until, now)
+            .await
+            .expect("free again");
+
+        let down = Arc::new(Fake {
+            fail: true,
+            ..Fake::default()
+        });
+        let single_use = with(&down);
+        let err = single_use.reserve(id, until, now).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+        assert_eq!(down.calls(), ["reserve", "release"]);
+    }
+}
