@@ -288,7 +288,8 @@ mod tests {
         // spent: asked once, then known; held: asked each time.
         assert_eq!(ledger.calls().len(), 3 + 1 + 2);
         holding.release().await;
-        here.reserve(held, until, now)
+        let _held = here
+            .reserve(held, until, now)
             .await
             .expect("released there");
     }
@@ -301,7 +302,7 @@ mod tests {
         let id = token_id("a");
         drop(single_use.reserve(id, until, now).await.unwrap());
         assert_eq!(ledger.calls(), ["reserve", "release"]);
-        single_use
+        let _held = single_use
             .reserve(id, until, now)
             .await
             .expect("free again");
