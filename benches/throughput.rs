@@ -3,6 +3,7 @@
 //! so that the ratios are comparable. Prints figures; asserts nothing.
 //!
 //!   cargo bench --bench throughput [-- SECONDS]
+//!   (QSIGN_BENCH_DATABASE=1: spent tokens in the SQLite database, not memory)
 //!
 //! Modes, each at 1 and 2 concurrent workers, median of 3 runs:
 //! - `hsm-loop`: keygen + read public key, CA signs 600 B, leaf signs 300 B, destroy;
@@ -246,6 +247,12 @@ fn main() {
         .and_then(|n| n.parse().ok())
     {
         config.hsm.sessions = n;
+    }
+    if std::env::var_os("QSIGN_BENCH_DATABASE").is_none() {
+        // Spent tokens in memory, so the figures measure signing; with the
+        // variable set, the development state's SQLite ledger.
+        config.database = None;
+        config.token.replay_journal = None;
     }
     let core = qsign::app::signing_core(&config, &module).expect("core");
     let idp = DevIdp::from_pkcs8_pem(

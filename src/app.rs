@@ -14,6 +14,7 @@ use crate::pki::ocsp::Responder;
 use crate::pki::Issuer;
 use crate::signing::SigningCore;
 use crate::state::{read_certificates, Delegate};
+use crate::store::{redact, Database, SpentTokens};
 use crate::tsa::TimeStampAuthority;
 use crate::{Error, ErrorKind};
 
@@ -53,10 +54,8 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let mut policy = TokenPolicy::new(config.token.issuer.clone(), config.token.audience.clone());
     policy.leeway = config.token.leeway;
     policy.max_lifetime = config.token.max_lifetime;
-    let mut verifier = Verifier::new(policy, &jwks)?;
-    if let Some(path) = &config.token.replay_journal {
-        verifier = verifier.with_journal(path, std::time::SystemTime::now())?;
-    }
+    let database = database(config)?;
+    let verifier = single_use(Verifier::new(policy, &jwks)?, config, database.as_ref())?;
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     let ocsp = ocsp_responder(config, &hsm, &issuer)?;
@@ -80,7 +79,45 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
             .as_ref()
             .map(|t| t.urls.clone())
             .unwrap_or_default(),
+        database,
     }))
+}
+
+/// `[database]`, opened and migrated.
+fn database(config: &Config) -> Result<Option<Database>, Error> {
+    let Some(settings) = &config.database else {
+        return Ok(None);
+    };
+    let database = Database::open(&settings.url, settings.max_connections).map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot open the database {}", redact(&settings.url)),
+        )
+        .with_source(e)
+    })?;
+    Ok(Some(database))
+}
+
+/// SPEC §3, §12: spent tokens in the database when there is one (shared by
+/// every replica), else in the journal file (one server), else in memory.
+fn single_use(
+    verifier: Verifier,
+    config: &Config,
+    database: Option<&Database>,
+) -> Result<Verifier, Error> {
+    match (database, &config.token.replay_journal) {
+        (Some(database), journal) => {
+            if let Some(path) = journal {
+                tracing::warn!(
+                    journal = %path.display(),
+                    "[token] replay_journal is ignored: spent tokens are kept in [database]"
+                );
+            }
+            Ok(verifier.with_ledger(Arc::new(SpentTokens::new(database.clone()))))
+        }
+        (None, Some(path)) => Ok(verifier.with_journal(path, std::time::SystemTime::now())?),
+        (None, None) => Ok(verifier),
+    }
 }
 
 /// The built-in TSA of `[tsa]`, checked against its key in the token.

@@ -9,12 +9,15 @@
 //!        Profiles::authorize(seal_profile,      PERMISSION_DENIED / INVALID_ARGUMENT
 //!                            calling system) ──▶ Signatory
 //!        … every other check of the request …
-//!        (HSM task, once the key exists)
-//!        Verifier::consume(&activation)         UNAUTHENTICATED if replayed
+//!        Verifier::reserve(&activation) ──▶ Reservation   UNAUTHENTICATED if spent or in use
+//!        (HSM task: key, certificate, CMS)
+//!        Reservation::commit                    when the signature leaves
 //! ```
 //!
-//! `consume` comes last so that a request refused for another reason, or an
-//! HSM that cannot make a key, does not burn the signer's single-use token.
+//! The reservation comes after every other check, so that a refused request
+//! does not burn the signer's single-use token, and before any HSM work, so
+//! that a replay costs no key (`single_use`). A failure of the service's
+//! own releases the token.
 
 mod calling_system;
 mod claims;
@@ -22,6 +25,7 @@ mod error;
 mod jwks;
 mod profile;
 mod replay;
+mod single_use;
 mod token;
 
 pub mod dev;
@@ -36,6 +40,9 @@ pub use calling_system::{AllowedClient, CallingSystem};
 pub use claims::MAX_JTI_LEN;
 pub use error::AuthError;
 pub use profile::{Cvr, Profile, ProfileId, Profiles, Right};
+pub use single_use::{
+    token_id, Claim, LedgerError, LedgerFuture, Reservation, SpentLedger, TokenId,
+};
 pub use token::{TokenPolicy, Verifier, MAX_TOKEN_LEN};
 
 /// An authentic, well-formed activation token: the signer's approval of a

@@ -10,6 +10,7 @@ mod mechanism;
 mod pool;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -168,6 +169,8 @@ pub struct Hsm {
 struct Inner {
     pool: Pool,
     settings: Arc<HsmSettings>,
+    /// Ephemeral key pairs generated so far (a metric; tests count with it).
+    generated: Arc<AtomicU64>,
     // Keeps the login alive while pool sessions come and go (closing the
     // last session of an application logs it out, PKCS#11 v3.0 §5.6).
     login: std::sync::Mutex<Session>,
@@ -188,6 +191,7 @@ impl Hsm {
             inner: Arc::new(Inner {
                 pool,
                 settings: Arc::new(settings),
+                generated: Arc::default(),
                 login: std::sync::Mutex::new(login),
             }),
         })
@@ -195,6 +199,13 @@ impl Hsm {
 
     pub fn settings(&self) -> &HsmSettings {
         &self.inner.settings
+    }
+
+    /// Ephemeral key pairs this pool has generated since it opened: the HSM
+    /// work requests caused (a Prometheus counter later; tests use it to
+    /// show a refused request cost no key).
+    pub fn ephemeral_keys_generated(&self) -> u64 {
+        self.inner.generated.load(Ordering::Relaxed)
     }
 
     /// The async boundary: waits for a permit, then runs `work` on a
@@ -225,11 +236,13 @@ impl Hsm {
         F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     {
         let settings = self.inner.settings.clone();
+        let generated = self.inner.generated.clone();
         self.inner.pool.submit(Box::new(move |lease| {
             let outcome = lease.map_err(Error::from).and_then(|lease| {
                 work(&HsmSession {
                     lease,
                     settings: &settings,
+                    generated: &generated,
                 })
             });
             reply(outcome);
@@ -267,6 +280,7 @@ fn panicked() -> Error {
 pub struct HsmSession<'a> {
     lease: &'a Lease,
     settings: &'a HsmSettings,
+    generated: &'a AtomicU64,
 }
 
 impl<'a> HsmSession<'a> {
@@ -280,6 +294,8 @@ impl<'a> HsmSession<'a> {
         &self,
         algorithm: KeyAlgorithm,
     ) -> Result<EphemeralKey<'_>, HsmError> {
+        // Counted when asked for: a failed generation costs the HSM too.
+        self.generated.fetch_add(1, Ordering::Relaxed);
         EphemeralKey::generate(self.lease, algorithm, &self.settings.ephemeral_label)
     }
 

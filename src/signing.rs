@@ -3,13 +3,15 @@
 //! ```text
 //! activation token ──verify──► Activation ──covers(digests)──► authorize(profile)
 //!        │                                                          │
-//!        └────────────── consume jti (single use) ◄─────────────────┘
-//!                                   │
+//!        └────────────── reserve jti (single use) ◄─────────────────┘
+//!                                   │  spent or in use: UNAUTHENTICATED, no key made
 //!                 Hsm::run (one job on a pooled session's worker thread)
 //!                 ├─ EphemeralKey::generate   (guard: destroyed on drop)
 //!                 ├─ pki::issue               (issuing CA key signs the TBS)
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token
+//!                                   │
+//!        (audit record) ── commit the reservation (spent) ── response
 //! ```
 //!
 //! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
@@ -28,7 +30,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Activation, CallingSystem, Profiles, Signatory, Verifier};
+use crate::auth::{Activation, CallingSystem, Profiles, Reservation, Signatory, Verifier};
 use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
 use crate::pki::ocsp::Responder;
@@ -62,6 +64,8 @@ pub struct SigningCore {
     /// `[ocsp]`: certificates name this responder instead of carrying
     /// noRevAvail; B-LT embeds its response about the signer's certificate.
     pub ocsp: Option<Arc<Responder>>,
+    /// `[database]`: spent tokens (through `verifier`), the audit log.
+    pub database: Option<crate::store::Database>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -157,7 +161,7 @@ impl SigningCore {
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &digests, now)?;
-        let signed = self
+        let (signed, reservation) = self
             .sign_digests(Job {
                 activation,
                 signatory,
@@ -168,11 +172,12 @@ impl SigningCore {
                 level,
             })
             .await?;
-        Ok(DetachedSignatures {
+        let signatures = DetachedSignatures {
             cms: signed.cms,
             certificate: signed.certificate,
             signature_id: signed.signature_id,
-        })
+        };
+        self.deliver(reservation, Ok(signatures)).await
     }
 
     /// The level a request gets: B-T by default wherever a TSA is available;
@@ -212,8 +217,8 @@ impl SigningCore {
     }
 
     /// SPEC §3, §4: a valid token that covers every digest and allows the
-    /// profile. The HSM task spends it (`Verifier::consume`) once it holds
-    /// a key (`sign_digests`).
+    /// profile. `sign_digests` reserves it before the HSM task; `deliver`
+    /// spends it.
     fn check(
         &self,
         authorization: &Authorization,
@@ -243,8 +248,41 @@ impl SigningCore {
         Ok(())
     }
 
+    /// SPEC §3 single use without amplification: the token is reserved
+    /// before any HSM work, so a spent or in-use token is refused before a
+    /// key is made. The caller settles the reservation with `deliver`.
+    async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<(Signed, Reservation), Error> {
+        let reservation = self
+            .verifier
+            .reserve(&job.activation, SystemTime::now())
+            .await?;
+        match self.sign_reserved(job).await {
+            Ok(signed) => Ok((signed, reservation)),
+            Err(e) => Err(refused(reservation, e).await),
+        }
+    }
+
+    /// The signature leaves, or the request fails after its reservation.
+    /// The audit record (SPEC §11) is written here, before the commit: when
+    /// it cannot be, fail (the reservation is released, nothing leaves).
+    /// Then the token is spent (SPEC §3); when that cannot be recorded,
+    /// likewise.
+    async fn deliver<T>(
+        &self,
+        reservation: Reservation,
+        outcome: Result<T, Error>,
+    ) -> Result<T, Error> {
+        match outcome {
+            Ok(signed) => {
+                reservation.commit().await?;
+                Ok(signed)
+            }
+            Err(e) => Err(refused(reservation, e).await),
+        }
+    }
+
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
-    async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
+    async fn sign_reserved(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
         let Job {
             activation,
             signatory,
@@ -268,15 +306,9 @@ impl SigningCore {
         let mut signed = self
             .hsm
             .run(move |session| {
+                // The token is reserved (`sign_digests`): of two requests
+                // with one token only one gets here.
                 let key = session.generate_ephemeral(algorithm)?;
-                // SPEC §3 single use: the token is spent here, once the HSM
-                // has a key for it — not before, so that an HSM that cannot
-                // work does not cost the signer a new activation — and
-                // before anything is signed, so that of two requests with
-                // one token only one signs (the other's key is destroyed).
-                core.verifier
-                    .consume(&activation, SystemTime::now())
-                    .map_err(Error::from)?;
                 let ca = session.issuing_ca()?;
                 let issued = pki::issue(
                     &subject(&signatory),
@@ -345,6 +377,18 @@ impl SigningCore {
             .collect::<Result<_, _>>()?;
         Ok(signed.0)
     }
+}
+
+/// A failure after the reservation. The service's own (HSM, TSA, database:
+/// UNAVAILABLE, INTERNAL) releases the token; any other spends it, or the
+/// same request could make the HSM work again and again.
+async fn refused(reservation: Reservation, error: Error) -> Error {
+    if matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
+        reservation.release().await;
+    } else if let Err(e) = reservation.commit().await {
+        tracing::warn!(error = %e, "could not spend a refused request's token");
+    }
+    error
 }
 
 /// A digest field of a request as a SHA-256 value; `what` names the field.

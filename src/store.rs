@@ -20,8 +20,10 @@
 
 mod group;
 mod migrations;
+mod spent;
 
 pub use group::GroupCommit;
+pub use spent::SpentTokens;
 
 use std::future::Future;
 use std::str::FromStr;

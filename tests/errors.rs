@@ -1,5 +1,6 @@
 //! SPEC §7: every error class gets its code and a message a person can act on.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use qsign::auth::dev::DevIdp;
@@ -86,7 +87,7 @@ async fn a_restart_does_not_forget_spent_tokens() {
         .sign_detached(request(vec![content(&data)], token.clone(), ""))
         .await
         .expect("first use signs");
-    drop(before);
+    before.stop().await;
     // A new core on the same journal, as after `qsign serve` restarts.
     let after = Server::start(env().core("err-restart", |_| {})).await;
     let (code, message) = code_of(&after, request(vec![content(&data)], token, "")).await;
@@ -236,38 +237,55 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
         qsign::ErrorKind::Unavailable
     );
 
-    let broken = std::sync::Arc::new(SigningCore {
-        hsm: HsmDown::hsm(),
-        issuer: base.issuer.clone(),
-        root: base.root.clone(),
-        chain: base.chain.clone(),
-        trust_chain: base.trust_chain.clone(),
-        policy: base.policy.clone(),
-        verifier: qsign::auth::Verifier::new(
-            qsign::auth::TokenPolicy::new(qsign::state::DEV_ISSUER, qsign::state::DEV_AUDIENCE),
-            &std::fs::read_to_string(&env().config.token.jwks_file).unwrap(),
-        )
-        .unwrap(),
-        profiles: qsign::auth::Profiles::new(env().config.profiles.clone()).unwrap(),
-        limits: base.limits.clone(),
-        limiter: base.limiter.clone(),
-        tsa: None,
-        tsa_urls: vec![],
-        ocsp: None,
-    });
+    let broken = broken_core(&base, verifier());
     let server = Server::start(broken.clone()).await;
     let data = b"no hsm".to_vec();
     let token = env().token(&Who::jens(), &[sha256(&data)]);
     let (code, message) = code_of(&server, request(vec![content(&data)], token.clone(), "")).await;
     assert_eq!(code, Code::Unavailable, "{message}");
     assert!(message.contains("HSM"), "{message}");
-    // No key, nothing signed: the signer's activation is not spent.
+    // No key, nothing signed: the reservation was released, the signer's
+    // activation is not spent.
     let now = std::time::SystemTime::now();
     let activation = broken.verifier.verify(&token, now).expect("still valid");
     broken
         .verifier
-        .consume(&activation, now)
-        .expect("an HSM that cannot make a key does not burn the token");
+        .reserve(&activation, now)
+        .await
+        .expect("an HSM that cannot make a key does not burn the token")
+        .commit()
+        .await
+        .expect("spent once");
+}
+
+/// A verifier like the development state's, remembering in memory.
+pub fn verifier() -> qsign::auth::Verifier {
+    qsign::auth::Verifier::new(
+        qsign::auth::TokenPolicy::new(qsign::state::DEV_ISSUER, qsign::state::DEV_AUDIENCE),
+        &std::fs::read_to_string(&env().config.token.jwks_file).unwrap(),
+    )
+    .unwrap()
+}
+
+/// `base` with an HSM whose login is gone (every key operation fails,
+/// UNAVAILABLE) and `verifier`.
+pub fn broken_core(base: &SigningCore, verifier: qsign::auth::Verifier) -> Arc<SigningCore> {
+    Arc::new(SigningCore {
+        hsm: HsmDown::hsm(),
+        issuer: base.issuer.clone(),
+        root: base.root.clone(),
+        chain: base.chain.clone(),
+        trust_chain: base.trust_chain.clone(),
+        policy: base.policy.clone(),
+        verifier,
+        profiles: qsign::auth::Profiles::new(env().config.profiles.clone()).unwrap(),
+        limits: base.limits.clone(),
+        limiter: base.limiter.clone(),
+        tsa: None,
+        tsa_urls: vec![],
+        ocsp: None,
+        database: base.database.clone(),
+    })
 }
 
 /// An Hsm on a second token of the same SoftHSM whose login is gone.

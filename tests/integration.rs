@@ -17,6 +17,7 @@ mod limits;
 mod ltv;
 mod ocsp;
 mod pades;
+mod replay;
 mod service;
 mod store;
 mod tls;

@@ -57,6 +57,13 @@ pub enum AuthError {
     Config(String),
     #[error("cannot record the activation token's use: {0}")]
     Journal(#[source] std::io::Error),
+    #[error(
+        "the journal of spent tokens {} is in use by another qsign server (its lock file {}.lock is held)",
+        .0.display(), .0.display()
+    )]
+    JournalLocked(std::path::PathBuf),
+    #[error("cannot record the activation token's use in the database")]
+    Ledger(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AuthError {
@@ -84,7 +91,8 @@ impl AuthError {
             | AuthError::BadAllowedClient(_) => ErrorKind::InvalidArgument,
             AuthError::Config(_) => ErrorKind::Internal,
             // Nothing is signed unless its single use is on record.
-            AuthError::Journal(_) => ErrorKind::Unavailable,
+            AuthError::Journal(_) | AuthError::Ledger(_) => ErrorKind::Unavailable,
+            AuthError::JournalLocked(_) => ErrorKind::FailedPrecondition,
         }
     }
 
@@ -120,7 +128,11 @@ impl AuthError {
             AuthError::ClientCertificate(_) => {
                 "; connect with an X.509 client certificate from the configured client CA"
             }
-            AuthError::Journal(_) => "; try again later",
+            AuthError::Journal(_) | AuthError::Ledger(_) => "; try again later",
+            AuthError::JournalLocked(_) => {
+                "; give every server its own [token] replay_journal, or let replicas share a \
+                 [database]"
+            }
         }
     }
 }
@@ -132,7 +144,7 @@ impl From<AuthError> for Error {
             AuthError::Config(_) => {
                 "qsign's activation settings are broken; see the server log".to_owned()
             }
-            AuthError::Journal(_) => {
+            AuthError::Journal(_) | AuthError::Ledger(_) => {
                 "qsign cannot record the activation token's use right now; try again later"
                     .to_owned()
             }
@@ -204,6 +216,11 @@ mod tests {
                 AuthError::Config("secret detail".into()),
                 ErrorKind::Internal,
             ),
+            (
+                AuthError::JournalLocked("spent-tokens".into()),
+                ErrorKind::FailedPrecondition,
+            ),
+            (AuthError::Ledger("db down".into()), ErrorKind::Unavailable),
         ]
     }
 

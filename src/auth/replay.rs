@@ -1,5 +1,8 @@
-//! Single use of activation tokens (SPEC §3): every `jti` consumed is
-//! remembered until its token could no longer verify, then forgotten.
+//! Single use of activation tokens (SPEC §3) within this process: every
+//! `jti` reserved or spent is remembered until its token could no longer
+//! verify, then forgotten. Without a database this is the whole record
+//! (with the journal, across restarts); with one it answers known tokens
+//! before any database work (`single_use`).
 //!
 //! Memory is bounded by the token lifetime: at most `max_lifetime + leeway`
 //! worth of signatures are remembered. Pruning pops a min-heap ordered by
@@ -7,35 +10,48 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
+use super::single_use::TokenId;
 use super::AuthError;
 
-/// A spent `jti`, by its SHA-256 (constant size, and what the journal holds).
-type Spent = [u8; 32];
+/// What this process knows of a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// A request holds it; it is spent or released when that one ends.
+    Reserved,
+    Spent,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    until: SystemTime,
+    state: State,
+}
 
 #[derive(Default)]
 pub(super) struct ReplayCache {
     inner: Mutex<Seen>,
+    /// Held while the cache lives: one server per journal.
+    _lock: Option<File>,
 }
 
 #[derive(Default)]
 struct Seen {
-    until: HashMap<Spent, SystemTime>,
-    by_expiry: BinaryHeap<Reverse<(SystemTime, Spent)>>,
+    entries: HashMap<TokenId, Entry>,
+    by_expiry: BinaryHeap<Reverse<(SystemTime, TokenId)>>,
     journal: Option<Journal>,
 }
 
 /// Spent tokens on disk, one `hex(sha256(jti)) unix-expiry` line each, so
 /// that a restart does not forget them. Appended per token (no fsync: it
 /// survives the process, which is what a restart is), compacted when most
-/// lines have expired.
+/// lines have expired. Reservations are not written: a crash forgets
+/// them, and nothing they held was handed out.
 struct Journal {
     path: PathBuf,
     file: File,
@@ -43,61 +59,101 @@ struct Journal {
 }
 
 impl ReplayCache {
-    /// A cache that also keeps its entries in `path`, loading the unexpired
-    /// ones written by an earlier run.
+    /// A cache that also keeps its spent tokens in `path`, loading the
+    /// unexpired ones written by an earlier run. Locks `path.lock` first:
+    /// a second server on the same journal would not see this one's tokens,
+    /// so it refuses to start ([`AuthError::JournalLocked`]).
     pub(super) fn with_journal(path: &Path, now: SystemTime) -> Result<Self, AuthError> {
+        let lock = lock(path)?;
         let mut seen = Seen::default();
         if path.exists() {
             let file = File::open(path).map_err(AuthError::Journal)?;
             for line in BufReader::new(file).lines() {
                 let line = line.map_err(AuthError::Journal)?;
                 // A torn last line after a crash is skipped, not fatal.
-                if let Some((spent, until)) = parse_line(&line).filter(|(_, until)| *until > now) {
-                    seen.record(spent, until);
+                if let Some((id, until)) = parse_line(&line).filter(|(_, until)| *until > now) {
+                    seen.record(id, until, State::Spent);
                 }
             }
         }
-        seen.journal = Some(Journal::rewrite(path, &seen.until)?);
+        seen.journal = Some(Journal::rewrite(path, &seen.spent())?);
         Ok(Self {
             inner: Mutex::new(seen),
+            _lock: Some(lock),
         })
     }
 
-    /// Records `jti` until `until`; fails with [`AuthError::Replayed`] if it
-    /// is already recorded. Check and record happen under one lock.
-    pub(super) fn insert(
+    /// Reserves `id` until `until`; fails with [`AuthError::Replayed`] if it
+    /// is reserved or spent. Check and record happen under one lock.
+    pub(super) fn reserve(
         &self,
-        jti: &str,
+        id: TokenId,
         until: SystemTime,
         now: SystemTime,
     ) -> Result<(), AuthError> {
-        // The map stays consistent even if a holder panicked: each step
-        // below leaves it valid.
-        let mut seen = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.seen();
         seen.prune(now);
-        let spent: Spent = Sha256::digest(jti.as_bytes()).into();
-        if seen.until.contains_key(&spent) {
+        if seen.entries.contains_key(&id) {
             return Err(AuthError::Replayed);
         }
-        // On record first: a token whose use cannot be written is not used.
-        let live = seen.until.len();
-        if let Some(journal) = seen.journal.as_mut() {
-            journal.append(&spent, until, live)?;
-        }
-        seen.record(spent, until);
+        seen.record(id, until, State::Reserved);
         Ok(())
     }
 
+    /// Spends a reservation: on the journal first, so a token whose use
+    /// cannot be written stays reserved (and is released) and its
+    /// signature does not leave.
+    pub(super) fn commit(&self, id: TokenId, until: SystemTime) -> Result<(), AuthError> {
+        let mut seen = self.seen();
+        let live = seen.entries.len();
+        if let Some(journal) = seen.journal.as_mut() {
+            journal.append(&id, until, live)?;
+        }
+        seen.record(id, until, State::Spent);
+        Ok(())
+    }
+
+    /// Forgets a reservation (never a spent token).
+    pub(super) fn release(&self, id: TokenId) {
+        let mut seen = self.seen();
+        if seen
+            .entries
+            .get(&id)
+            .is_some_and(|e| e.state == State::Reserved)
+        {
+            seen.entries.remove(&id);
+        }
+    }
+
+    /// Remembers a token the shared record says is spent, so that its
+    /// replays here cost no database work.
+    pub(super) fn spent_elsewhere(&self, id: TokenId, until: SystemTime) {
+        self.seen().record(id, until, State::Spent);
+    }
+
     pub(super) fn len(&self) -> usize {
-        let seen = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.until.len()
+        self.seen().entries.len()
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        // The map stays consistent even if a holder panicked: each step
+        // leaves it valid.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Seen {
-    fn record(&mut self, spent: Spent, until: SystemTime) {
-        self.until.insert(spent, until);
-        self.by_expiry.push(Reverse((until, spent)));
+    fn record(&mut self, id: TokenId, until: SystemTime, state: State) {
+        self.entries.insert(id, Entry { until, state });
+        self.by_expiry.push(Reverse((until, id)));
+    }
+
+    fn spent(&self) -> HashMap<TokenId, SystemTime> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.state == State::Spent)
+            .map(|(id, e)| (*id, e.until))
+            .collect()
     }
 
     /// Forgets every `jti` whose token has expired by `now`.
@@ -106,26 +162,44 @@ impl Seen {
             if *until > now {
                 break;
             }
-            if let Some(Reverse((until, spent))) = self.by_expiry.pop() {
-                // Each recorded jti has exactly one heap entry; the check
-                // only guards against removing a newer record.
-                if self.until.get(&spent) == Some(&until) {
-                    self.until.remove(&spent);
+            if let Some(Reverse((until, id))) = self.by_expiry.pop() {
+                // A heap entry may outlive a released reservation; only an
+                // entry of the same expiry goes.
+                if self.entries.get(&id).map(|e| e.until) == Some(until) {
+                    self.entries.remove(&id);
                 }
             }
         }
     }
 }
 
+/// Takes the advisory lock (flock) of `path` + `.lock`, a file of its own:
+/// the journal itself is replaced when compacted.
+fn lock(path: &Path) -> Result<File, AuthError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(name))
+        .map_err(AuthError::Journal)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(AuthError::JournalLocked(path.to_owned())),
+        Err(TryLockError::Error(e)) => Err(AuthError::Journal(e)),
+    }
+}
+
 impl Journal {
     /// Writes the live entries to a fresh file and renames it into place.
-    fn rewrite(path: &Path, live: &HashMap<Spent, SystemTime>) -> Result<Self, AuthError> {
+    fn rewrite(path: &Path, live: &HashMap<TokenId, SystemTime>) -> Result<Self, AuthError> {
         let mut fresh = path.as_os_str().to_owned();
         fresh.push(".new");
         let fresh = PathBuf::from(fresh);
         let mut text = String::with_capacity(live.len() * 80);
-        for (spent, until) in live {
-            text.push_str(&line(spent, *until));
+        for (id, until) in live {
+            text.push_str(&line(id, *until));
         }
         std::fs::write(&fresh, text).map_err(AuthError::Journal)?;
         std::fs::rename(&fresh, path).map_err(AuthError::Journal)?;
@@ -141,12 +215,11 @@ impl Journal {
     }
 
     /// One line per spent token; compacts when expired lines dominate.
-    fn append(&mut self, spent: &Spent, until: SystemTime, live: usize) -> Result<(), AuthError> {
+    fn append(&mut self, id: &TokenId, until: SystemTime, live: usize) -> Result<(), AuthError> {
         if self.lines > 2 * live + 1024 {
-            // `live` excludes this token; it is appended below.
             let entries = std::fs::read_to_string(&self.path).map_err(AuthError::Journal)?;
             let now = SystemTime::now();
-            let kept: HashMap<Spent, SystemTime> = entries
+            let kept: HashMap<TokenId, SystemTime> = entries
                 .lines()
                 .filter_map(parse_line)
                 .filter(|(_, until)| *until > now)
@@ -154,23 +227,23 @@ impl Journal {
             *self = Journal::rewrite(&self.path, &kept)?;
         }
         self.file
-            .write_all(line(spent, until).as_bytes())
+            .write_all(line(id, until).as_bytes())
             .map_err(AuthError::Journal)?;
         self.lines += 1;
         Ok(())
     }
 }
 
-fn line(spent: &Spent, until: SystemTime) -> String {
+fn line(id: &TokenId, until: SystemTime) -> String {
     let secs = until.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{} {secs}\n", hex::encode(spent))
+    format!("{} {secs}\n", hex::encode(id))
 }
 
-fn parse_line(line: &str) -> Option<(Spent, SystemTime)> {
+fn parse_line(line: &str) -> Option<(TokenId, SystemTime)> {
     let (digest, secs) = line.split_once(' ')?;
-    let spent: Spent = hex::decode(digest).ok()?.try_into().ok()?;
+    let id: TokenId = hex::decode(digest).ok()?.try_into().ok()?;
     let until = UNIX_EPOCH + Duration::from_secs(secs.trim().parse().ok()?);
-    Some((spent, until))
+    Some((id, until))
 }
 
 #[cfg(test)]
@@ -178,20 +251,36 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::auth::single_use::token_id;
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// Reserve and spend at once, as a signature that leaves does.
+    fn spend(cache: &ReplayCache, jti: &str, until: SystemTime, now: SystemTime) {
+        cache.reserve(token_id(jti), until, now).unwrap();
+        cache.commit(token_id(jti), until).unwrap();
+    }
+
     #[test]
-    fn second_insert_is_a_replay() {
+    fn reserved_and_spent_tokens_are_refused_released_ones_are_not() {
         let cache = ReplayCache::default();
-        cache.insert("a", at(100), at(10)).unwrap();
+        let a = token_id("a");
+        cache.reserve(a, at(100), at(10)).unwrap();
         assert!(matches!(
-            cache.insert("a", at(100), at(11)),
+            cache.reserve(a, at(100), at(11)),
             Err(AuthError::Replayed)
         ));
-        cache.insert("b", at(100), at(11)).unwrap();
+        cache.release(a);
+        cache.reserve(a, at(100), at(12)).unwrap();
+        cache.commit(a, at(100)).unwrap();
+        cache.release(a);
+        assert!(matches!(
+            cache.reserve(a, at(100), at(13)),
+            Err(AuthError::Replayed)
+        ));
+        cache.reserve(token_id("b"), at(100), at(13)).unwrap();
     }
 
     #[test]
@@ -199,13 +288,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spent");
         let cache = ReplayCache::with_journal(&path, at(10)).unwrap();
-        cache.insert("a", at(100), at(10)).unwrap();
-        cache.insert("b", at(20), at(10)).unwrap();
+        spend(&cache, "a", at(100), at(10));
+        spend(&cache, "b", at(20), at(10));
+        // Only spent tokens are written.
+        cache.reserve(token_id("c"), at(100), at(10)).unwrap();
         drop(cache);
         // A new process: "a" is still spent, "b" has expired and is dropped.
         let cache = ReplayCache::with_journal(&path, at(30)).unwrap();
         assert!(matches!(
-            cache.insert("a", at(100), at(30)),
+            cache.reserve(token_id("a"), at(100), at(30)),
             Err(AuthError::Replayed)
         ));
         assert_eq!(cache.len(), 1);
@@ -216,6 +307,7 @@ mod tests {
             64,
             "a SHA-256, not the jti"
         );
+        drop(cache);
         // A torn line is skipped.
         std::fs::write(&path, format!("{text}deadbeef 12")).unwrap();
         let cache = ReplayCache::with_journal(&path, at(30)).unwrap();
@@ -223,16 +315,30 @@ mod tests {
     }
 
     #[test]
+    fn one_server_per_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spent");
+        let first = ReplayCache::with_journal(&path, at(10)).unwrap();
+        let second = ReplayCache::with_journal(&path, at(10));
+        assert!(
+            matches!(second, Err(AuthError::JournalLocked(_))),
+            "a second cache on a locked journal"
+        );
+        drop(first);
+        ReplayCache::with_journal(&path, at(10)).expect("the lock goes with its server");
+    }
+
+    #[test]
     fn expired_entries_are_pruned() {
         let cache = ReplayCache::default();
-        cache.insert("a", at(20), at(10)).unwrap();
-        cache.insert("b", at(50), at(10)).unwrap();
-        cache.insert("c", at(30), at(10)).unwrap();
+        spend(&cache, "a", at(20), at(10));
+        spend(&cache, "b", at(50), at(10));
+        spend(&cache, "c", at(30), at(10));
         assert_eq!(cache.len(), 3);
-        cache.insert("d", at(60), at(30)).unwrap();
+        spend(&cache, "d", at(60), at(30));
         assert_eq!(cache.len(), 2, "a and c expired at 20 and 30");
         // Once forgotten a jti could be recorded again, but by then its
         // token no longer verifies.
-        cache.insert("a", at(70), at(40)).unwrap();
+        spend(&cache, "a", at(70), at(40));
     }
 }

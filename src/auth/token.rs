@@ -1,6 +1,7 @@
 //! Verification of the signature activation token (SPEC §3): a compact JWS
 //! (RFC 7515) carrying JWT claims (RFC 7519), checked along RFC 8725.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use super::claims::{malformed, Claims};
 use super::jwks::KeySet;
 use super::replay::ReplayCache;
+use super::single_use::{token_id, Reservation, SingleUse, SpentLedger};
 use super::{Activation, AuthError};
 
 /// Longest token accepted, before any decoding: room for a few hundred
@@ -68,7 +70,7 @@ impl TokenPolicy {
 pub struct Verifier {
     policy: TokenPolicy,
     keys: KeySet,
-    seen: ReplayCache,
+    single_use: Arc<SingleUse>,
 }
 
 /// The JOSE header fields qsign reads (RFC 7515 §4.1). Keys are never taken
@@ -89,20 +91,35 @@ impl Verifier {
         Ok(Self {
             policy,
             keys,
-            seen: ReplayCache::default(),
+            single_use: Arc::default(),
         })
     }
 
     /// Keeps spent tokens in `path` too, so that a restart does not forget
     /// them (SPEC §3: a token is single use); loads those an earlier run
-    /// spent. Without it, a restart within a token's lifetime forgets.
+    /// spent. Without it, a restart within a token's lifetime forgets. One
+    /// server per file: a second one is refused
+    /// ([`AuthError::JournalLocked`]).
     pub fn with_journal(
         mut self,
         path: &std::path::Path,
         now: SystemTime,
     ) -> Result<Self, AuthError> {
-        self.seen = ReplayCache::with_journal(path, now)?;
+        self.single_use = Arc::new(SingleUse {
+            seen: ReplayCache::with_journal(path, now)?,
+            ledger: None,
+        });
         Ok(self)
+    }
+
+    /// Keeps spent tokens in `ledger`, shared by every replica (SPEC §12),
+    /// with this process's memory in front of it; instead of a journal.
+    pub fn with_ledger(mut self, ledger: Arc<dyn SpentLedger>) -> Self {
+        self.single_use = Arc::new(SingleUse {
+            seen: ReplayCache::default(),
+            ledger: Some(ledger),
+        });
+        self
     }
 
     pub fn policy(&self) -> &TokenPolicy {
@@ -131,18 +148,24 @@ impl Verifier {
         claims.into_activation(expires_at)
     }
 
-    /// Single use (SPEC §3): records the `jti` until the token's `exp` plus
-    /// leeway. A second call with the same `jti` fails with
-    /// [`AuthError::Replayed`]. Call it last, once every other check has
-    /// passed, so that a refused request does not burn the token.
-    pub fn consume(&self, activation: &Activation, now: SystemTime) -> Result<(), AuthError> {
+    /// Single use (SPEC §3): reserves the `jti` until the token's `exp`
+    /// plus leeway, on every replica when a ledger is shared. A token spent
+    /// or reserved fails with [`AuthError::Replayed`]. Call it once every
+    /// other check has passed and before any HSM work; commit the guard
+    /// when the signature leaves.
+    pub async fn reserve(
+        &self,
+        activation: &Activation,
+        now: SystemTime,
+    ) -> Result<Reservation, AuthError> {
         let until = activation.expires_at + self.policy.leeway;
         if now >= until {
             return Err(AuthError::Expired {
                 at: activation.expires_at,
             });
         }
-        self.seen.insert(&activation.jti, until, now)
+        let id = token_id(&activation.jti);
+        self.single_use.reserve(id, until, now).await
     }
 
     /// RFC 8725 §3.1: only algorithms of configured keys; never `none`, and
@@ -195,7 +218,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("policy", &self.policy)
             .field("keys", &self.keys.len())
-            .field("remembered_jti", &self.seen.len())
+            .field("remembered_jti", &self.single_use.seen.len())
             .finish()
     }
 }
@@ -238,7 +261,7 @@ fn clip(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Barrier};
+    use std::sync::Arc;
     use std::time::UNIX_EPOCH;
 
     use jsonwebtoken::{EncodingKey, Header as JwtHeader};
@@ -458,49 +481,70 @@ mod tests {
         assert!(matches!(refused(&v, &unknown_alg), AuthError::Algorithm(_)));
     }
 
-    #[test]
-    fn consume_refuses_a_replay() {
+    #[tokio::test]
+    async fn reserve_refuses_a_replay() {
         let idp = DevIdp::generate();
         let v = verifier(&idp);
         let token = mint(&idp, &claims());
         let a = v.verify(&token, t0()).unwrap();
-        v.consume(&a, t0()).unwrap();
-        // verify does not consume; the second consume does not pass.
+        let reserved = v.reserve(&a, t0()).await.unwrap();
+        // verify does not reserve; a second reservation does not pass,
+        // whether the first is in flight or spent.
         let again = v.verify(&token, t0()).unwrap();
-        let err = v.consume(&again, t0()).unwrap_err();
+        let err = v.reserve(&again, t0()).await.unwrap_err();
         assert!(matches!(err, AuthError::Replayed));
         assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+        reserved.commit().await.unwrap();
+        assert!(matches!(
+            v.reserve(&again, t0()).await,
+            Err(AuthError::Replayed)
+        ));
         let other = v.verify(&mint(&idp, &claims()), t0()).unwrap();
-        v.consume(&other, t0()).unwrap();
+        v.reserve(&other, t0())
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
         let late = t0() + 6 * MINUTE;
         assert!(matches!(
-            v.consume(&a, late),
+            v.reserve(&a, late).await,
             Err(AuthError::Expired { .. })
         ));
     }
 
-    #[test]
-    fn consume_is_atomic_across_threads() {
-        const THREADS: usize = 16;
+    #[tokio::test]
+    async fn a_released_or_dropped_reservation_frees_the_token() {
+        let idp = DevIdp::generate();
+        let v = verifier(&idp);
+        let a = v.verify(&mint(&idp, &claims()), t0()).unwrap();
+        v.reserve(&a, t0()).await.unwrap().release().await;
+        drop(v.reserve(&a, t0()).await.unwrap());
+        let _held = v.reserve(&a, t0()).await.expect("still unspent");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn reserve_is_atomic_across_threads() {
+        const TASKS: usize = 16;
         let idp = DevIdp::generate();
         let v = Arc::new(verifier(&idp));
         let a = Arc::new(v.verify(&mint(&idp, &claims()), t0()).unwrap());
-        let start = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
+        let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+        let handles: Vec<_> = (0..TASKS)
             .map(|_| {
                 let (v, a, start) = (v.clone(), a.clone(), start.clone());
-                std::thread::spawn(move || {
-                    start.wait();
-                    v.consume(&a, t0()).is_ok()
+                tokio::spawn(async move {
+                    start.wait().await;
+                    // Kept until counted: a dropped guard releases.
+                    v.reserve(&a, t0()).await.ok()
                 })
             })
             .collect();
-        let wins = handles
-            .into_iter()
-            .map(|h| h.join())
-            .filter(|won| matches!(won, Ok(true)))
-            .count();
-        assert_eq!(wins, 1);
+        let mut held = Vec::new();
+        for handle in handles {
+            held.extend(handle.await.unwrap());
+        }
+        assert_eq!(held.len(), 1);
     }
 
     #[test]

@@ -197,7 +197,7 @@ struct EcdsaSigValue<'a> {
 
 /// `r || s` (PKCS#11) to `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }`.
 fn ecdsa_sig_value(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(HsmError::Token("ECDSA signature has an odd length"));
     }
     let (r, s) = raw.split_at(raw.len() / 2);

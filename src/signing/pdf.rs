@@ -10,7 +10,7 @@ use super::{
     blocking_if_large, ltv, sha256_digest, Authorization, DetachedSignatures, Job, Level,
     PdfDigestSignature, Signed, SigningCore,
 };
-use crate::auth::{Activation, Signatory};
+use crate::auth::{Activation, Reservation, Signatory};
 use crate::pades;
 use crate::signed_data::SigningTime;
 use crate::{Error, ErrorKind};
@@ -104,7 +104,7 @@ impl SigningCore {
             }
         })
         .await?;
-        let signed = self
+        let (signed, reservation) = self
             .sign_byte_range(
                 activation,
                 signatory,
@@ -114,21 +114,24 @@ impl SigningCore {
                 level,
             )
             .await?;
-        let mut prepared = prepared;
-        prepared.embed(&signed.cms[0])?;
-        let pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
-        let mut signed_pdf = pdf;
-        signed_pdf.extend_from_slice(prepared.update());
-        if level >= Level::BLt {
-            let certificate = signed.certificate.clone();
-            signed_pdf =
-                ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
-        }
-        Ok(SignedPdf {
-            signed_pdf,
-            certificate: signed.certificate,
-            signature_id: signed.signature_id,
-        })
+        // The update and B-LT/B-LTA data; `deliver` settles the token.
+        let outcome = async {
+            let mut prepared = prepared;
+            prepared.embed(&signed.cms[0])?;
+            let mut signed_pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| (*shared).clone());
+            signed_pdf.extend_from_slice(prepared.update());
+            if level >= Level::BLt {
+                let certificate = signed.certificate.clone();
+                signed_pdf =
+                    ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
+            }
+            Ok(SignedPdf {
+                signed_pdf,
+                certificate: signed.certificate,
+                signature_id: signed.signature_id,
+            })
+        };
+        self.deliver(reservation, outcome.await).await
     }
 
     /// Hash-only PAdES: the client prepared the PDF with the same library
@@ -146,7 +149,7 @@ impl SigningCore {
         let document_digest = sha256_digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
         let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
-        let signed = self
+        let (signed, reservation) = self
             .sign_byte_range(
                 activation,
                 signatory,
@@ -166,7 +169,7 @@ impl SigningCore {
         } else {
             Vec::new()
         };
-        Ok(PdfDigestSignature {
+        let signature = PdfDigestSignature {
             signature: DetachedSignatures {
                 cms: signed.cms,
                 certificate: signed.certificate,
@@ -175,8 +178,10 @@ impl SigningCore {
             validation_certificates,
             crls: signed.revocation.crls,
             ocsps: signed.revocation.ocsps,
-        })
+        };
+        self.deliver(reservation, Ok(signature)).await
     }
+
     /// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs
     /// the ByteRange digest; the audit records the approved document.
     async fn sign_byte_range(
@@ -187,7 +192,7 @@ impl SigningCore {
         document_digest: [u8; 32],
         byte_range_digest: [u8; 32],
         level: Level,
-    ) -> Result<Signed, Error> {
+    ) -> Result<(Signed, Reservation), Error> {
         self.sign_digests(Job {
             activation,
             signatory,

@@ -17,12 +17,13 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "spent activation tokens",
     // SPEC §3 single use: a token is reserved before any HSM work and
-    // spent when its signature leaves; `until` is when it could no longer
-    // verify, after which the row may go.
+    // spent when its signature leaves (`store::spent`); `until` is when it
+    // could no longer verify, after which the row may go; `replica` is the
+    // process that reserved it (only it commits or releases).
     sql: "CREATE TABLE spent_tokens (
             jti_sha256 {blob} PRIMARY KEY,
             until_unix BIGINT NOT NULL,
-            state TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('reserved', 'spent')),
             replica TEXT NOT NULL,
             changed_unix BIGINT NOT NULL
           );

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use qsign::auth::dev::{dev_subject, DevClaims, DevIdp};
-use qsign::config::Config;
+use qsign::config::{Config, DatabaseConfig};
 use qsign::hsm::{Hsm, HsmSettings, Module};
 use qsign::proto::signing_service_client::SigningServiceClient;
 use qsign::proto::{self, SignPdfRequest};
@@ -73,10 +73,20 @@ impl Env {
     pub fn core(&self, label: &str, tweak: impl FnOnce(&mut Config)) -> Arc<SigningCore> {
         let mut config = self.config.clone();
         config.hsm.ephemeral_key_label = key_label(label);
-        // One journal of spent tokens per test: a "restart" reuses it.
+        // One journal of spent tokens per test: a "restart" reuses it. A
+        // test that wants a database sets one (`sqlite`, `database`).
         config.token.replay_journal = Some(self.dir.join(format!("spent-tokens-{label}")));
+        config.database = None;
         tweak(&mut config);
         qsign::app::signing_core(&config, &self.module).expect("signing core")
+    }
+
+    /// `[database]` on the SQLite file of the test `label` (made on first
+    /// use; cores of one label share it, as replicas would).
+    pub fn sqlite(&self, label: &str) -> DatabaseConfig {
+        database(&qsign::store::Database::sqlite_url(
+            &self.dir.join(format!("{label}.db")),
+        ))
     }
 
     /// `[ocsp]` with the development state's responder, answering at `url`.
@@ -111,6 +121,14 @@ impl Env {
         self.idp
             .mint(&who.claims(digests), now, lifetime)
             .expect("mint")
+    }
+}
+
+/// `[database]` at `url` (e.g. a `postgres::Postgres`).
+pub fn database(url: &str) -> DatabaseConfig {
+    DatabaseConfig {
+        url: url.into(),
+        max_connections: 4,
     }
 }
 
@@ -167,6 +185,7 @@ pub struct Server {
     #[allow(dead_code)]
     pub core: Arc<SigningCore>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -183,7 +202,7 @@ impl Server {
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = core.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
@@ -195,6 +214,18 @@ impl Server {
             address,
             core,
             stop: Some(stop),
+            serving: Some(task),
+        }
+    }
+
+    /// Stops serving and waits until the server has let go of its core
+    /// (e.g. of a journal's lock), unlike a plain drop.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.expect("the server stops");
         }
     }
 
@@ -208,7 +239,19 @@ impl Server {
         &self,
         local: Option<std::net::IpAddr>,
     ) -> SigningServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.address))
+        Self::client_at(self.address, local).await
+    }
+
+    /// A client of the server at `address` (for spawned tasks).
+    pub async fn client_for(address: SocketAddr) -> SigningServiceClient<Channel> {
+        Self::client_at(address, None).await
+    }
+
+    async fn client_at(
+        address: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> SigningServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{address}"))
             .expect("uri")
             .local_address(local)
             .connect()
