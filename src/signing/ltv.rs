@@ -196,7 +196,8 @@ impl SigningCore {
             .await
     }
 
-    /// The CRLs and the OCSP responder (if any) for the HTTP endpoint.
+    /// The CA certificates, the CRLs and the OCSP responder (if any) for the
+    /// HTTP endpoint.
     pub fn revocation_services(self: &Arc<Self>) -> crate::tsa::http::Revocation {
         let core = self.clone();
         let crls: crate::tsa::http::CrlSource = Arc::new(move |which| {
@@ -211,6 +212,7 @@ impl SigningCore {
         crate::tsa::http::Revocation {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
+            ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
         }
     }
 
