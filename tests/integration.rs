@@ -13,6 +13,7 @@ mod detached;
 mod errors;
 mod hygiene;
 mod levels;
+mod lint;
 mod ltv;
 mod ocsp;
 mod pades;
