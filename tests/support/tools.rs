@@ -230,6 +230,9 @@ pub enum Linter<'a> {
     Etsi(&'a str),
     /// `lint_pkix_cert lint`: RFC 5280 only (CA, TSA and OCSP certificates).
     Pkix,
+    /// `lint_pkix_signer_signee_cert_chain lint ISSUER SUBJECT`: RFC 5280
+    /// between the certificate and its issuer's (DER): names, AKI/SKI.
+    IssuedBy(&'a [u8]),
 }
 
 /// One pkilint finding: where, which validator, the code and severity
@@ -286,6 +289,7 @@ pub fn pkilint(der: &[u8], linter: Linter<'_>) -> Result<Option<Vec<Finding>>, S
     let command = match linter {
         Linter::EtsiDetect | Linter::Etsi(_) => "lint_etsi_cert",
         Linter::Pkix => "lint_pkix_cert",
+        Linter::IssuedBy(_) => "lint_pkix_signer_signee_cert_chain",
     };
     let Some(bin) = pkilint_bin(command) else {
         return Ok(None);
@@ -299,6 +303,11 @@ pub fn pkilint(der: &[u8], linter: Linter<'_>) -> Result<Option<Vec<Finding>>, S
         Linter::EtsiDetect => lint.arg("-d"),
         Linter::Etsi(kind) => lint.args(["-t", kind]),
         Linter::Pkix => &mut lint,
+        Linter::IssuedBy(issuer) => {
+            let path = dir.path().join("issuer.der");
+            std::fs::write(&path, issuer).map_err(|e| e.to_string())?;
+            lint.arg(path)
+        }
     };
     let out = lint.arg(&file).output().map_err(|e| e.to_string())?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
