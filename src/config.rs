@@ -631,6 +631,42 @@ jwks_file = "jwks.json"
     }
 
     #[test]
+    fn certificate_urls_are_defaulted_and_validated() {
+        let file: File = toml::from_str(BASE).unwrap();
+        let config = Config::validate(file, Path::new("/")).unwrap();
+        assert_eq!(config.certificate.ca_issuers_url, DEV_CA_ISSUERS_URL);
+        assert_eq!(config.root_crl_url, DEV_ROOT_CRL_URL);
+        assert_eq!(config.issuing_crl_url, DEV_ISSUING_CRL_URL);
+        let parse = |ca: &str, certificate: &str| -> Result<Config, Error> {
+            let text = BASE.replace("[ca]\n", &format!("[ca]\n{ca}\n"));
+            let file: File = toml::from_str(&format!("{text}[certificate]\n{certificate}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/"))
+        };
+        let good = parse(
+            "root_crl_url = \"http://pki.example.com/root.crl\"",
+            "name_registration_authority = \"urn:example:ra\"\n\
+             ca_issuers_url = \"http://pki.example.com/ca.cer\"",
+        )
+        .unwrap();
+        assert_eq!(good.root_crl_url, "http://pki.example.com/root.crl");
+        assert_eq!(
+            good.certificate.name_registration_authority,
+            "urn:example:ra"
+        );
+        for (ca, certificate) in [
+            ("", "ca_issuers_url = \"https://pki.example.com/ca.cer\""),
+            ("", "ca_issuers_url = \"http://pki.example.com/a b\""),
+            ("", "name_registration_authority = \"no scheme\""),
+            ("", "name_registration_authority = \"1http://x\""),
+            ("issuing_crl_url = \"ldap://x\"", ""),
+            ("root_crl_url = \"\"", ""),
+        ] {
+            assert!(parse(ca, certificate).is_err(), "{ca}{certificate}");
+        }
+    }
+
+    #[test]
     fn tsa_table_is_validated() {
         let policy = "certificate = \"tsa.pem\"\npolicy = \"1.3.6.1.4.1.32473.1.1\"\n";
         for bad in [
