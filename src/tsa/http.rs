@@ -149,8 +149,9 @@ where
     builder.serve_connection(io, service).await
 }
 
-/// `GET /ca/...` serves a CA certificate, `GET /crl/...` a CRL, `POST /ocsp` and `GET /ocsp/<request>`
-/// answer OCSP; everything else is an RFC 3161 query.
+/// `GET /ca/...` serves a CA certificate, `GET /crl/...` a CRL, `POST /ocsp`
+/// and `GET /ocsp/<request>` answer OCSP; everything else is an RFC 3161
+/// query.
 async fn route(
     request: Request<Incoming>,
     hsm: &Hsm,
