@@ -88,6 +88,8 @@ fn main() {
         backdate: Duration::from_secs(60),
         pds_url: "https://qsign.example/pds/en".into(),
         serial_number_prefix: "UI".into(),
+        name_registration_authority: qsign::config::DEV_NAME_REGISTRATION_AUTHORITY.into(),
+        ca_issuers_url: qsign::config::DEV_CA_ISSUERS_URL.into(),
         ocsp_url: None,
     };
     let subject = Subject::NaturalPerson {

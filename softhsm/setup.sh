@@ -7,7 +7,8 @@
 #   softhsm/setup.sh --verifiers     also what the tests check output with:
 #                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
 #                                    PostgreSQL (the tests start their own server) and a
-#                                    Python venv with pyHanko (~/.cache/qsign-validate)
+#                                    Python venv with pyHanko and pkilint
+#                                    (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
 #                                    "qsign") in DIR: DIR/softhsm2.conf,
 #                                    DIR/tokens/, DIR/user-pin (mode 0600)
@@ -42,11 +43,14 @@ module=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>
 [ -n "$module" ] || { echo "libsofthsm2.so not found after installing softhsm2" >&2; exit 1; }
 
 if [ "$verifiers" = 1 ]; then
-  # The independent validators (pyHanko) the tests run on qsign's output.
+  # The independent validators the tests run on qsign's output: pyHanko
+  # (signatures) and pkilint (certificates: lint_etsi_cert, lint_pkix_cert).
   venv=${QSIGN_VALIDATE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qsign-validate}
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/python" -c 'import pyhanko' 2>/dev/null ||
     "$venv/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-certvalidator==0.33.0' asn1crypto cryptography
+  [ "$("$venv/bin/pip" show pkilint 2>/dev/null | sed -n 's/^Version: //p')" = 0.13.3 ] ||
+    "$venv/bin/pip" install -q 'pkilint==0.13.3'
   echo "QSIGN_VALIDATE_PY=$venv/bin/python"
 fi
 

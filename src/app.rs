@@ -284,9 +284,9 @@ pub fn init_ca(
     let hsm = setup_hsm(config, module)?;
     let (root, issuing) = crate::state::create_ca(
         &hsm,
-        root_key_label,
-        &config.hsm.issuing_key_label,
+        (root_key_label, &config.hsm.issuing_key_label),
         organization,
+        &config.root_crl_url,
     )?;
     for (path, der) in [
         (&config.root_certificate, root),
@@ -315,7 +315,11 @@ pub fn init_tsa(
             "the configuration has no [tsa] table; add one (see qsign.toml of a dev state dir)",
         )
     })?;
-    let parent = (root_key_label, config.root_certificate.as_path());
+    let parent = (
+        root_key_label,
+        config.root_certificate.as_path(),
+        config.root_crl_url.as_str(),
+    );
     let made = (tsa.settings.key_label.as_str(), tsa.certificate.as_path());
     init_delegate(
         config,
@@ -340,6 +344,7 @@ pub fn init_ocsp(config: &Config, module: &Module, organization: &str) -> Result
     let parent = (
         config.hsm.issuing_key_label.as_str(),
         config.issuing_certificate.as_path(),
+        config.issuing_crl_url.as_str(),
     );
     let made = (ocsp.key_label.as_str(), ocsp.certificate.as_path());
     init_delegate(
@@ -367,13 +372,13 @@ fn setup_hsm(config: &Config, module: &Module) -> Result<Hsm, Error> {
 }
 
 /// Makes the key `made.0` of `delegate` under `parent` (key label,
-/// certificate file) and writes its certificate to `made.1`; refuses to
-/// replace either.
+/// certificate file, URL of its CRL) and writes its certificate to
+/// `made.1`; refuses to replace either.
 fn init_delegate(
     config: &Config,
     module: &Module,
     delegate: Delegate,
-    parent: (&str, &Path),
+    parent: (&str, &Path, &str),
     made: (&str, &Path),
     organization: &str,
 ) -> Result<(), Error> {
@@ -389,7 +394,7 @@ fn init_delegate(
     let der = crate::state::create_delegate(
         &hsm,
         delegate,
-        (parent.0, &parent_der),
+        (parent.0, &parent_der, parent.2),
         label,
         organization,
     )?;

@@ -62,7 +62,21 @@ struct HsmFile {
 struct CaFile {
     root_certificate: PathBuf,
     issuing_certificate: PathBuf,
+    #[serde(default = "default_root_crl_url")]
+    root_crl_url: String,
+    #[serde(default = "default_issuing_crl_url")]
+    issuing_crl_url: String,
 }
+
+/// Where a development state serves the CA certificates and CRLs: the
+/// `[tsa] listen` HTTP endpoint (`tsa::http`), plain http as RFC 5280
+/// §4.2.1.13 and §4.2.2.1 expect (the objects are signed).
+pub const DEV_ROOT_CRL_URL: &str = "http://127.0.0.1:50052/crl/root-ca.crl";
+pub const DEV_ISSUING_CRL_URL: &str = "http://127.0.0.1:50052/crl/issuing-ca.crl";
+pub const DEV_CA_ISSUERS_URL: &str = "http://127.0.0.1:50052/ca/issuing-ca.cer";
+/// A PLACEHOLDER like the PDS URL: the registration authority of the `UI`
+/// identifier scheme (EN 319 412-1 §5.1.3), set by a deployment.
+pub const DEV_NAME_REGISTRATION_AUTHORITY: &str = "https://qsign.example/identifiers";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +85,8 @@ struct CertificateFile {
     backdate_seconds: u64,
     pds_url: String,
     serial_number_prefix: String,
+    name_registration_authority: String,
+    ca_issuers_url: String,
 }
 
 impl Default for CertificateFile {
@@ -80,6 +96,8 @@ impl Default for CertificateFile {
             backdate_seconds: 60,
             pds_url: "https://qsign.example/pds/en".into(),
             serial_number_prefix: "UI".into(),
+            name_registration_authority: DEV_NAME_REGISTRATION_AUTHORITY.into(),
+            ca_issuers_url: DEV_CA_ISSUERS_URL.into(),
         }
     }
 }
@@ -336,6 +354,12 @@ pub struct Config {
     pub hsm: HsmConfig,
     pub root_certificate: PathBuf,
     pub issuing_certificate: PathBuf,
+    /// RFC 5280 §4.2.1.13: the root's CRL, named by the issuing CA's and
+    /// the TSA's certificates (`init-ca`, `init-tsa`).
+    pub root_crl_url: String,
+    /// The issuing CA's CRL, named by the OCSP responder's certificate
+    /// (`init-ocsp`).
+    pub issuing_crl_url: String,
     pub certificate: CertificatePolicy,
     pub token: TokenConfig,
     pub limits: Limits,
@@ -397,6 +421,31 @@ impl Config {
                 "[certificate] serial_number_prefix must be letters or digits, e.g. \"UI\"",
             ));
         }
+        if !is_uri(&c.name_registration_authority) {
+            return Err(invalid(
+                "[certificate] name_registration_authority must be a URI of at most 256 bytes \
+                 (EN 319 412-1 §5.1.3)",
+            ));
+        }
+        for (url, message) in [
+            (
+                &c.ca_issuers_url,
+                "[certificate] ca_issuers_url must be an http:// URL of at most 256 bytes \
+                 (EN 319 412-2 §4.4.1)",
+            ),
+            (
+                &file.ca.root_crl_url,
+                "[ca] root_crl_url must be an http:// URL of at most 256 bytes (RFC 5280 §4.2.1.13)",
+            ),
+            (
+                &file.ca.issuing_crl_url,
+                "[ca] issuing_crl_url must be an http:// URL of at most 256 bytes (RFC 5280 §4.2.1.13)",
+            ),
+        ] {
+            if !is_http_url(url) {
+                return Err(invalid(message));
+            }
+        }
         let mtls = file.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if let Some(p) = file
             .profiles
@@ -432,11 +481,15 @@ impl Config {
             },
             root_certificate: resolve(&file.ca.root_certificate),
             issuing_certificate: resolve(&file.ca.issuing_certificate),
+            root_crl_url: file.ca.root_crl_url,
+            issuing_crl_url: file.ca.issuing_crl_url,
             certificate: CertificatePolicy {
                 lifetime,
                 backdate: Duration::from_secs(c.backdate_seconds),
                 pds_url: c.pds_url.clone(),
                 serial_number_prefix: c.serial_number_prefix.clone(),
+                name_registration_authority: c.name_registration_authority.clone(),
+                ca_issuers_url: c.ca_issuers_url.clone(),
                 ocsp_url: None,
             },
             token: TokenConfig {
@@ -496,6 +549,23 @@ fn tls(file: TlsFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TlsConfig, 
         client_ca: file.client_ca.as_deref().map(resolve),
         client_auth: file.client_auth.unwrap_or_default(),
     })
+}
+
+/// A URL that goes into certificates: http, printable ASCII (IA5String),
+/// bounded like the PDS URL so that `MAX_END_ENTITY_LEN` holds.
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") && is_uri(url)
+}
+
+/// RFC 3986 §3.1: a scheme, then ':'; printable ASCII, at most 256 bytes.
+fn is_uri(uri: &str) -> bool {
+    let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+    uri.len() <= crate::pki::MAX_PDS_URL_LEN
+        && uri.bytes().all(|b| b.is_ascii_graphic())
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 fn invalid(message: &'static str) -> Error {
@@ -563,6 +633,12 @@ fn default_max_connections() -> u32 {
     8
 }
 
+fn default_root_crl_url() -> String {
+    DEV_ROOT_CRL_URL.into()
+}
+fn default_issuing_crl_url() -> String {
+    DEV_ISSUING_CRL_URL.into()
+}
 fn default_ocsp_key_label() -> String {
     "qsign-ocsp".into()
 }
@@ -675,6 +751,42 @@ jwks_file = "jwks.json"
             "unknown = 1",
         ] {
             assert!(with(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn certificate_urls_are_defaulted_and_validated() {
+        let file: File = toml::from_str(BASE).unwrap();
+        let config = Config::validate(file, Path::new("/")).unwrap();
+        assert_eq!(config.certificate.ca_issuers_url, DEV_CA_ISSUERS_URL);
+        assert_eq!(config.root_crl_url, DEV_ROOT_CRL_URL);
+        assert_eq!(config.issuing_crl_url, DEV_ISSUING_CRL_URL);
+        let parse = |ca: &str, certificate: &str| -> Result<Config, Error> {
+            let text = BASE.replace("[ca]\n", &format!("[ca]\n{ca}\n"));
+            let file: File = toml::from_str(&format!("{text}[certificate]\n{certificate}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/"))
+        };
+        let good = parse(
+            "root_crl_url = \"http://pki.example.com/root.crl\"",
+            "name_registration_authority = \"urn:example:ra\"\n\
+             ca_issuers_url = \"http://pki.example.com/ca.cer\"",
+        )
+        .unwrap();
+        assert_eq!(good.root_crl_url, "http://pki.example.com/root.crl");
+        assert_eq!(
+            good.certificate.name_registration_authority,
+            "urn:example:ra"
+        );
+        for (ca, certificate) in [
+            ("", "ca_issuers_url = \"https://pki.example.com/ca.cer\""),
+            ("", "ca_issuers_url = \"http://pki.example.com/a b\""),
+            ("", "name_registration_authority = \"no scheme\""),
+            ("", "name_registration_authority = \"1http://x\""),
+            ("issuing_crl_url = \"ldap://x\"", ""),
+            ("root_crl_url = \"\"", ""),
+        ] {
+            assert!(parse(ca, certificate).is_err(), "{ca}{certificate}");
         }
     }
 

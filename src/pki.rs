@@ -39,11 +39,13 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// Upper bound of an ephemeral certificate's DER length, given names within
-/// [`MAX_NAME_CHARS`], PDS and OCSP URLs within [`MAX_PDS_URL_LEN`], an issuer
-/// name within [`MAX_ISSUER_NAME_LEN`] and any key algorithm (RSA-3072 at
-/// most). PDF signatures reserve room from it before the certificate exists.
+/// [`MAX_NAME_CHARS`], PDS, OCSP, caIssuers and registration authority URLs
+/// within [`MAX_PDS_URL_LEN`], an issuer name within [`MAX_ISSUER_NAME_LEN`]
+/// and any key algorithm (RSA-3072 at most; 3665 bytes measured). PDF
+/// signatures reserve room from it before the certificate exists.
 pub const MAX_END_ENTITY_LEN: usize = 4096;
-/// Longest QcPDS URL accepted in the configuration.
+/// Longest QcPDS (also OCSP, caIssuers, CRL and registration authority) URL
+/// accepted in the configuration.
 pub const MAX_PDS_URL_LEN: usize = 256;
 /// Longest issuing CA subject name (DER) accepted at start.
 pub const MAX_ISSUER_NAME_LEN: usize = 512;
@@ -60,6 +62,13 @@ pub struct CertificatePolicy {
     /// EN 319 412-1 §5.1.3 national scheme prefix of the person's
     /// serialNumber, e.g. `UI` gives `UI:DK-<uuid>`.
     pub serial_number_prefix: String,
+    /// EN 319 412-1 §5.1.3 NAT-5.1.3-05: URI of the registration authority
+    /// of a two-letter (locally defined) `serial_number_prefix` scheme, put
+    /// in the semantics identifier's nameRegistrationAuthorities.
+    pub name_registration_authority: String,
+    /// EN 319 412-2 §4.4.1: http URL of the issuing CA's certificate
+    /// (DER), the caIssuers of every end-entity certificate.
+    pub ca_issuers_url: String,
     /// The alternative to RFC 9608 noRevAvail (`[ocsp]`): the certificate
     /// names this OCSP responder, and B-LT embeds its response.
     pub ocsp_url: Option<String>,
@@ -135,7 +144,7 @@ pub fn issue(
     ca: &impl Signer,
     now: SystemTime,
 ) -> Result<Issued, Error> {
-    let (name, kind, certificate_policy) = match subject {
+    let (name, kind, certificate_policy, registration_authority) = match subject {
         Subject::NaturalPerson {
             given_name,
             surname,
@@ -146,7 +155,10 @@ pub fn issue(
             // EN 319 412-1 §5.1.3: scheme prefix, country, hyphen, identifier.
             let serial = format!("{}:DK-{subject_id}", policy.serial_number_prefix);
             let name = name::natural_person(given_name, surname, &serial, organization_name, cvr);
-            (name, QcKind::ESign, oid::QCP_N_QSCD)
+            // NAT-5.1.3-05: only a locally defined (two-letter) type needs it.
+            let authority = (policy.serial_number_prefix.len() == 2)
+                .then_some(policy.name_registration_authority.as_str());
+            (name, QcKind::ESign, oid::QCP_N_QSCD, authority)
         }
         Subject::LegalPerson {
             organization_name,
@@ -154,7 +166,7 @@ pub fn issue(
             common_name,
         } => {
             let name = name::legal_person(organization_name, cvr, common_name);
-            (name, QcKind::ESeal, oid::QCP_L_QSCD)
+            (name, QcKind::ESeal, oid::QCP_L_QSCD, None)
         }
     };
     check_name_lengths(subject)?;
@@ -166,20 +178,23 @@ pub fn issue(
         not_after: rfc5280_time(policy.not_after(now))?,
     };
     let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
-    let extensions = vec![
+    let mut extensions = vec![
         extensions::key_usage_non_repudiation(),
         extensions::authority_key_identifier(&issuer.key_id),
         extensions::subject_key_identifier(&key_id),
         extensions::certificate_policies(certificate_policy),
-        extensions::qc_statements(kind, &policy.pds_url),
-        match &policy.ocsp_url {
-            // RFC 9608 §3: a noRevAvail certificate carries no pointer.
-            None => extensions::no_rev_avail(),
-            Some(url) => extensions::authority_info_access_ocsp(url),
-        },
-        // EN 319 412-1 §5.2: a short-term certificate.
-        extensions::valassured_st_certs(),
+        extensions::qc_statements(kind, &policy.pds_url, registration_authority),
+        // EN 319 412-2 §4.4.1: caIssuers always; the OCSP responder with `[ocsp]`.
+        extensions::authority_info_access(&policy.ca_issuers_url, policy.ocsp_url.as_deref()),
     ];
+    if policy.ocsp_url.is_none() {
+        // RFC 9608 §3: no revocation pointer at all. EN 319 412-2 asks for a
+        // CRL DP or OCSP (GEN-4.3.11-2, GEN-4.4.1-8): pkilint's remaining
+        // findings, which a short-term certificate keeps on purpose.
+        extensions.push(extensions::no_rev_avail());
+    }
+    // EN 319 412-1 §5.2: a short-term certificate.
+    extensions.push(extensions::valassured_st_certs());
     let extensions = extensions
         .into_iter()
         .collect::<der::Result<Vec<_>>>()

@@ -19,6 +19,7 @@ use der::pem::LineEnding;
 use rand::distributions::{Alphanumeric, DistString};
 
 use crate::auth::dev::DevIdp;
+use crate::config::{DEV_ISSUING_CRL_URL, DEV_ROOT_CRL_URL};
 use crate::hsm::{Hsm, HsmSettings, KeyAlgorithm, Module};
 use crate::pki::{self, name::NameBuilder, Issuer};
 use crate::{Error, ErrorKind};
@@ -122,13 +123,18 @@ impl StateDir {
                 ephemeral_label: "qsign-bootstrap".into(),
             },
         )?;
-        let (root, issuing) = create_ca(&hsm, ROOT_KEY_LABEL, ISSUING_KEY_LABEL, DEV_ORGANIZATION)?;
+        let (root, issuing) = create_ca(
+            &hsm,
+            (ROOT_KEY_LABEL, ISSUING_KEY_LABEL),
+            DEV_ORGANIZATION,
+            DEV_ROOT_CRL_URL,
+        )?;
         write_public(&self.file(ROOT_CA), &pem_certificate(&root)?)?;
         write_public(&self.file(ISSUING_CA), &pem_certificate(&issuing)?)?;
         let tsa = create_delegate(
             &hsm,
             Delegate::TimeStamping,
-            (ROOT_KEY_LABEL, &root),
+            (ROOT_KEY_LABEL, &root, DEV_ROOT_CRL_URL),
             TSA_KEY_LABEL,
             DEV_ORGANIZATION,
         )?;
@@ -137,7 +143,7 @@ impl StateDir {
         let responder = create_delegate(
             &hsm,
             Delegate::OcspSigning,
-            (ISSUING_KEY_LABEL, &issuing),
+            (ISSUING_KEY_LABEL, &issuing, DEV_ISSUING_CRL_URL),
             OCSP_KEY_LABEL,
             DEV_ORGANIZATION,
         )?;
@@ -156,19 +162,22 @@ impl StateDir {
     }
 }
 
-/// Makes a root and an issuing CA whose keys are persistent, sensitive,
-/// non-extractable EC P-256 objects in the token; returns their DER
-/// certificates. Refuses when a key with either label already exists.
+/// Makes a root and an issuing CA (keys `labels`: root, issuing) whose keys
+/// are persistent, sensitive, non-extractable EC P-256 objects in the
+/// token; the issuing CA's certificate names `root_crl_url` (RFC 5280
+/// §4.2.1.13). Returns their DER certificates. Refuses when a key with
+/// either label already exists.
 pub fn create_ca(
     hsm: &Hsm,
-    root_label: &str,
-    issuing_label: &str,
+    (root_label, issuing_label): (&str, &str),
     organization: &str,
+    root_crl_url: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let (root_label, issuing_label, organization) = (
+    let (root_label, issuing_label, organization, root_crl_url) = (
         root_label.to_owned(),
         issuing_label.to_owned(),
         organization.to_owned(),
+        root_crl_url.to_owned(),
     );
     hsm.run_blocking(move |session| {
         let (root_label, issuing_label) = (root_label.as_str(), issuing_label.as_str());
@@ -199,7 +208,7 @@ pub fn create_ca(
         let issuing = pki::ca::issuing(
             name(&format!("{organization} issuing CA"))?,
             issuing_key,
-            &root_issuer,
+            (&root_issuer, &root_crl_url),
             &root_signer,
             now,
             10 * year,
@@ -220,17 +229,18 @@ pub enum Delegate {
 
 /// Makes the key `label` of `delegate` (persistent, sensitive,
 /// non-extractable EC P-256) and its certificate from `parent` (key label,
-/// certificate DER); returns the certificate, DER. Refuses when a key
-/// labelled `label` already exists.
+/// certificate DER, http URL of its CRL); returns the certificate, DER.
+/// Refuses when a key labelled `label` already exists.
 pub fn create_delegate(
     hsm: &Hsm,
     delegate: Delegate,
-    parent: (&str, &[u8]),
+    parent: (&str, &[u8], &str),
     label: &str,
     organization: &str,
 ) -> Result<Vec<u8>, Error> {
     let issuer = Issuer::from_der(parent.1.to_vec())?;
     let (parent_label, label) = (parent.0.to_owned(), label.to_owned());
+    let parent_crl = parent.2.to_owned();
     let (role, lifetime_years) = match delegate {
         Delegate::TimeStamping => ("TSA", 5),
         Delegate::OcspSigning => ("OCSP responder", 1),
@@ -254,8 +264,8 @@ pub fn create_delegate(
         let signer = session.persistent_signer(&parent_label)?;
         let (now, lifetime) = (SystemTime::now(), lifetime_years * Duration::from_secs(365 * 24 * 3600));
         let issued = match delegate {
-            Delegate::TimeStamping => pki::ca::time_stamping(name, key, &issuer, &signer, now, lifetime)?,
-            Delegate::OcspSigning => pki::ca::ocsp_signing(name, key, &issuer, &signer, now, lifetime)?,
+            Delegate::TimeStamping => pki::ca::time_stamping(name, key, (&issuer, &parent_crl), &signer, now, lifetime)?,
+            Delegate::OcspSigning => pki::ca::ocsp_signing(name, key, (&issuer, &parent_crl), &signer, now, lifetime)?,
         };
         Ok(issued.der)
     })

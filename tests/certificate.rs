@@ -7,8 +7,10 @@ use const_oid::db::rfc4519;
 use const_oid::ObjectIdentifier as Oid;
 use der::asn1::{Ia5String, PrintableString};
 use der::{Any, Decode, Sequence};
+use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, CertificatePolicies, KeyUsage, KeyUsages, SubjectKeyIdentifier,
+    AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, CertificatePolicies, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
 };
 use x509_cert::Certificate;
 
@@ -30,6 +32,7 @@ struct PdsLocation {
 #[derive(Sequence)]
 struct SemanticsInformation {
     identifier: Option<Oid>,
+    name_registration_authorities: Option<Vec<GeneralName>>,
 }
 
 const QC_STATEMENTS: &str = "1.3.6.1.5.5.7.1.3";
@@ -90,8 +93,19 @@ fn extension(certificate: &Certificate, id: &str) -> Option<(bool, Vec<u8>)> {
         .map(|e| (e.critical, e.extn_value.as_bytes().to_vec()))
 }
 
-/// Checks common to both profiles; returns the QC statements.
-fn common_checks(certificate: &Certificate, qc_type: &str, policy: &str, semantics: &str) {
+/// A URI GeneralName.
+fn uri(text: &str) -> GeneralName {
+    GeneralName::UniformResourceIdentifier(Ia5String::new(text).unwrap())
+}
+
+/// Checks common to both profiles; `registration_authority` is the
+/// semantics identifier's nameRegistrationAuthorities (EN 319 412-1 §5.1.3).
+fn common_checks(
+    certificate: &Certificate,
+    qc_type: &str,
+    policy: &str,
+    (semantics, registration_authority): (&str, Option<&str>),
+) {
     let tbs = &certificate.tbs_certificate;
     assert_eq!(tbs.version, x509_cert::certificate::Version::V3);
     let serial = tbs.serial_number.as_bytes();
@@ -167,6 +181,11 @@ fn common_checks(certificate: &Certificate, qc_type: &str, policy: &str, semanti
             "1.3.6.1.5.5.7.11.2" => {
                 let si: SemanticsInformation = info.unwrap().decode_as().unwrap();
                 assert_eq!(si.identifier, Some(oid(semantics)), "semantics identifier");
+                assert_eq!(
+                    si.name_registration_authorities,
+                    registration_authority.map(|ra| vec![uri(ra)]),
+                    "nameRegistrationAuthorities"
+                );
             }
             _ => {}
         }
@@ -183,9 +202,21 @@ fn common_checks(certificate: &Certificate, qc_type: &str, policy: &str, semanti
         extension(certificate, "2.5.29.31").is_none(),
         "no CRL distribution point"
     );
-    assert!(
-        extension(certificate, "1.3.6.1.5.5.7.1.1").is_none(),
-        "no OCSP (AIA)"
+    // EN 319 412-2 §4.4.1: caIssuers, and no OCSP (RFC 9608 §3).
+    let (critical, aia) = extension(certificate, "1.3.6.1.5.5.7.1.1").expect("AIA");
+    assert!(!critical, "AIA non-critical");
+    let aia = AuthorityInfoAccessSyntax::from_der(&aia).unwrap().0;
+    let aia: Vec<_> = aia
+        .into_iter()
+        .map(|d| (d.access_method, d.access_location))
+        .collect();
+    assert_eq!(
+        aia,
+        [(
+            const_oid::db::rfc5280::ID_AD_CA_ISSUERS,
+            uri(qsign::config::DEV_CA_ISSUERS_URL)
+        )],
+        "caIssuers only"
     );
     assert!(
         extension(certificate, "2.5.29.19").is_none(),
@@ -200,7 +231,10 @@ async fn personal_certificate_profile() {
         &certificate,
         "0.4.0.1862.1.6.1",
         "0.4.0.194112.1.2",
-        "0.4.0.194121.1.1",
+        (
+            "0.4.0.194121.1.1",
+            Some(qsign::config::DEV_NAME_REGISTRATION_AUTHORITY),
+        ),
     );
     let s = subject(&certificate);
     assert_eq!(value(&s, rfc4519::C), Some("DK"));
@@ -223,7 +257,7 @@ async fn seal_certificate_profile_has_no_personal_name() {
         &certificate,
         "0.4.0.1862.1.6.2",
         "0.4.0.194112.1.3",
-        "0.4.0.194121.1.2",
+        ("0.4.0.194121.1.2", None),
     );
     let s = subject(&certificate);
     assert_eq!(value(&s, rfc4519::C), Some("DK"));

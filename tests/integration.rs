@@ -14,6 +14,7 @@ mod errors;
 mod hygiene;
 mod levels;
 mod limits;
+mod lint;
 mod ltv;
 mod ocsp;
 mod pades;

@@ -40,21 +40,24 @@ pub fn root(
 }
 
 /// An issuing CA under `parent`: cA with pathLenConstraint 0 — it issues
-/// end-entity certificates only.
+/// end-entity certificates only; `parent_crl` is the http URL of the
+/// parent's CRL (RFC 5280 §4.2.1.13), which relying parties check it with.
 pub fn issuing(
     name: Name,
     public_key: SubjectPublicKeyInfoOwned,
-    parent: &Issuer,
+    parent: (&Issuer, &str),
     signer: &impl Signer,
     now: SystemTime,
     lifetime: Duration,
 ) -> Result<Issued, Error> {
+    let (parent, parent_crl) = parent;
     let key_id = extensions::key_identifier(&public_key).map_err(encoding)?;
     let extensions = [
         extensions::basic_constraints_ca(Some(0)),
         extensions::key_usage_ca(),
         extensions::subject_key_identifier(&key_id),
         extensions::authority_key_identifier(&parent.key_id),
+        extensions::crl_distribution_points(parent_crl),
     ];
     certificate(
         parent.name().clone(),
@@ -74,7 +77,7 @@ pub fn issuing(
 pub fn time_stamping(
     name: Name,
     public_key: SubjectPublicKeyInfoOwned,
-    parent: &Issuer,
+    parent: (&Issuer, &str),
     signer: &impl Signer,
     now: SystemTime,
     lifetime: Duration,
@@ -93,7 +96,7 @@ pub fn time_stamping(
 pub fn ocsp_signing(
     name: Name,
     public_key: SubjectPublicKeyInfoOwned,
-    parent: &Issuer,
+    parent: (&Issuer, &str),
     signer: &impl Signer,
     now: SystemTime,
     lifetime: Duration,
@@ -106,12 +109,13 @@ pub fn ocsp_signing(
     delegate(name, public_key, parent, usage, signer, (now, lifetime))
 }
 
-/// A certificate under `parent` for a service key that is no CA: `usage`
-/// extensions, then SKI and AKI.
+/// A certificate under `parent` (the issuer and the http URL of its CRL)
+/// for a service key that is no CA: `usage` extensions, then SKI, AKI and
+/// the RFC 5280 §4.2.1.13 CRL distribution point of the issuer's CRL.
 fn delegate<const N: usize>(
     name: Name,
     public_key: SubjectPublicKeyInfoOwned,
-    parent: &Issuer,
+    (parent, parent_crl): (&Issuer, &str),
     usage: [der::Result<x509_cert::ext::Extension>; N],
     signer: &impl Signer,
     (now, lifetime): (SystemTime, Duration),
@@ -120,6 +124,7 @@ fn delegate<const N: usize>(
     let identifiers = [
         extensions::subject_key_identifier(&key_id),
         extensions::authority_key_identifier(&parent.key_id),
+        extensions::crl_distribution_points(parent_crl),
     ];
     certificate(
         parent.name().clone(),

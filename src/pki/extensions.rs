@@ -1,15 +1,19 @@
 //! Certificate extensions of the qualified profiles, each with the clause
 //! that asks for it.
 
+use const_oid::db::rfc5280;
 use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::asn1::{Ia5String, Null, OctetString, PrintableString};
 use der::{Any, Encode, Sequence};
 use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::ext::pkix::certpolicy::PolicyInformation;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, ExtendedKeyUsage, KeyUsage,
-    KeyUsages, SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 
@@ -104,18 +108,39 @@ pub fn ocsp_nocheck() -> der::Result<Extension> {
     extension(const_oid::db::rfc6960::ID_PKIX_OCSP_NOCHECK, false, &Null)
 }
 
-/// RFC 5280 §4.2.2.1 authorityInfoAccess with one id-ad-ocsp location
-/// (RFC 6960 §3.1), non-critical.
-pub fn authority_info_access_ocsp(url: &str) -> der::Result<Extension> {
-    let access = x509_cert::ext::pkix::AuthorityInfoAccessSyntax(vec![
-        x509_cert::ext::pkix::AccessDescription {
-            access_method: const_oid::db::rfc5280::ID_AD_OCSP,
-            access_location: x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(
-                Ia5String::new(url)?,
-            ),
-        },
-    ]);
-    associated(false, &access)
+/// RFC 5280 §4.2.2.1 authorityInfoAccess, non-critical: id-ad-caIssuers
+/// with the issuing CA's certificate over http (EN 319 412-2 §4.4.1
+/// GEN-4.4.1-3/-4), and with `ocsp` an id-ad-ocsp location (RFC 6960 §3.1,
+/// EN 319 412-2 §4.4.1 GEN-4.4.1-2). caIssuers is no revocation pointer, so
+/// a noRevAvail certificate may carry it (RFC 9608 §3 bars only CRL DPs and
+/// OCSP).
+pub fn authority_info_access(ca_issuers: &str, ocsp: Option<&str>) -> der::Result<Extension> {
+    let location = |method, url: &str| -> der::Result<AccessDescription> {
+        Ok(AccessDescription {
+            access_method: method,
+            access_location: GeneralName::UniformResourceIdentifier(Ia5String::new(url)?),
+        })
+    };
+    let mut access = Vec::with_capacity(2);
+    if let Some(url) = ocsp {
+        access.push(location(rfc5280::ID_AD_OCSP, url)?);
+    }
+    access.push(location(rfc5280::ID_AD_CA_ISSUERS, ca_issuers)?);
+    associated(false, &AuthorityInfoAccessSyntax(access))
+}
+
+/// RFC 5280 §4.2.1.13 cRLDistributionPoints, non-critical: one
+/// distribution point whose fullName is the http URL of the issuer's CRL
+/// (EN 319 412-2 §4.3.11 GEN-4.3.11-4: http or ldap).
+pub fn crl_distribution_points(url: &str) -> der::Result<Extension> {
+    let point = DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![
+            GeneralName::UniformResourceIdentifier(Ia5String::new(url)?),
+        ])),
+        reasons: None,
+        crl_issuer: None,
+    };
+    associated(false, &CrlDistributionPoints(vec![point]))
 }
 
 /// RFC 5280 §4.2.1.9, critical for CAs.
@@ -163,10 +188,13 @@ struct PdsLocation {
     language: PrintableString,
 }
 
-/// RFC 3739 §3.2.6.1 `SemanticsInformation` with only the identifier.
+/// RFC 3739 §3.2.6.1 `SemanticsInformation ::= SEQUENCE {
+/// semanticsIdentifier OBJECT IDENTIFIER OPTIONAL, nameRegistrationAuthorities
+/// SEQUENCE SIZE (1..MAX) OF GeneralName OPTIONAL }`.
 #[derive(Sequence)]
 struct SemanticsInformation {
     semantics_identifier: Option<ObjectIdentifier>,
+    name_registration_authorities: Option<Vec<GeneralName>>,
 }
 
 /// Which QcType and semantics identifier the subject gets.
@@ -181,7 +209,17 @@ pub enum QcKind {
 /// EN 319 412-5 §4.2: qcStatements, non-critical (QCS-4.1-01), with
 /// QcCompliance, QcSSCD, QcType, QcPDS and the EN 319 412-1 semantics
 /// identifier; never QcCClegislation (an EU qualified certificate).
-pub fn qc_statements(kind: QcKind, pds_url: &str) -> der::Result<Extension> {
+///
+/// `registration_authority`: EN 319 412-1 §5.1.3 NAT-5.1.3-05/-06 — a
+/// serialNumber with a locally defined two-letter type (`UI:`) needs
+/// nameRegistrationAuthorities with at least one URI, the registration
+/// authority of that scheme. The seal's `NTR` type is one of the standard
+/// ones (§5.1.4) and needs none.
+pub fn qc_statements(
+    kind: QcKind,
+    pds_url: &str,
+    registration_authority: Option<&str>,
+) -> der::Result<Extension> {
     let (qc_type, semantics) = match kind {
         QcKind::ESign => (oid::ETSI_QCT_ESIGN, oid::ETSI_QCS_SEMANTICS_ID_NATURAL),
         QcKind::ESeal => (oid::ETSI_QCT_ESEAL, oid::ETSI_QCS_SEMANTICS_ID_LEGAL),
@@ -211,6 +249,11 @@ pub fn qc_statements(kind: QcKind, pds_url: &str) -> der::Result<Extension> {
             statement_id: oid::QCS_PKIX_QC_SYNTAX_V2,
             statement_info: Some(Any::encode_from(&SemanticsInformation {
                 semantics_identifier: Some(semantics),
+                name_registration_authorities: registration_authority
+                    .map(|uri| {
+                        Ia5String::new(uri).map(|u| vec![GeneralName::UniformResourceIdentifier(u)])
+                    })
+                    .transpose()?,
             })?),
         },
     ];

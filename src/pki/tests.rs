@@ -77,6 +77,8 @@ fn the_longest_certificate_fits_max_end_entity_len() {
             backdate: Duration::from_secs(60),
             pds_url: url("https"),
             serial_number_prefix: "UI".into(),
+            name_registration_authority: url("https"),
+            ca_issuers_url: url("http"),
             ocsp_url,
         };
         let (given_name, surname, organization_name) = (wide(31), wide(32), wide(MAX_NAME_CHARS));
@@ -112,7 +114,15 @@ fn responder() -> (ocsp::Responder, Issuer) {
     let hour = Duration::from_secs(3600);
     let ca = ca::root(name("CA"), rsa_3072_key(), &Rsa3072, now, hour).unwrap();
     let issuer = Issuer::from_der(ca.der).unwrap();
-    let cert = ca::ocsp_signing(name("OCSP"), rsa_3072_key(), &issuer, &Rsa3072, now, hour);
+    let crl = "http://qsign.example/crl/issuing-ca.crl";
+    let cert = ca::ocsp_signing(
+        name("OCSP"),
+        rsa_3072_key(),
+        (&issuer, crl),
+        &Rsa3072,
+        now,
+        hour,
+    );
     let responder = ocsp::Responder::new("label".into(), cert.unwrap().der, &issuer).unwrap();
     (responder, issuer)
 }
@@ -160,7 +170,7 @@ fn ocsp_refuses_what_is_not_a_request_and_a_responder_without_ocsp_signing() {
     let tsa = ca::time_stamping(
         issuer.name().clone(),
         rsa_3072_key(),
-        &issuer,
+        (&issuer, "http://qsign.example/crl/root-ca.crl"),
         &Rsa3072,
         now,
         Duration::from_secs(60),

@@ -229,8 +229,9 @@ impl SigningCore {
             .await
     }
 
-    /// The CRLs and the OCSP responder (if any) for the HTTP endpoint. The
-    /// CRLs come from a cache renewed every `[limits] crl_cache_seconds`.
+    /// The CA certificates, the CRLs and the OCSP responder (if any) for the
+    /// HTTP endpoint. The CRLs come from a cache renewed every `[limits]
+    /// crl_cache_seconds`.
     pub fn revocation_services(self: &Arc<Self>) -> crate::tsa::http::Revocation {
         let core = self.clone();
         let cache = Arc::new(CrlCache::default());
@@ -246,6 +247,7 @@ impl SigningCore {
         crate::tsa::http::Revocation {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
+            ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
         }
     }
 

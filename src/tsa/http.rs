@@ -68,12 +68,19 @@ pub type OcspSource = Arc<
 pub struct Revocation {
     pub crls: Option<CrlSource>,
     pub ocsp: Option<OcspSource>,
+    /// DER of the issuing CA's and the root's certificates, for `GET /ca/...`.
+    pub ca_certificates: Option<(Bytes, Bytes)>,
 }
 
 /// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
 pub const OCSP_PATH: &str = "/ocsp";
 pub const OCSP_REQUEST_TYPE: &str = "application/ocsp-request";
 pub const OCSP_RESPONSE_TYPE: &str = "application/ocsp-response";
+
+/// Paths of the CA certificates (EN 319 412-2 §4.4.1 caIssuers), served as
+/// RFC 2585 §4.1 `application/pkix-cert` DER.
+pub const ISSUING_CA_CERT_PATH: &str = "/ca/issuing-ca.cer";
+pub const ROOT_CA_CERT_PATH: &str = "/ca/root-ca.cer";
 
 /// Paths of the CRLs on the endpoint.
 pub const ISSUING_CA_CRL_PATH: &str = "/crl/issuing-ca.crl";
@@ -152,8 +159,9 @@ where
     builder.serve_connection(io, service).await
 }
 
-/// `GET /crl/...` serves a CRL, `POST /ocsp` and `GET /ocsp/<request>`
-/// answer OCSP; everything else is an RFC 3161 query.
+/// `GET /ca/...` serves a CA certificate, `GET /crl/...` a CRL, `POST /ocsp`
+/// and `GET /ocsp/<request>` answer OCSP; everything else is an RFC 3161
+/// query.
 async fn route(
     request: Request<Incoming>,
     hsm: &Hsm,
@@ -181,6 +189,15 @@ async fn route(
                 "GET /ocsp/ takes the URL-encoded base64 of a DER OCSPRequest (RFC 6960 A.1)",
             ),
         };
+    }
+    if let (Some((issuing, root)), true) =
+        (&revocation.ca_certificates, request.method() == Method::GET)
+    {
+        match path {
+            ISSUING_CA_CERT_PATH => return der_reply(issuing.clone(), "application/pkix-cert"),
+            ROOT_CA_CERT_PATH => return der_reply(root.clone(), "application/pkix-cert"),
+            _ => {}
+        }
     }
     let which = match path {
         ISSUING_CA_CRL_PATH => Some(CrlOf::IssuingCa),
@@ -342,8 +359,8 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// 200 with a DER body of `content_type`.
-fn der_reply(der: Vec<u8>, content_type: &'static str) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(der)));
+fn der_reply(der: impl Into<Bytes>, content_type: &'static str) -> Reply {
+    let mut reply = Response::new(Full::new(der.into()));
     reply
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

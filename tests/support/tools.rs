@@ -217,3 +217,122 @@ impl DetachedFiles {
         args
     }
 }
+
+/// Which pkilint linter (PyPI `pkilint`, installed by `softhsm/setup.sh
+/// --verifiers` into the validators' venv) checks a certificate.
+#[derive(Clone, Copy, Debug)]
+pub enum Linter<'a> {
+    /// `lint_etsi_cert lint -d`: the ETSI EN 319 412 type detected from the
+    /// policy OIDs and QC statements.
+    EtsiDetect,
+    /// `lint_etsi_cert lint -t TYPE`, e.g. `QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE`,
+    /// `NCP-NATURAL-PERSON-CERTIFICATE`, `NCP-LEGAL-PERSON-CERTIFICATE`.
+    Etsi(&'a str),
+    /// `lint_pkix_cert lint`: RFC 5280 only (CA, TSA and OCSP certificates).
+    Pkix,
+    /// `lint_pkix_signer_signee_cert_chain lint ISSUER SUBJECT`: RFC 5280
+    /// between the certificate and its issuer's (DER): names, AKI/SKI.
+    IssuedBy(&'a [u8]),
+}
+
+/// One pkilint finding: where, which validator, the code and severity
+/// (`FATAL`, `ERROR`, `WARNING`, `NOTICE`, `INFO`) and an optional message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub node_path: String,
+    pub validator: String,
+    pub severity: String,
+    pub code: String,
+    pub message: Option<String>,
+}
+
+impl Finding {
+    /// FATAL or ERROR.
+    pub fn is_error(&self) -> bool {
+        matches!(self.severity.as_str(), "FATAL" | "ERROR")
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}) at {}", self.code, self.severity, self.node_path)?;
+        match &self.message {
+            Some(message) => write!(f, ": {message}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where pkilint's commands are: the validators' venv (next to
+/// `QSIGN_VALIDATE_PY` or in `~/.cache/qsign-validate`), else PATH. `None`
+/// when pkilint is not installed, which fails the test under CI.
+fn pkilint_bin(command: &str) -> Option<PathBuf> {
+    let venv_bin = std::env::var_os("QSIGN_VALIDATE_PY")
+        .map(PathBuf::from)
+        .and_then(|python| python.parent().map(Path::to_owned))
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            Some(PathBuf::from(home).join(".cache/qsign-validate/bin"))
+        });
+    match venv_bin.map(|bin| bin.join(command)).filter(|p| p.exists()) {
+        Some(path) => Some(path),
+        None if require(command) => Some(PathBuf::from(command)),
+        None => None,
+    }
+}
+
+/// Lints the DER certificate `der` with pkilint; every finding of any
+/// severity, or `None` where pkilint is missing outside CI. pkilint exits
+/// with the number of findings, so only output that is not its JSON report
+/// is an `Err`.
+pub fn pkilint(der: &[u8], linter: Linter<'_>) -> Result<Option<Vec<Finding>>, String> {
+    let command = match linter {
+        Linter::EtsiDetect | Linter::Etsi(_) => "lint_etsi_cert",
+        Linter::Pkix => "lint_pkix_cert",
+        Linter::IssuedBy(_) => "lint_pkix_signer_signee_cert_chain",
+    };
+    let Some(bin) = pkilint_bin(command) else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = dir.path().join("certificate.der");
+    std::fs::write(&file, der).map_err(|e| e.to_string())?;
+    let mut lint = Command::new(bin);
+    lint.args(["lint", "-f", "JSON", "--document-format", "DER"]);
+    match linter {
+        Linter::EtsiDetect => lint.arg("-d"),
+        Linter::Etsi(kind) => lint.args(["-t", kind]),
+        Linter::Pkix => &mut lint,
+        Linter::IssuedBy(issuer) => {
+            let path = dir.path().join("issuer.der");
+            std::fs::write(&path, issuer).map_err(|e| e.to_string())?;
+            lint.arg(path)
+        }
+    };
+    let out = lint.arg(&file).output().map_err(|e| e.to_string())?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{command}: no JSON report ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut findings = Vec::new();
+    for result in report["results"].as_array().into_iter().flatten() {
+        for description in result["finding_descriptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            findings.push(Finding {
+                node_path: text(&result["node_path"]),
+                validator: text(&result["validator"]),
+                severity: text(&description["severity"]),
+                code: text(&description["code"]),
+                message: description["message"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    Ok(Some(findings))
+}

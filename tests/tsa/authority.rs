@@ -262,7 +262,10 @@ fn a_tsa_certificate_that_does_not_fit_is_refused_at_start() {
             let issued = qsign::pki::ca::time_stamping(
                 qsign::pki::name::NameBuilder::default().build(),
                 key.public_key_info().clone(),
-                &qsign::pki::Issuer::from_der(root_der)?,
+                (
+                    &qsign::pki::Issuer::from_der(root_der)?,
+                    qsign::config::DEV_ROOT_CRL_URL,
+                ),
                 &root_signer,
                 SystemTime::now(),
                 Duration::from_secs(3600),
