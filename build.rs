@@ -4,7 +4,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("qsign_descriptor.bin"))
-        .compile_protos(&["proto/qsign/v1/signing.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/qsign/v1/signing.proto",
+                "proto/qsign/v1/administration.proto",
+            ],
+            &["proto"],
+        )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

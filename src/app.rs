@@ -60,6 +60,12 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     let ocsp = ocsp_responder(config, &hsm, &issuer)?;
+    let database = config
+        .database
+        .as_ref()
+        .map(|d| crate::store::Database::open(&d.url, d.max_connections))
+        .transpose()?;
+    let registry = crate::registry::flow::open(config, database.as_ref(), &hsm, &root)?;
     let mut certificate_policy = config.certificate.clone();
     certificate_policy.ocsp_url = config.ocsp.as_ref().map(|o| o.url.clone());
     Ok(Arc::new(SigningCore {
@@ -79,6 +85,8 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
             .as_ref()
             .map(|t| t.urls.clone())
             .unwrap_or_default(),
+        database,
+        registry,
     }))
 }
 

@@ -16,6 +16,7 @@
 //! `consume` comes last so that a request refused for another reason, or an
 //! HSM that cannot make a key, does not burn the signer's single-use token.
 
+pub mod admin;
 mod calling_system;
 mod claims;
 mod error;

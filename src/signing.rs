@@ -60,6 +60,10 @@ pub struct SigningCore {
     /// `[ocsp]`: certificates name this responder instead of carrying
     /// noRevAvail; B-LT embeds its response about the signer's certificate.
     pub ocsp: Option<Arc<Responder>>,
+    /// `[database]`: spent tokens, the audit log and the registry.
+    pub database: Option<crate::store::Database>,
+    /// SPEC §9 `[registry]`: organisation certificates and live profiles.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -153,7 +157,7 @@ impl SigningCore {
         }
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &digests, now)?;
+        let (activation, signatory) = self.check(&authorization, &digests, now).await?;
         let signed = self
             .sign_digests(Job {
                 activation,
@@ -211,7 +215,7 @@ impl SigningCore {
     /// SPEC §3, §4: a valid token that covers every digest and allows the
     /// profile. The HSM task spends it (`Verifier::consume`) once it holds
     /// a key (`sign_digests`).
-    fn check(
+    async fn check(
         &self,
         authorization: &Authorization,
         digests: &[[u8; 32]],
@@ -223,9 +227,17 @@ impl SigningCore {
             .seal_profile
             .as_deref()
             .filter(|p| !p.is_empty());
-        let signatory =
-            self.profiles
-                .authorize(&activation, seal, authorization.client.as_ref())?;
+        let client = authorization.client.as_ref();
+        // SPEC §9: the registry's profiles are live on every replica.
+        let signatory = match &self.registry {
+            Some(registry) => {
+                registry
+                    .current_profiles()
+                    .await?
+                    .authorize(&activation, seal, client)?
+            }
+            None => self.profiles.authorize(&activation, seal, client)?,
+        };
         Ok((activation, signatory))
     }
 

@@ -20,6 +20,9 @@
 
 mod group;
 mod migrations;
+pub mod registry;
+
+pub use registry::RegistryStore;
 
 pub use group::GroupCommit;
 

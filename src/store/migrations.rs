@@ -13,13 +13,14 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "spent activation tokens",
-    // SPEC §3 single use: a token is reserved before any HSM work and
-    // spent when its signature leaves; `until` is when it could no longer
-    // verify, after which the row may go.
-    sql: "CREATE TABLE spent_tokens (
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "spent activation tokens",
+        // SPEC §3 single use: a token is reserved before any HSM work and
+        // spent when its signature leaves; `until` is when it could no longer
+        // verify, after which the row may go.
+        sql: "CREATE TABLE spent_tokens (
             jti_sha256 {blob} PRIMARY KEY,
             until_unix BIGINT NOT NULL,
             state TEXT NOT NULL,
@@ -27,7 +28,14 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
             changed_unix BIGINT NOT NULL
           );
           CREATE INDEX spent_tokens_until ON spent_tokens (until_unix);",
-}];
+    },
+    // Numbered from 10 so that other branches' 2.. do not collide.
+    Migration {
+        version: 10,
+        name: "registry",
+        sql: super::registry::MIGRATION,
+    },
+];
 
 #[cfg(test)]
 pub(super) fn latest() -> i64 {
