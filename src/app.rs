@@ -367,3 +367,40 @@ fn init_delegate(
         Error::internal(format!("cannot write {}", certificate.display())).with_source(e)
     })
 }
+
+/// `qsign init-org-ca`: the organisation CA of `[registry]` (SPEC §9): its
+/// key in the configured token and its certificate from the root (key
+/// `root_key_label`), written to `[registry] certificate`.
+pub fn init_org_ca(
+    config: &Config,
+    module: &Module,
+    root_key_label: &str,
+    organization: &str,
+) -> Result<(), Error> {
+    let registry = config.registry.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [registry] table; add one (see qsign.toml of a dev state dir)",
+        )
+    })?;
+    if registry.certificate.exists() {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!(
+                "{} exists; refusing to replace it",
+                registry.certificate.display()
+            ),
+        ));
+    }
+    let root = single_certificate(&config.root_certificate)?;
+    let hsm = setup_hsm(config, module)?;
+    let der = crate::state::create_organization_ca(
+        &hsm,
+        (root_key_label, &root),
+        &registry.key_label,
+        organization,
+    )?;
+    std::fs::write(&registry.certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
+        Error::internal(format!("cannot write {}", registry.certificate.display())).with_source(e)
+    })
+}

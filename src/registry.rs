@@ -15,6 +15,7 @@ pub mod certificate;
 pub mod csr;
 pub mod csv;
 pub mod flow;
+pub mod http;
 pub mod mail;
 pub mod model;
 pub mod pkcs12;

@@ -3,6 +3,7 @@
 //! (`status::status`), and serves health and reflection beside it. `tls`
 //! holds the TLS set-up that the HTTP endpoint shares.
 
+pub mod administration;
 mod status;
 pub mod tls;
 
@@ -16,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::CallingSystem;
 use crate::hsm::KeyAlgorithm;
+use crate::proto::administration_service_server::AdministrationServiceServer;
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
@@ -237,7 +239,7 @@ pub async fn serve(
         .max_document_bytes
         .saturating_mul(2)
         .saturating_add(1 << 20);
-    let signing = SigningServiceServer::new(Service::new(core))
+    let signing = SigningServiceServer::new(Service::new(core.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -249,10 +251,20 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::internal("reflection service").with_source(e))?;
+    // SPEC §9: the registry's administration beside signing, and its
+    // periodic contact mails.
+    let administration = core.registry.clone().map(|registry| {
+        registry.spawn_expiry_notices();
+        AdministrationServiceServer::new(administration::Administration::new(
+            core.clone(),
+            registry,
+        ))
+    });
     let router = Server::builder()
         .add_service(health)
         .add_service(reflection)
-        .add_service(signing);
+        .add_service(signing)
+        .add_optional_service(administration);
     let served = match tls {
         Some(tls) => {
             let incoming = tls::incoming(listener, tls.acceptor(tls::ALPN_GRPC));

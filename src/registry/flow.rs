@@ -493,6 +493,22 @@ impl Registry {
         Ok(due.len())
     }
 
+    /// Runs [`Registry::send_expiry_notices`] now and then every hour.
+    pub fn spawn_expiry_notices(self: &Arc<Self>) {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                match registry.send_expiry_notices().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(mails = n, "expiry notices sent"),
+                    Err(e) => tracing::warn!(error = %e, "expiry notices failed; next hour"),
+                }
+            }
+        });
+    }
+
     // ---- helpers ---------------------------------------------------------
 
     async fn record(&self, id: uuid::Uuid) -> Result<Record, Error> {
