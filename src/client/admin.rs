@@ -497,7 +497,9 @@ fn status_name(s: i32) -> &'static str {
 }
 
 fn print_certificate(r: &proto::Certificate) {
-    println!("id: {}\nkind: {}\nname: {}\nstatus: {}\nserial: {}\nsubject: {}\nnot_before: {}\nnot_after: {}\ncontact: {} <{}>\ncertificate_email: {}\nsystem_name: {}",
+    use std::io::Write;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "id: {}\nkind: {}\nname: {}\nstatus: {}\nserial: {}\nsubject: {}\nnot_before: {}\nnot_after: {}\ncontact: {} <{}>\ncertificate_email: {}\nsystem_name: {}",
         r.id, kind_name(r.kind), r.name, status_name(r.status), r.serial, r.subject, r.not_before, r.not_after,
         r.contact_name, r.contact_email, r.certificate_email, r.system_name);
 }
