@@ -16,6 +16,8 @@ mod levels;
 mod ltv;
 mod ocsp;
 mod pades;
+mod registry;
+mod registry_race;
 mod service;
 mod store;
 mod tls;

@@ -87,11 +87,11 @@ async fn write_outbox(dir: &std::path::Path, bytes: &[u8]) -> Result<(), Error> 
         Error::new(ErrorKind::Unavailable, "the mail outbox cannot be written").with_source(e)
     };
     tokio::fs::create_dir_all(dir).await.map_err(io)?;
-    let name = format!(
-        "{}-{}",
-        super::model::unix(SystemTime::now()),
-        uuid::Uuid::new_v4()
-    );
+    // Nanoseconds first: the names sort in the order the mails were written.
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("{nanos:020}-{}", uuid::Uuid::new_v4());
     let temporary = dir.join(format!(".{name}.tmp"));
     tokio::fs::write(&temporary, bytes).await.map_err(io)?;
     tokio::fs::rename(&temporary, dir.join(format!("{name}.eml")))
