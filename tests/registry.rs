@@ -239,6 +239,7 @@ async fn lifecycle(replica: &Replica) {
         ("Acme web", proto::CertificateStatus::Valid)
     );
     assert_eq!(record.der, renewed.certificate);
+    assert_eq!(record.subject, "CN=Acme web,organizationIdentifier=NTRDK-11223344,O=Acme A/S,C=DK");
 
     search_and_export(&mut c, dir.path(), &web, &system).await;
     // SPEC §9 contact mails: issued, renewed, revoked.
@@ -656,4 +657,63 @@ async fn age_codes(replica: &Replica) {
 /// An activation token (aud = qsign, not the administration audience).
 fn env_token() -> String {
     crate::support::env().token(&crate::support::Who::jens(), &[[0; 32]])
+}
+
+/// SPEC §9: the contact is mailed before expiry, once, however often the
+/// periodic task runs (here with a notice period longer than the lifetime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_is_told_once_before_expiry() {
+    use qsign::auth::admin::Administrator;
+    use qsign::registry::model::{Kind, Order, Retrieval};
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::core_with("registry-expiry", None, dir.path(), |r| {
+        r.expiry_notice = std::time::Duration::from_secs(4 * 365 * 86_400);
+    });
+    let registry = core.registry.clone().unwrap();
+    let ida = Administrator {
+        sub: "ida".into(),
+        org_cvr: CVR.parse().unwrap(),
+        roles: vec!["user_admin".into()],
+    };
+    let row = qsign::store::registry::ProfileRow {
+        id: "acme-expiry".into(),
+        cvr: CVR.into(),
+        organization_name: "Acme A/S".into(),
+        allow: vec!["seal".into()],
+        allowed_clients: vec![],
+    };
+    registry.put_profile(&ida, row).await.unwrap();
+    let order = Order {
+        kind: Some(Kind::Organization),
+        name: "Soon".into(),
+        contact_name: "Ida".into(),
+        contact_email: "soon@acme.example".into(),
+        retrieval: Some(Retrieval::Api),
+        ..Default::default()
+    };
+    let record = registry.order(&ida, order).await.unwrap();
+    let csr = admin::csr(
+        dir.path(),
+        "soon",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let key = qsign::registry::KeySource::Csr(csr);
+    registry
+        .issue(&core.hsm, &ida, (&record.id.to_string(), false), key)
+        .await
+        .unwrap();
+    assert_eq!(registry.send_expiry_notices().await.unwrap(), 1);
+    assert_eq!(
+        registry.send_expiry_notices().await.unwrap(),
+        0,
+        "told once"
+    );
+    let outbox = dir.path().join("outbox");
+    let expiring = std::fs::read_dir(outbox)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|text| text.contains("\" expiring"))
+        .count();
+    assert_eq!(expiring, 1);
 }

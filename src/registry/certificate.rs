@@ -133,11 +133,56 @@ pub fn issue(
     )?;
     Ok(IssuedCertificate {
         serial: serial_hex(issued.certificate.tbs_certificate.serial_number.as_bytes()),
-        subject: subject.to_string(),
+        subject: rfc4514(&subject),
         not_before: unix(not_before),
         not_after: unix(not_after),
         der: issued.der,
     })
+}
+
+/// RFC 4514 string of a name qsign built (most specific RDN first), with
+/// the EN 319 412-1 attribute names OpenSSL prints (`organizationIdentifier`)
+/// instead of a dotted OID and hex.
+pub fn rfc4514(name: &Name) -> String {
+    let label = |oid: &const_oid::ObjectIdentifier| match *oid {
+        rfc4519::C => "C".to_owned(),
+        rfc4519::O => "O".to_owned(),
+        rfc4519::CN => "CN".to_owned(),
+        rfc4519::SERIAL_NUMBER => "serialNumber".to_owned(),
+        oid::AT_ORGANIZATION_IDENTIFIER => "organizationIdentifier".to_owned(),
+        other => other.to_string(),
+    };
+    let value = |any: &der::Any| {
+        let text = der::asn1::Utf8StringRef::try_from(any)
+            .map(|s| s.as_str().to_owned())
+            .or_else(|_| {
+                der::asn1::PrintableStringRef::try_from(any).map(|s| s.as_str().to_owned())
+            })
+            .unwrap_or_default();
+        // RFC 4514 §2.4: escape the specials, a leading # or space, a trailing space.
+        let mut out = String::new();
+        for (i, c) in text.chars().enumerate() {
+            let edge =
+                (i == 0 && (c == '#' || c == ' ')) || (i + 1 == text.chars().count() && c == ' ');
+            if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    };
+    name.0
+        .iter()
+        .rev()
+        .map(|rdn| {
+            rdn.0
+                .iter()
+                .map(|atv| format!("{}={}", label(&atv.oid), value(&atv.value)))
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The registry's spelling of a serial: lowercase hex of the INTEGER's

@@ -70,17 +70,17 @@ async fn apply_on(
                version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
         .await?;
-    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM qsign_migrations")
-        .fetch_one(&mut **connection)
+    // Every step not yet applied, not only those above the highest: steps
+    // are numbered per branch (the registry's from 10), so a database may
+    // hold 10 before 2 exists.
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM qsign_migrations")
+        .fetch_all(&mut **connection)
         .await?;
     let blob = match backend {
         Backend::Sqlite => "BLOB",
         Backend::Postgres => "BYTEA",
     };
-    for step in MIGRATIONS
-        .iter()
-        .filter(|m| m.version > current.unwrap_or(0))
-    {
+    for step in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let sql = step.sql.replace("{blob}", blob);
         let mut tx = sqlx::Connection::begin(&mut **connection).await?;
         tx.execute(sql.as_str()).await?;

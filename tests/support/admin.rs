@@ -32,6 +32,16 @@ pub struct Replica {
 
 /// A core for `label` on the database at `url` (None: a fresh SQLite file).
 pub fn core(label: &str, url: Option<&str>, outbox: &Path) -> Arc<SigningCore> {
+    core_with(label, url, outbox, |_| {})
+}
+
+/// [`core`] with `tweak` applied to its `[registry]` settings.
+pub fn core_with(
+    label: &str,
+    url: Option<&str>,
+    outbox: &Path,
+    tweak: impl FnOnce(&mut qsign::registry::RegistrySettings),
+) -> Arc<SigningCore> {
     let db = outbox.join("registry.db");
     let url = url.map_or_else(|| qsign::store::Database::sqlite_url(&db), str::to_owned);
     env().core(label, |config| {
@@ -41,6 +51,7 @@ pub fn core(label: &str, url: Option<&str>, outbox: &Path) -> Arc<SigningCore> {
         });
         let registry = config.registry.as_mut().expect("dev state has [registry]");
         registry.mail.transport = MailTransport::Outbox(outbox.join("outbox"));
+        tweak(registry);
     })
 }
 
