@@ -239,7 +239,10 @@ async fn lifecycle(replica: &Replica) {
         ("Acme web", proto::CertificateStatus::Valid)
     );
     assert_eq!(record.der, renewed.certificate);
-    assert_eq!(record.subject, "CN=Acme web,organizationIdentifier=NTRDK-11223344,O=Acme A/S,C=DK");
+    assert_eq!(
+        record.subject,
+        "CN=Acme web,organizationIdentifier=NTRDK-11223344,O=Acme A/S,C=DK"
+    );
 
     search_and_export(&mut c, dir.path(), &web, &system).await;
     // SPEC §9 contact mails: issued, renewed, revoked.

@@ -140,6 +140,21 @@ pub fn issue(
     })
 }
 
+/// What the registry records of a certificate it issued (DER).
+pub fn described(der: Vec<u8>) -> Result<IssuedCertificate, Error> {
+    use der::Decode;
+    let certificate = x509_cert::Certificate::from_der(&der).map_err(encoding)?;
+    let tbs = &certificate.tbs_certificate;
+    let time = |t: &x509_cert::time::Time| unix(t.to_system_time());
+    Ok(IssuedCertificate {
+        serial: serial_hex(tbs.serial_number.as_bytes()),
+        subject: rfc4514(&tbs.subject),
+        not_before: time(&tbs.validity.not_before),
+        not_after: time(&tbs.validity.not_after),
+        der,
+    })
+}
+
 /// RFC 4514 string of a name qsign built (most specific RDN first), with
 /// the EN 319 412-1 attribute names OpenSSL prints (`organizationIdentifier`)
 /// instead of a dotted OID and hex.
