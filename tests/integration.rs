@@ -17,6 +17,7 @@ mod ltv;
 mod ocsp;
 mod pades;
 mod registry;
+mod registry_mail;
 mod registry_race;
 mod service;
 mod store;
