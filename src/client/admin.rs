@@ -72,26 +72,7 @@ pub enum AdminCommand {
         code: String,
     },
     /// Order a certificate; prints its id.
-    Order {
-        #[arg(long, value_enum)]
-        kind: Kind,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        contact_name: String,
-        #[arg(long)]
-        contact_email: String,
-        #[arg(long, default_value = "")]
-        certificate_email: String,
-        #[arg(long, default_value = "")]
-        system_name: String,
-        #[arg(long, default_value = "")]
-        user_sub: String,
-        #[arg(long, value_enum, default_value_t = Retrieval::Api)]
-        retrieval: Retrieval,
-        #[arg(long)]
-        publish: bool,
-    },
+    Order(OrderArgs),
     /// Issue an ordered certificate; writes OUT.pem (and OUT.p12).
     Issue(IssueArgs),
     /// Renew a certificate (new key, new validity); as issue.
@@ -104,13 +85,10 @@ pub enum AdminCommand {
     Get {
         id: String,
     },
+    /// Certificates by id or part of a name or e-mail (SPEC §9), a page.
     Search {
-        #[arg(default_value = "")]
-        query: String,
-        #[arg(long, value_enum)]
-        kind: Option<Kind>,
-        #[arg(long, value_enum)]
-        status: Option<Status>,
+        #[command(flatten)]
+        select: SelectArgs,
         #[arg(long, default_value_t = 0)]
         page_size: u32,
         #[arg(long, default_value = "")]
@@ -118,15 +96,77 @@ pub enum AdminCommand {
     },
     /// The selection as CSV (RFC 4180) on stdout or into --output.
     Export {
-        #[arg(default_value = "")]
-        query: String,
-        #[arg(long, value_enum)]
-        kind: Option<Kind>,
-        #[arg(long, value_enum)]
-        status: Option<Status>,
+        #[command(flatten)]
+        select: SelectArgs,
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+pub struct OrderArgs {
+    #[arg(long, value_enum)]
+    kind: Kind,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    contact_name: String,
+    #[arg(long)]
+    contact_email: String,
+    #[arg(long, default_value = "")]
+    certificate_email: String,
+    #[arg(long, default_value = "")]
+    system_name: String,
+    #[arg(long, default_value = "")]
+    user_sub: String,
+    #[arg(long, value_enum, default_value_t = Retrieval::Api)]
+    retrieval: Retrieval,
+    #[arg(long)]
+    publish: bool,
+}
+
+impl From<OrderArgs> for proto::OrderCertificateRequest {
+    fn from(a: OrderArgs) -> Self {
+        let retrieval = match a.retrieval {
+            Retrieval::Browser => proto::Retrieval::Browser,
+            Retrieval::Api => proto::Retrieval::Api,
+        };
+        Self {
+            kind: wire_kind(a.kind).into(),
+            name: a.name,
+            contact_name: a.contact_name,
+            contact_email: a.contact_email,
+            certificate_email: a.certificate_email,
+            system_name: a.system_name,
+            user_sub: a.user_sub,
+            retrieval: retrieval.into(),
+            publish: a.publish,
+        }
+    }
+}
+
+/// SPEC §9 selection: query, kind, status.
+#[derive(Args)]
+pub struct SelectArgs {
+    #[arg(default_value = "")]
+    query: String,
+    #[arg(long, value_enum)]
+    kind: Option<Kind>,
+    #[arg(long, value_enum)]
+    status: Option<Status>,
+}
+
+impl SelectArgs {
+    fn wire(&self) -> (i32, i32) {
+        (
+            self.kind
+                .map_or(proto::CertificateKind::Unspecified, wire_kind)
+                .into(),
+            self.status
+                .map_or(proto::CertificateStatus::Unspecified, wire_status)
+                .into(),
+        )
+    }
 }
 
 #[derive(Args)]
@@ -237,32 +277,8 @@ impl Admin {
                     .map_err(status_error)?;
                 eprintln!("validated");
             }
-            C::Order {
-                kind,
-                name,
-                contact_name,
-                contact_email,
-                certificate_email,
-                system_name,
-                user_sub,
-                retrieval,
-                publish,
-            } => {
-                let request = proto::OrderCertificateRequest {
-                    kind: wire_kind(kind).into(),
-                    name,
-                    contact_name,
-                    contact_email,
-                    certificate_email,
-                    system_name,
-                    user_sub,
-                    retrieval: match retrieval {
-                        Retrieval::Browser => proto::Retrieval::Browser,
-                        Retrieval::Api => proto::Retrieval::Api,
-                    }
-                    .into(),
-                    publish,
-                };
+            C::Order(order) => {
+                let request = proto::OrderCertificateRequest::from(order);
                 let record = c
                     .order_certificate(self.request(request)?)
                     .await
@@ -290,69 +306,69 @@ impl Admin {
                 print_certificate(&record.into_inner());
             }
             C::Search {
-                query,
-                kind,
-                status,
+                select,
                 page_size,
                 page_token,
-            } => {
-                let request = proto::SearchCertificatesRequest {
-                    query,
-                    kind: kind
-                        .map_or(proto::CertificateKind::Unspecified, wire_kind)
-                        .into(),
-                    status: status
-                        .map_or(proto::CertificateStatus::Unspecified, wire_status)
-                        .into(),
-                    page_size,
-                    page_token,
-                };
-                let page = c
-                    .search_certificates(self.request(request)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for r in &page.certificates {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        r.id,
-                        kind_name(r.kind),
-                        r.name,
-                        status_name(r.status),
-                        r.serial
-                    );
-                }
-                if !page.next_page_token.is_empty() {
-                    eprintln!("more: --page-token {}", page.next_page_token);
-                }
-            }
-            C::Export {
-                query,
-                kind,
-                status,
-                output,
-            } => {
-                let request = proto::ExportCertificatesRequest {
-                    query,
-                    kind: kind
-                        .map_or(proto::CertificateKind::Unspecified, wire_kind)
-                        .into(),
-                    status: status
-                        .map_or(proto::CertificateStatus::Unspecified, wire_status)
-                        .into(),
-                };
-                let csv = c
-                    .export_certificates(self.request(request)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner()
-                    .csv;
-                match output {
-                    Some(path) => std::fs::write(&path, csv)
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
-                    None => print!("{}", String::from_utf8_lossy(&csv)),
-                }
-            }
+            } => self.search(select, page_size, page_token).await?,
+            C::Export { select, output } => self.export(select, output).await?,
+        }
+        Ok(())
+    }
+
+    async fn search(
+        &mut self,
+        select: SelectArgs,
+        page_size: u32,
+        page_token: String,
+    ) -> Result<(), ClientError> {
+        let (kind, status) = select.wire();
+        let request = proto::SearchCertificatesRequest {
+            query: select.query,
+            kind,
+            status,
+            page_size,
+            page_token,
+        };
+        let page = self
+            .client
+            .clone()
+            .search_certificates(self.request(request)?)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        for r in &page.certificates {
+            let (kind, status) = (kind_name(r.kind), status_name(r.status));
+            println!("{}\t{kind}\t{}\t{status}\t{}", r.id, r.name, r.serial);
+        }
+        if !page.next_page_token.is_empty() {
+            eprintln!("more: --page-token {}", page.next_page_token);
+        }
+        Ok(())
+    }
+
+    async fn export(
+        &mut self,
+        select: SelectArgs,
+        output: Option<PathBuf>,
+    ) -> Result<(), ClientError> {
+        let (kind, status) = select.wire();
+        let request = proto::ExportCertificatesRequest {
+            query: select.query,
+            kind,
+            status,
+        };
+        let csv = self
+            .client
+            .clone()
+            .export_certificates(self.request(request)?)
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .csv;
+        match output {
+            Some(path) => std::fs::write(&path, csv)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            None => print!("{}", String::from_utf8_lossy(&csv)),
         }
         Ok(())
     }
