@@ -91,6 +91,11 @@ impl Registry {
         who: &Administrator,
         row: ProfileRow,
     ) -> Result<Profile, Error> {
+        // An empty cvr is the caller's own organisation.
+        let mut row = row;
+        if row.cvr.is_empty() {
+            row.cvr = who.org_cvr.to_string();
+        }
         who.require_admin_of(&row.cvr)?;
         let profile = profiles::profile(&row)?;
         if self.profiles.is_default(&row.id) {

@@ -34,7 +34,11 @@ pub fn extend(mut services: Revocation, registry: &Arc<Registry>, hsm: &Hsm) -> 
             }
             match inner {
                 Some(inner) => inner(request).await,
-                // RFC 6960 §2.3: not a CA this server answers for.
+                // RFC 6960 §2.3: not a request, or not a CA this server
+                // answers for.
+                None if crate::pki::ocsp::parse_request(&request).is_none() => {
+                    crate::pki::ocsp::malformed_request()
+                }
                 None => der::Encode::to_der(&x509_ocsp::OcspResponse::unauthorized())
                     .map_err(crate::pki::encoding),
             }

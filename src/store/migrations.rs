@@ -45,17 +45,24 @@ pub(super) fn latest() -> i64 {
 /// Applies every step newer than the database's version.
 pub(super) async fn apply(database: &Database) -> Result<(), StoreError> {
     let mut connection = database.pool().acquire().await?;
-    if database.backend() == Backend::Postgres {
-        // Replicas starting at once: one migrates, the others wait.
-        connection
-            .execute("SELECT pg_advisory_lock(7135937297)")
-            .await?;
-    }
-    let result = apply_on(&mut connection, database.backend()).await;
-    if database.backend() == Backend::Postgres {
-        connection
-            .execute("SELECT pg_advisory_unlock(7135937297)")
-            .await?;
+    let backend = database.backend();
+    // Servers (or tests) starting at once: one migrates, the others wait.
+    // PostgreSQL: an advisory lock, a transaction per step. SQLite: its
+    // write lock taken before anything is read (BEGIN IMMEDIATE; the busy
+    // timeout waits), all steps in that one transaction.
+    let (lock, unlock) = match backend {
+        Backend::Postgres => (
+            "SELECT pg_advisory_lock(7135937297)",
+            "SELECT pg_advisory_unlock(7135937297)",
+        ),
+        Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
+    };
+    connection.execute(lock).await?;
+    let result = apply_on(&mut connection, backend).await;
+    if result.is_err() && backend == Backend::Sqlite {
+        connection.execute("ROLLBACK").await?;
+    } else {
+        connection.execute(unlock).await?;
     }
     result
 }
@@ -82,14 +89,19 @@ async fn apply_on(
     };
     for step in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let sql = step.sql.replace("{blob}", blob);
-        let mut tx = sqlx::Connection::begin(&mut **connection).await?;
-        tx.execute(sql.as_str()).await?;
-        sqlx::query("INSERT INTO qsign_migrations (version, name) VALUES ($1, $2)")
+        let record = sqlx::query("INSERT INTO qsign_migrations (version, name) VALUES ($1, $2)")
             .bind(step.version)
-            .bind(step.name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .bind(step.name);
+        if backend == Backend::Sqlite {
+            // Already inside the BEGIN IMMEDIATE of `apply`.
+            connection.execute(sql.as_str()).await?;
+            record.execute(&mut **connection).await?;
+        } else {
+            let mut tx = sqlx::Connection::begin(&mut **connection).await?;
+            tx.execute(sql.as_str()).await?;
+            record.execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
         tracing::info!(
             version = step.version,
             name = step.name,
