@@ -188,7 +188,7 @@ async fn lifecycle(replica: &Replica) {
             ocsp(replica, &org_ca, &root, &["-serial", "0x4242424242"]),
             "unknown"
         );
-        let crl = reqwest_get(&format!("{}/crl/organization-ca.crl", replica.http)).await;
+        let crl = http_get(&format!("{}/crl/organization-ca.crl", replica.http)).await;
         let crl_file = dir.path().join("org.crl");
         std::fs::write(&crl_file, crl).unwrap();
         let (ok, text) = openssl(&[
@@ -415,8 +415,8 @@ async fn search_and_export(c: &mut Client, dir: &std::path::Path, web: &str, sys
         .starts_with("id,kind,name,status,serial,subject,"));
 }
 
-/// GET over plain HTTP/1.1 (hyper), the body.
-pub async fn reqwest_get(url: &str) -> Vec<u8> {
+/// GET with curl, the body.
+pub async fn http_get(url: &str) -> Vec<u8> {
     let url = url.to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")

@@ -59,6 +59,9 @@ fn sqlite_opened_by_many_at_once_migrates_once() {
         })
         .collect();
     for opener in openers {
-        opener.join().unwrap().expect("every opener finds the schema");
+        opener
+            .join()
+            .unwrap()
+            .expect("every opener finds the schema");
     }
 }
