@@ -568,6 +568,15 @@ async fn every_refusal_has_its_code() {
     c.issue_certificate(with(&employee, issue_csr(&user, csr.clone())))
         .await
         .expect("the employee issues");
+    let renew_user = || proto::RenewCertificateRequest {
+        id: user.clone(),
+        key: Some(renew_key::Key::Csr(csr.clone())),
+    };
+    let refused = c.renew_certificate(with(&stranger, renew_user())).await;
+    assert_eq!(code(refused), Code::PermissionDenied);
+    c.renew_certificate(with(&employee, renew_user()))
+        .await
+        .expect("the employee renews");
 
     email_refusals(&replica, &mut c, &csr).await;
 }
