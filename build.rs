@@ -6,7 +6,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // ProstCodec, but a malformed message is INVALID_ARGUMENT (SPEC §7).
         .codec_path("crate::service::codec::Codec")
         .file_descriptor_set_path(out.join("qsign_descriptor.bin"))
-        .compile_protos(&["proto/qsign/v1/signing.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/qsign/v1/signing.proto",
+                "proto/qsign/v1/administration.proto",
+            ],
+            &["proto"],
+        )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -59,6 +59,12 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     let ocsp = ocsp_responder(config, &hsm, &issuer)?;
+    let database = config
+        .database
+        .as_ref()
+        .map(|d| crate::store::Database::open(&d.url, d.max_connections))
+        .transpose()?;
+    let registry = crate::registry::flow::open(config, database.as_ref(), &hsm, &root)?;
     let mut certificate_policy = config.certificate.clone();
     certificate_policy.ocsp_url = config.ocsp.as_ref().map(|o| o.url.clone());
     Ok(Arc::new(SigningCore {
@@ -80,6 +86,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
             .map(|t| t.urls.clone())
             .unwrap_or_default(),
         database,
+        registry,
     }))
 }
 
@@ -400,5 +407,42 @@ fn init_delegate(
     )?;
     std::fs::write(certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
         Error::internal(format!("cannot write {}", certificate.display())).with_source(e)
+    })
+}
+
+/// `qsign init-org-ca`: the organisation CA of `[registry]` (SPEC §9): its
+/// key in the configured token and its certificate from the root (key
+/// `root_key_label`), written to `[registry] certificate`.
+pub fn init_org_ca(
+    config: &Config,
+    module: &Module,
+    root_key_label: &str,
+    organization: &str,
+) -> Result<(), Error> {
+    let registry = config.registry.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [registry] table; add one (see qsign.toml of a dev state dir)",
+        )
+    })?;
+    if registry.certificate.exists() {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!(
+                "{} exists; refusing to replace it",
+                registry.certificate.display()
+            ),
+        ));
+    }
+    let root = single_certificate(&config.root_certificate)?;
+    let hsm = setup_hsm(config, module)?;
+    let der = crate::state::create_organization_ca(
+        &hsm,
+        (root_key_label, &root, &config.root_crl_url),
+        &registry.key_label,
+        organization,
+    )?;
+    std::fs::write(&registry.certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
+        Error::internal(format!("cannot write {}", registry.certificate.display())).with_source(e)
     })
 }

@@ -19,6 +19,7 @@
 //! that a replay costs no key (`single_use`). A failure of the service's
 //! own releases the token.
 
+pub mod admin;
 mod calling_system;
 mod claims;
 mod error;

@@ -2,6 +2,8 @@
 //! development it mints the activation token itself from the state
 //! directory's dev IdP key, as an identity provider would after login.
 
+pub mod admin;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -40,6 +42,13 @@ pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn connect(
     connection: &Connection,
 ) -> Result<SigningServiceClient<Channel>, ClientError> {
+    Ok(SigningServiceClient::new(channel(connection).await?)
+        .max_decoding_message_size(1 << 30)
+        .max_encoding_message_size(1 << 30))
+}
+
+/// A channel to the server (plain or TLS), for any of its services.
+pub async fn channel(connection: &Connection) -> Result<Channel, ClientError> {
     let mut endpoint =
         Endpoint::from_shared(connection.server.clone())?.connect_timeout(Duration::from_secs(10));
     if let Some(tls) = client_tls(connection)? {
@@ -49,9 +58,7 @@ pub async fn connect(
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", connection.server))?;
-    Ok(SigningServiceClient::new(channel)
-        .max_decoding_message_size(1 << 30)
-        .max_encoding_message_size(1 << 30))
+    Ok(channel)
 }
 
 /// TLS for an `https://` server: its CA, and the client certificate if any.
@@ -81,7 +88,7 @@ fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, Client
 /// A refused call as the user reads it. A transport failure keeps its
 /// causes, e.g. the server's TLS alert when it wants a client certificate
 /// (RFC 8446 §4.4.2.4 `certificate_required`).
-fn status_error(status: tonic::Status) -> ClientError {
+pub(crate) fn status_error(status: tonic::Status) -> ClientError {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let mut source = std::error::Error::source(&status);
     while let Some(cause) = source {

@@ -29,6 +29,9 @@ struct File {
     tsa: Option<TsaFile>,
     ocsp: Option<OcspFile>,
     database: Option<DatabaseFile>,
+    /// SPEC §9 (src/registry/settings.rs).
+    registry: Option<crate::registry::settings::RegistryFile>,
+    mail: Option<crate::registry::settings::MailFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
 }
@@ -370,6 +373,8 @@ pub struct Config {
     pub ocsp: Option<OcspConfig>,
     /// None: no database; spent tokens go to `[token] replay_journal`.
     pub database: Option<DatabaseConfig>,
+    /// `[registry]` and `[mail]` (SPEC §9); needs `[database]`.
+    pub registry: Option<crate::registry::RegistrySettings>,
     pub profiles: Vec<Profile>,
 }
 
@@ -505,6 +510,7 @@ impl Config {
             tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
             ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
             database: file.database.map(|d| database(d, &resolve)).transpose()?,
+            registry: crate::registry::settings::validate(file.registry, file.mail, &resolve)?,
             profiles: file.profiles,
         })
     }

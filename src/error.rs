@@ -17,6 +17,10 @@ pub enum ErrorKind {
     InvalidArgument,
     /// Valid input that qsign does not sign (encrypted PDF, DocMDP lock).
     FailedPrecondition,
+    /// SPEC §9: no such certificate or profile (of the caller's organisation).
+    NotFound,
+    /// SPEC §9: the name is taken within the organisation.
+    AlreadyExists,
     /// Input over a configured limit.
     ResourceExhausted,
     /// The HSM (or a TSA) cannot be reached or refuses to work.

@@ -7,7 +7,7 @@ pub mod error;
 
 pub use error::{Error, ErrorKind, Result};
 
-/// Code generated from `proto/qsign/v1/signing.proto`.
+/// Code generated from `proto/qsign/v1/signing.proto` and `administration.proto`.
 pub mod proto {
     #![allow(clippy::all)]
     tonic::include_proto!("qsign.v1");
@@ -18,6 +18,7 @@ pub mod hsm;
 pub mod limits;
 pub mod pades;
 pub mod pki;
+pub mod registry;
 pub mod service;
 pub mod signed_data;
 pub mod signer;

@@ -93,6 +93,20 @@ enum Command {
         #[arg(long, default_value = "qsign")]
         organization: String,
     },
+    /// Create the organisation CA of `[registry]` (SPEC §9): a key in the
+    /// token and a certificate from the root CA that init-ca made.
+    InitOrgCa {
+        #[arg(long)]
+        config: PathBuf,
+        /// Label of the root CA key in the token.
+        #[arg(long, default_value = "qsign-root-ca")]
+        root_key_label: String,
+        /// Organisation named in the CA certificate.
+        #[arg(long, default_value = "qsign")]
+        organization: String,
+    },
+    /// Administer profiles and organisation certificates (SPEC §9).
+    Admin(qsign::client::admin::AdminArgs),
     /// Sign files as detached CAdES; writes FILE.p7s next to each.
     SignDetached {
         #[arg(required = true)]
@@ -227,6 +241,15 @@ fn main() -> ExitCode {
             config,
             organization,
         } => init_ocsp(config, &organization),
+        Command::InitOrgCa {
+            config,
+            root_key_label,
+            organization,
+        } => init_org_ca(config, &root_key_label, &organization),
+        Command::Admin(args) => runtime().and_then(|r| {
+            r.block_on(qsign::client::admin::run(args))
+                .map_err(|e| e.to_string())
+        }),
         Command::SignDetached {
             files,
             seal,
@@ -361,6 +384,18 @@ fn init_ocsp(config: PathBuf, organization: &str) -> Result<(), String> {
     module.finalize();
     if let Some(ocsp) = &config.ocsp {
         println!("{}", ocsp.certificate.display());
+    }
+    Ok(())
+}
+
+fn init_org_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    qsign::app::init_org_ca(&config, &module, root_key_label, organization)
+        .map_err(|e| e.to_string())?;
+    module.finalize();
+    if let Some(registry) = &config.registry {
+        println!("{}", registry.certificate.display());
     }
     Ok(())
 }

@@ -126,6 +126,11 @@ impl Issuer {
     pub fn name(&self) -> &Name {
         &self.certificate.tbs_certificate.subject
     }
+
+    /// RFC 5280 §4.2.1.1: what the certificates it issues name as AKI.
+    pub fn key_id(&self) -> &OctetString {
+        &self.key_id
+    }
 }
 
 /// A freshly issued certificate and its DER encoding.
@@ -295,7 +300,7 @@ pub(crate) fn sign(unsigned: Unsigned, ca: &impl Signer) -> Result<Issued, Error
 
 /// RFC 5280 §4.1.2.2: positive, at most 20 octets; 127 random bits here
 /// (CA/B BR §7.1 asks for at least 64).
-fn random_serial() -> Result<SerialNumber, Error> {
+pub(crate) fn random_serial() -> Result<SerialNumber, Error> {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     bytes[0] = (bytes[0] & 0x7f) | 0x40;

@@ -3,6 +3,7 @@
 //! (`status::status`), and serves health and reflection beside it. `tls`
 //! holds the TLS set-up that the HTTP endpoint shares.
 
+pub mod administration;
 pub mod codec;
 mod guard;
 mod status;
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::CallingSystem;
 use crate::hsm::KeyAlgorithm;
 use crate::limits::{Accept, Guarded};
+use crate::proto::administration_service_server::AdministrationServiceServer;
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
 use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
@@ -246,7 +248,7 @@ pub async fn serve(
         .saturating_mul(2)
         .saturating_add(1 << 20);
     let limiter = core.limiter.clone();
-    let signing = SigningServiceServer::new(Service::new(core))
+    let signing = SigningServiceServer::new(Service::new(core.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let signing = Guard::new(signing, limiter.clone(), max_message);
@@ -259,6 +261,15 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::internal("reflection service").with_source(e))?;
+    // SPEC §9: the registry's administration beside signing, and its
+    // periodic contact mails.
+    let administration = core.registry.clone().map(|registry| {
+        registry.spawn_expiry_notices();
+        AdministrationServiceServer::new(administration::Administration::new(
+            core.clone(),
+            registry,
+        ))
+    });
     let config = &limiter.config;
     // RFC 9113 §6.7 PING: a peer that does not answer within the interval
     // is gone; idle and over-cap connections are closed by `Accept`.
@@ -271,7 +282,8 @@ pub async fn serve(
         .max_connection_age(config.max_connection_age())
         .add_service(health)
         .add_service(reflection)
-        .add_service(signing);
+        .add_service(signing)
+        .add_optional_service(administration);
     let incoming = Accept::new(listener, limiter.connections(), config.idle_timeout());
     let served = match tls {
         Some(tls) => {

@@ -64,8 +64,10 @@ pub struct SigningCore {
     /// `[ocsp]`: certificates name this responder instead of carrying
     /// noRevAvail; B-LT embeds its response about the signer's certificate.
     pub ocsp: Option<Arc<Responder>>,
-    /// `[database]`: spent tokens (through `verifier`), the audit log.
+    /// `[database]`: spent tokens, the audit log and the registry.
     pub database: Option<crate::store::Database>,
+    /// SPEC §9 `[registry]`: organisation certificates and live profiles.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -160,7 +162,7 @@ impl SigningCore {
         self.precheck(&authorization, content_bytes(&documents))?;
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &digests, now)?;
+        let (activation, signatory) = self.check(&authorization, &digests, now).await?;
         let (signed, reservation) = self
             .sign_digests(Job {
                 activation,
@@ -219,7 +221,7 @@ impl SigningCore {
     /// SPEC §3, §4: a valid token that covers every digest and allows the
     /// profile. `sign_digests` reserves it before the HSM task; `deliver`
     /// spends it.
-    fn check(
+    async fn check(
         &self,
         authorization: &Authorization,
         digests: &[[u8; 32]],
@@ -231,9 +233,17 @@ impl SigningCore {
             .seal_profile
             .as_deref()
             .filter(|p| !p.is_empty());
-        let signatory =
-            self.profiles
-                .authorize(&activation, seal, authorization.client.as_ref())?;
+        let client = authorization.client.as_ref();
+        // SPEC §9: the registry's profiles are live on every replica.
+        let signatory = match &self.registry {
+            Some(registry) => {
+                registry
+                    .current_profiles()
+                    .await?
+                    .authorize(&activation, seal, client)?
+            }
+            None => self.profiles.authorize(&activation, seal, client)?,
+        };
         Ok((activation, signatory))
     }
 

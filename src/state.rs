@@ -29,6 +29,8 @@ pub const ROOT_CA: &str = "root-ca.pem";
 pub const ISSUING_CA: &str = "issuing-ca.pem";
 pub const TSA_CERTIFICATE: &str = "tsa.pem";
 pub const OCSP_CERTIFICATE: &str = "ocsp-responder.pem";
+pub const ORGANIZATION_CA: &str = "organization-ca.pem";
+pub const ORGANIZATION_CA_KEY_LABEL: &str = "qsign-organization-ca";
 pub const DEV_IDP_KEY: &str = "dev-idp-key.pem";
 pub const DEV_IDP_JWKS: &str = "dev-idp-jwks.json";
 pub const USER_PIN: &str = "user-pin";
@@ -148,6 +150,16 @@ impl StateDir {
             DEV_ORGANIZATION,
         )?;
         write_public(&self.file(OCSP_CERTIFICATE), &pem_certificate(&responder)?)?;
+        let organization_ca = create_organization_ca(
+            &hsm,
+            (ROOT_KEY_LABEL, &root, DEV_ROOT_CRL_URL),
+            ORGANIZATION_CA_KEY_LABEL,
+            DEV_ORGANIZATION,
+        )?;
+        write_public(
+            &self.file(ORGANIZATION_CA),
+            &pem_certificate(&organization_ca)?,
+        )?;
 
         let idp = DevIdp::generate();
         write_private(&self.file(DEV_IDP_KEY), idp.pkcs8_pem().as_bytes())?;
@@ -214,6 +226,49 @@ pub fn create_ca(
             10 * year,
         )?;
         Ok((root.der, issuing.der))
+    })
+}
+
+/// SPEC §9: the organisation CA under the root (key `root.0`, certificate
+/// `root.1`, CRL URL `root.2` for its CRL distribution point): a
+/// persistent, sensitive, non-extractable EC P-256 key `label` and a
+/// 10-year CA certificate (pathLenConstraint 0), DER. Refuses when a key
+/// labelled `label` exists.
+pub fn create_organization_ca(
+    hsm: &Hsm,
+    root: (&str, &[u8], &str),
+    label: &str,
+    organization: &str,
+) -> Result<Vec<u8>, Error> {
+    let issuer = Issuer::from_der(root.1.to_vec())?;
+    let (root_label, label, organization) =
+        (root.0.to_owned(), label.to_owned(), organization.to_owned());
+    let crl_url = root.2.to_owned();
+    hsm.run_blocking(move |session| {
+        if session.has_private_key(&label)? {
+            return Err(Error::new(
+                ErrorKind::FailedPrecondition,
+                format!(
+                    "the token already holds a key labelled '{label}'; refusing to replace a CA"
+                ),
+            ));
+        }
+        let name = NameBuilder::default()
+            .printable(const_oid::db::rfc4519::C, "DK")
+            .and_then(|b| b.utf8(const_oid::db::rfc4519::O, &organization))
+            .and_then(|b| {
+                b.utf8(
+                    const_oid::db::rfc4519::CN,
+                    &format!("{organization} organisation CA"),
+                )
+            })
+            .map_err(pki::encoding)?
+            .build();
+        let key = session.generate_persistent(KeyAlgorithm::EcP256, &label)?;
+        let signer = session.persistent_signer(&root_label)?;
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let parent = (&issuer, crl_url.as_str());
+        Ok(pki::ca::issuing(name, key, parent, &signer, SystemTime::now(), 10 * year)?.der)
     })
 }
 

@@ -20,7 +20,10 @@
 
 mod group;
 mod migrations;
+pub mod registry;
 mod spent;
+
+pub use registry::RegistryStore;
 
 pub use group::GroupCommit;
 pub use spent::SpentTokens;

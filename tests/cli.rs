@@ -198,6 +198,14 @@ url = "http://127.0.0.1:{tsa_port}/ocsp"
 issuer = "https://idp.acme.example"
 audience = "qsign-acme"
 jwks_file = "idp-jwks.json"
+[database]
+url = "sqlite://registry.db"
+[registry]
+certificate = "organization-ca.pem"
+base_url = "http://127.0.0.1:{tsa_port}"
+[mail]
+from = "qsign <noreply@acme.example>"
+outbox = "outbox"
 [[profiles]]
 id = "acme-seal"
 organization_name = "Acme A/S"
@@ -214,7 +222,7 @@ allow = ["seal"]
         command
     };
     let config_arg = config_path.to_str().unwrap();
-    for init in ["init-ca", "init-tsa", "init-ocsp"] {
+    for init in ["init-ca", "init-tsa", "init-ocsp", "init-org-ca"] {
         let out = qsign(&[init, "--config", config_arg, "--organization", "Acme"])
             .output()
             .unwrap();
@@ -309,6 +317,89 @@ allow = ["seal"]
     assert!(
         cms.windows(needle.len()).any(|w| w == needle),
         "the seal names the profile's organisation"
+    );
+    admin_with_a_token_file(dir, &idp, port, &qsign);
+}
+
+/// SPEC §9 on the --config deployment: `qsign admin --token FILE` orders
+/// and issues from a CSR under the organisation CA that init-org-ca made.
+fn admin_with_a_token_file(
+    dir: &Path,
+    idp: &qsign::auth::dev::DevIdp,
+    port: u16,
+    qsign: &dyn Fn(&[&str]) -> Command,
+) {
+    let roles = ["user_admin".to_owned()];
+    let token = qsign::auth::admin::mint_dev(
+        idp,
+        "https://idp.acme.example",
+        "qsign-admin",
+        ("ida", "11223344", &roles),
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    std::fs::write(dir.join("admin.jws"), token).unwrap();
+    let server = format!("http://127.0.0.1:{port}");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--server", &server, "--token"];
+        let token = dir.join("admin.jws");
+        let token = token.to_str().unwrap().to_owned();
+        all.push(&token);
+        all.extend_from_slice(args);
+        let out = qsign(&all).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id = admin(&[
+        "order",
+        "--kind",
+        "system",
+        "--name",
+        "Invoicing",
+        "--system-name",
+        "Invoicing",
+        "--contact-name",
+        "Ida",
+        "--contact-email",
+        "ida@acme.example",
+    ]);
+    let csr = dir.join("sys.csr");
+    if !tools::require("openssl") {
+        return;
+    }
+    let out = Command::new("openssl")
+        .args([
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=x", "-keyout",
+        ])
+        .arg(dir.join("sys.key"))
+        .arg("-out")
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out_prefix = dir.join("sys");
+    admin(&[
+        "issue",
+        id.trim(),
+        "--csr",
+        csr.to_str().unwrap(),
+        "--out",
+        out_prefix.to_str().unwrap(),
+    ]);
+    let pem = std::fs::read_to_string(dir.join("sys.pem")).unwrap();
+    let org_ca = std::fs::read_to_string(dir.join("organization-ca.pem")).unwrap();
+    assert!(
+        pem.contains(org_ca.trim()),
+        "the chain carries the organisation CA"
+    );
+    assert!(admin(&["search", "invoic"]).contains("SYSTEM"));
+    assert!(
+        dir.join("outbox").read_dir().unwrap().count() >= 1,
+        "the contact was mailed"
     );
 }
 

@@ -285,6 +285,7 @@ pub fn broken_core(base: &SigningCore, verifier: qsign::auth::Verifier) -> Arc<S
         tsa_urls: vec![],
         ocsp: None,
         database: base.database.clone(),
+        registry: None,
     })
 }
 

@@ -91,3 +91,23 @@ async fn futures_join<F: std::future::Future<Output = u32> + Send + 'static>(
     }
     out
 }
+
+/// Many servers (or test cores) opening one new SQLite file at once: one
+/// migrates under the write lock, the others wait and find it done.
+#[test]
+fn sqlite_opened_by_many_at_once_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Database::sqlite_url(&dir.path().join("shared.db"));
+    let openers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Database::open(&url, 1).map(|db| db.close()))
+        })
+        .collect();
+    for opener in openers {
+        opener
+            .join()
+            .unwrap()
+            .expect("every opener finds the schema");
+    }
+}

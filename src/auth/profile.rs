@@ -213,6 +213,11 @@ impl Profiles {
         self.by_id.get(id)
     }
 
+    /// Every profile, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Profile> {
+        self.by_id.values()
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

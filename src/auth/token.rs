@@ -148,6 +148,28 @@ impl Verifier {
         claims.into_activation(expires_at)
     }
 
+    /// The payload of a compact JWS whose signature verifies against the
+    /// trusted keys: the administration token of SPEC §9 shares them and
+    /// checks its own claims (`auth::admin`).
+    pub(super) fn verified_payload<T: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<T, AuthError> {
+        let token = token.trim_ascii();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(malformed(format!("longer than {MAX_TOKEN_LEN} bytes")));
+        }
+        let (header, payload, signature) = split_compact(token)?;
+        let header: Header = decode_json(header, "header")?;
+        let alg = self.algorithm(&header)?;
+        let signing_input = &token[..token.len() - signature.len() - 1];
+        self.check_signature(alg, header.kid.as_deref(), signing_input, signature)?;
+        decode_json(payload, "payload")
+    }
+
     /// Single use (SPEC §3): reserves the `jti` until the token's `exp`
     /// plus leeway, on every replica when a ledger is shared. A token spent
     /// or reserved fails with [`AuthError::Replayed`]. Call it once every

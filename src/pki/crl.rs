@@ -25,6 +25,24 @@ pub fn issue_crl(
     next_update: SystemTime,
     number: u64,
 ) -> Result<Vec<u8>, Error> {
+    issue_crl_with(
+        issuer,
+        signer,
+        (this_update, next_update),
+        number,
+        Vec::new(),
+    )
+}
+
+/// [`issue_crl`] listing `revoked` (§5.1.2.6; the organisation CA's
+/// registry certificates, each with its §5.3.1 reasonCode).
+pub fn issue_crl_with(
+    issuer: &Issuer,
+    signer: &impl Signer,
+    (this_update, next_update): (SystemTime, SystemTime),
+    number: u64,
+    revoked: Vec<x509_cert::crl::RevokedCert>,
+) -> Result<Vec<u8>, Error> {
     if next_update <= this_update {
         return Err(Error::internal(
             "a CRL's nextUpdate must follow its thisUpdate",
@@ -51,7 +69,7 @@ pub fn issue_crl(
         this_update: rfc5280_time(this_update)?,
         next_update: Some(rfc5280_time(next_update)?),
         // §5.1.2.6: absent when nothing is revoked.
-        revoked_certificates: None,
+        revoked_certificates: (!revoked.is_empty()).then_some(revoked),
         crl_extensions: Some(crl_extensions),
     };
     let tbs_der = tbs.to_der().map_err(encoding)?;

@@ -244,10 +244,15 @@ impl SigningCore {
             let core = core.clone();
             Box::pin(async move { core.ocsp_answer(&request).await })
         });
-        crate::tsa::http::Revocation {
+        let services = crate::tsa::http::Revocation {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
             ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
+            documents: Vec::new(),
+        };
+        match &self.registry {
+            Some(registry) => crate::registry::http::extend(services, registry, &self.hsm),
+            None => services,
         }
     }
 

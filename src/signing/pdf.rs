@@ -92,7 +92,7 @@ impl SigningCore {
         })
         .await?;
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
+        let (activation, signatory) = self.check(&authorization, &[document_digest], now).await?;
         let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
         let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity);
         let (prepared, byte_range_digest) = blocking_if_large(pdf.len(), {
@@ -148,7 +148,7 @@ impl SigningCore {
         let byte_range_digest = sha256_digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = sha256_digest(document_digest, "document_digest")?;
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
+        let (activation, signatory) = self.check(&authorization, &[document_digest], now).await?;
         let (signed, reservation) = self
             .sign_byte_range(
                 activation,

@@ -13,14 +13,15 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "spent activation tokens",
-    // SPEC §3 single use: a token is reserved before any HSM work and
-    // spent when its signature leaves (`store::spent`); `until` is when it
-    // could no longer verify, after which the row may go; `replica` is the
-    // process that reserved it (only it commits or releases).
-    sql: "CREATE TABLE spent_tokens (
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "spent activation tokens",
+        // SPEC §3 single use: a token is reserved before any HSM work and
+        // spent when its signature leaves (`store::spent`); `until` is when it
+        // could no longer verify, after which the row may go; `replica` is the
+        // process that reserved it (only it commits or releases).
+        sql: "CREATE TABLE spent_tokens (
             jti_sha256 {blob} PRIMARY KEY,
             until_unix BIGINT NOT NULL,
             state TEXT NOT NULL CHECK (state IN ('reserved', 'spent')),
@@ -28,7 +29,14 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
             changed_unix BIGINT NOT NULL
           );
           CREATE INDEX spent_tokens_until ON spent_tokens (until_unix);",
-}];
+    },
+    // Numbered from 10 so that other branches' 2.. do not collide.
+    Migration {
+        version: 10,
+        name: "registry",
+        sql: super::registry::MIGRATION,
+    },
+];
 
 #[cfg(test)]
 pub(super) fn latest() -> i64 {
@@ -38,17 +46,24 @@ pub(super) fn latest() -> i64 {
 /// Applies every step newer than the database's version.
 pub(super) async fn apply(database: &Database) -> Result<(), StoreError> {
     let mut connection = database.pool().acquire().await?;
-    if database.backend() == Backend::Postgres {
-        // Replicas starting at once: one migrates, the others wait.
-        connection
-            .execute("SELECT pg_advisory_lock(7135937297)")
-            .await?;
-    }
-    let result = apply_on(&mut connection, database.backend()).await;
-    if database.backend() == Backend::Postgres {
-        connection
-            .execute("SELECT pg_advisory_unlock(7135937297)")
-            .await?;
+    let backend = database.backend();
+    // Servers (or tests) starting at once: one migrates, the others wait.
+    // PostgreSQL: an advisory lock, a transaction per step. SQLite: its
+    // write lock taken before anything is read (BEGIN IMMEDIATE; the busy
+    // timeout waits), all steps in that one transaction.
+    let (lock, unlock) = match backend {
+        Backend::Postgres => (
+            "SELECT pg_advisory_lock(7135937297)",
+            "SELECT pg_advisory_unlock(7135937297)",
+        ),
+        Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
+    };
+    connection.execute(lock).await?;
+    let result = apply_on(&mut connection, backend).await;
+    if result.is_err() && backend == Backend::Sqlite {
+        connection.execute("ROLLBACK").await?;
+    } else {
+        connection.execute(unlock).await?;
     }
     result
 }
@@ -63,26 +78,31 @@ async fn apply_on(
                version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
         .await?;
-    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM qsign_migrations")
-        .fetch_one(&mut **connection)
+    // Every step not yet applied, not only those above the highest: steps
+    // are numbered per branch (the registry's from 10), so a database may
+    // hold 10 before 2 exists.
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM qsign_migrations")
+        .fetch_all(&mut **connection)
         .await?;
     let blob = match backend {
         Backend::Sqlite => "BLOB",
         Backend::Postgres => "BYTEA",
     };
-    for step in MIGRATIONS
-        .iter()
-        .filter(|m| m.version > current.unwrap_or(0))
-    {
+    for step in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let sql = step.sql.replace("{blob}", blob);
-        let mut tx = sqlx::Connection::begin(&mut **connection).await?;
-        tx.execute(sql.as_str()).await?;
-        sqlx::query("INSERT INTO qsign_migrations (version, name) VALUES ($1, $2)")
+        let record = sqlx::query("INSERT INTO qsign_migrations (version, name) VALUES ($1, $2)")
             .bind(step.version)
-            .bind(step.name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .bind(step.name);
+        if backend == Backend::Sqlite {
+            // Already inside the BEGIN IMMEDIATE of `apply`.
+            connection.execute(sql.as_str()).await?;
+            record.execute(&mut **connection).await?;
+        } else {
+            let mut tx = sqlx::Connection::begin(&mut **connection).await?;
+            tx.execute(sql.as_str()).await?;
+            record.execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
         tracing::info!(
             version = step.version,
             name = step.name,

@@ -63,6 +63,14 @@ pub type OcspSource = Arc<
         + Sync,
 >;
 
+/// Makes a DER document for a GET: its bytes and Content-Type.
+pub type GetSource = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn Future<Output = Result<(Vec<u8>, &'static str), crate::Error>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// What the endpoint serves besides time-stamps; each made by the caller.
 #[derive(Clone, Default)]
 pub struct Revocation {
@@ -70,6 +78,8 @@ pub struct Revocation {
     pub ocsp: Option<OcspSource>,
     /// DER of the issuing CA's and the root's certificates, for `GET /ca/...`.
     pub ca_certificates: Option<(Bytes, Bytes)>,
+    /// More GET paths (SPEC §9: the organisation CA's CRL and certificate).
+    pub documents: Vec<(&'static str, GetSource)>,
 }
 
 /// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
@@ -199,6 +209,15 @@ async fn route(
             _ => {}
         }
     }
+    if let Some((_, source)) = revocation.documents.iter().find(|(p, _)| *p == path) {
+        if request.method() == Method::GET {
+            // The organisation CA's CRL is signed per GET: anonymous HSM work.
+            if let Err(wait) = rate.try_take() {
+                return too_many(wait);
+            }
+            return document(source).await;
+        }
+    }
     let which = match path {
         ISSUING_CA_CRL_PATH => Some(CrlOf::IssuingCa),
         ROOT_CA_CRL_PATH => Some(CrlOf::Root),
@@ -274,6 +293,16 @@ async fn crl(crls: &CrlSource, which: CrlOf) -> Reply {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the CRL could not be made; try again",
             )
+        }
+    }
+}
+
+async fn document(source: &GetSource) -> Reply {
+    match source().await {
+        Ok((der, content_type)) => der_reply(der, content_type),
+        Err(e) => {
+            tracing::error!(error = %e, "document not made");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "not available; try again")
         }
     }
 }
