@@ -79,6 +79,10 @@ impl Env {
         config.token.replay_journal = Some(self.dir.join(format!("spent-tokens-{label}")));
         config.database = None;
         tweak(&mut config);
+        // The registry lives in the database: only with one.
+        if config.database.is_none() {
+            config.registry = None;
+        }
         qsign::app::signing_core(&config, &self.module).expect("signing core")
     }
 
