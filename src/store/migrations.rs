@@ -13,13 +13,14 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "spent activation tokens",
-    // SPEC §3 single use: a token is reserved before any HSM work and
-    // spent when its signature leaves; `until` is when it could no longer
-    // verify, after which the row may go.
-    sql: "CREATE TABLE spent_tokens (
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "spent activation tokens",
+        // SPEC §3 single use: a token is reserved before any HSM work and
+        // spent when its signature leaves; `until` is when it could no longer
+        // verify, after which the row may go.
+        sql: "CREATE TABLE spent_tokens (
             jti_sha256 {blob} PRIMARY KEY,
             until_unix BIGINT NOT NULL,
             state TEXT NOT NULL,
@@ -27,7 +28,32 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
             changed_unix BIGINT NOT NULL
           );
           CREATE INDEX spent_tokens_until ON spent_tokens (until_unix);",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "audit log",
+        // SPEC §11: one head row (tree size and compact range, hex) that
+        // every append locks; the records with the root after each; the
+        // signed checkpoints (C2SP tlog-checkpoint notes) by tree size.
+        sql: "CREATE TABLE audit_head (
+            id INTEGER PRIMARY KEY,
+            size BIGINT NOT NULL,
+            frontier TEXT NOT NULL
+          );
+          INSERT INTO audit_head (id, size, frontier) VALUES (1, 0, '');
+          CREATE TABLE audit_records (
+            idx BIGINT PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            json TEXT NOT NULL,
+            leaf {blob} NOT NULL,
+            root {blob} NOT NULL
+          );
+          CREATE TABLE audit_checkpoints (
+            size BIGINT PRIMARY KEY,
+            note TEXT NOT NULL
+          );",
+    },
+];
 
 #[cfg(test)]
 pub(super) fn latest() -> i64 {
