@@ -177,6 +177,7 @@ async fn core_path(core: &Arc<SigningCore>, tokens: Vec<String>, workers: usize)
                         seal_profile: None,
                         key_algorithm: KeyAlgorithm::EcP256,
                         level: Some(qsign::signing::Level::BB),
+                        calling_system: None,
                     };
                     core.sign_detached(vec![Document::Digest(vec![7u8; 32])], authorization)
                         .await
@@ -242,6 +243,11 @@ fn main() {
         .and_then(|n| n.parse().ok())
     {
         config.hsm.sessions = n;
+    }
+    // The development default keeps an audit log (SPEC §11);
+    // QSIGN_BENCH_AUDIT=off measures without it.
+    if std::env::var("QSIGN_BENCH_AUDIT").as_deref() == Ok("off") {
+        config.audit = None;
     }
     let core = qsign::app::signing_core(&config, &module).expect("core");
     let idp = DevIdp::from_pkcs8_pem(

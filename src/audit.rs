@@ -210,6 +210,21 @@ impl Log {
     }
 }
 
+/// Makes the persistent Ed25519 audit key `label` in the token (refusing
+/// to replace one); returns its signed-note verifier key for `origin`.
+pub fn create_key(hsm: &Hsm, label: &str, origin: &str) -> Result<String, Error> {
+    let owned = label.to_owned();
+    let public = hsm.run_blocking(move |session| Ok(session.generate_ed25519(&owned)?))?;
+    let verifier = NoteVerifier::new(origin, public).map_err(|e| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the audit origin is not a valid note key name",
+        )
+        .with_source(e)
+    })?;
+    Ok(verifier.vkey())
+}
+
 /// The store's [`rows::AppendFn`]: RFC 6962 leaves onto the compact range.
 fn append_leaves(
     size: u64,

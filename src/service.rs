@@ -37,12 +37,14 @@ impl SigningService for Service {
         &self,
         request: Request<proto::SignPdfRequest>,
     ) -> Result<Response<proto::SignPdfResponse>, Status> {
+        let calling_system = calling_system(&request);
         let request = request.into_inner();
         let authorization = authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
+            calling_system,
         )
         .map_err(status)?;
         let options = PdfOptions {
@@ -69,12 +71,14 @@ impl SigningService for Service {
         &self,
         request: Request<proto::SignPdfDigestRequest>,
     ) -> Result<Response<proto::SignPdfDigestResponse>, Status> {
+        let calling_system = calling_system(&request);
         let request = request.into_inner();
         let authorization = authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
+            calling_system,
         )
         .map_err(status)?;
         let mut signed = self
@@ -111,12 +115,14 @@ impl SigningService for Service {
         &self,
         request: Request<proto::SignDetachedRequest>,
     ) -> Result<Response<proto::SignDetachedResponse>, Status> {
+        let calling_system = calling_system(&request);
         let request = request.into_inner();
         let authorization = authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
+            calling_system,
         )
         .map_err(status)?;
         let documents = request
@@ -160,14 +166,22 @@ impl SigningService for Service {
     }
 }
 
+/// Who calls, for the audit record (SPEC §11): the peer address for now;
+/// the mTLS client certificate's name replaces it once it is known.
+fn calling_system<T>(request: &Request<T>) -> Option<String> {
+    request.remote_addr().map(|a| a.ip().to_string())
+}
+
 /// The common request fields (SPEC §2), checked.
 fn authorization(
     activation_token: String,
     seal_profile: String,
     level: i32,
     key_algorithm: i32,
+    calling_system: Option<String>,
 ) -> Result<Authorization, Error> {
     Ok(Authorization {
+        calling_system,
         level: level_of(level)?,
         activation_token,
         seal_profile: Some(seal_profile).filter(|p| !p.is_empty()),

@@ -60,6 +60,11 @@ pub struct SigningCore {
     /// `[ocsp]`: certificates name this responder instead of carrying
     /// noRevAvail; B-LT embeds its response about the signer's certificate.
     pub ocsp: Option<Arc<Responder>>,
+    /// `[database]`: shared by the replay cache, the audit log and the registry.
+    pub database: Option<crate::store::Database>,
+    /// `[audit]` (SPEC §11): every request's record is written before its
+    /// answer leaves. None: no audit log (tests' default cores, benches).
+    pub audit: Option<Arc<crate::audit::Log>>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -76,6 +81,9 @@ pub struct Authorization {
     pub key_algorithm: KeyAlgorithm,
     /// None: the server's default, B-T wherever a TSA is available.
     pub level: Option<Level>,
+    /// Who called, for the audit record: for now the peer address; the
+    /// mTLS client's name once it is known.
+    pub calling_system: Option<String>,
 }
 
 /// SPEC §6 baseline levels (EN 319 122-1 / EN 319 142-1), in order.
@@ -113,12 +121,16 @@ struct Job {
     digests: Vec<[u8; 32]>,
     signing_time: SigningTime,
     level: Level,
+    /// The audit record's id, which the response carries.
+    signature_id: String,
 }
 
 /// What one HSM task returns.
 struct Signed {
     signature_id: String,
     certificate: Vec<u8>,
+    /// The certificate's serial number, for the audit record.
+    serial: Vec<u8>,
     cms: Vec<Vec<u8>>,
     /// B-LT and up: CRLs, and with `[ocsp]` the responder's OCSPResponse
     /// about the signer's certificate.
@@ -132,7 +144,18 @@ impl SigningCore {
         documents: Vec<Document>,
         authorization: Authorization,
     ) -> Result<DetachedSignatures, Error> {
-        let level = self.level(authorization.level)?;
+        let mut trail = Trail::new(&authorization);
+        let result = self.detached(documents, authorization, &mut trail).await;
+        self.audited(trail, result).await
+    }
+
+    async fn detached(
+        self: &Arc<Self>,
+        documents: Vec<Document>,
+        authorization: Authorization,
+        trail: &mut Trail,
+    ) -> Result<DetachedSignatures, Error> {
+        let level = trail.level(self.level(authorization.level)?);
         if documents.is_empty() {
             return Err(Error::invalid_argument(
                 "the batch is empty: send at least one document",
@@ -149,8 +172,9 @@ impl SigningCore {
             ));
         }
         let digests = digests(documents, self.limits.max_document_bytes).await?;
+        trail.documents = digests.clone();
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &digests, now)?;
+        let (activation, signatory) = self.check(&authorization, &digests, now, trail)?;
         let signed = self
             .sign_digests(Job {
                 activation,
@@ -160,13 +184,38 @@ impl SigningCore {
                 digests,
                 signing_time: SigningTime::Attribute(now),
                 level,
+                signature_id: trail.id.clone(),
             })
             .await?;
+        trail.issued(&signed);
         Ok(DetachedSignatures {
             cms: signed.cms,
             certificate: signed.certificate,
             signature_id: signed.signature_id,
         })
+    }
+
+    /// SPEC §11: the request's record — an issuance or a refusal — is
+    /// committed before the answer leaves; if it cannot be, the answer is
+    /// UNAVAILABLE and whatever was signed is dropped.
+    async fn audited<T>(&self, trail: Trail, result: Result<T, Error>) -> Result<T, Error> {
+        let Some(log) = &self.audit else {
+            return result;
+        };
+        let event = trail.event(result.as_ref().err().map(Error::kind));
+        match log.record(event).await {
+            Ok(index) => {
+                tracing::debug!(index, ok = result.is_ok(), "audit record written");
+                result
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the audit log cannot be written; the answer is withheld");
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "the audit log cannot be written; nothing was signed, try again later",
+                ))
+            }
+        }
     }
 
     /// The level a request gets: B-T by default wherever a TSA is available;
@@ -213,8 +262,10 @@ impl SigningCore {
         authorization: &Authorization,
         digests: &[[u8; 32]],
         now: SystemTime,
+        trail: &mut Trail,
     ) -> Result<(Activation, Signatory), Error> {
         let activation = self.verifier.verify(&authorization.activation_token, now)?;
+        trail.sub = Some(activation.subject.to_string());
         activation.covers(digests)?;
         let seal = authorization
             .seal_profile
@@ -234,6 +285,7 @@ impl SigningCore {
             digests,
             signing_time,
             level,
+            signature_id,
         } = job;
         let core = self.clone();
         let now = SystemTime::now();
@@ -285,11 +337,17 @@ impl SigningCore {
                 } else {
                     Default::default()
                 };
-                let signature_id = uuid::Uuid::new_v4().to_string();
-                audit(&signature_id, &activation, &signatory, &issued, &approved);
+                let serial = issued
+                    .certificate
+                    .tbs_certificate
+                    .serial_number
+                    .as_bytes()
+                    .to_vec();
+                log_issuance(&signature_id, &signatory, &approved);
                 Ok((
                     Signed {
                         signature_id,
+                        serial,
                         certificate: issued.der,
                         cms: Vec::new(),
                         revocation,
@@ -409,31 +467,80 @@ async fn digests(documents: Vec<Document>, max_bytes: usize) -> Result<Vec<[u8; 
     blocking_if_large(content_bytes, hash).await
 }
 
-/// The audit record: the only place the activating person of a seal appears.
-fn audit(
-    signature_id: &str,
-    activation: &Activation,
-    signatory: &Signatory,
-    issued: &pki::Issued,
-    digests: &[[u8; 32]],
-) {
-    let serial = hex::encode(issued.certificate.tbs_certificate.serial_number.as_bytes());
-    let digests: Vec<String> = digests.iter().map(hex::encode).collect();
+/// A short log line per signature: no names, token id or subject (those
+/// are for the audit log, SPEC §11).
+fn log_issuance(signature_id: &str, signatory: &Signatory, digests: &[[u8; 32]]) {
     let kind = match signatory {
-        Signatory::Person { .. } => "signature".to_owned(),
-        Signatory::Seal { profile, .. } => format!("seal:{profile}"),
+        Signatory::Person { .. } => "signature",
+        Signatory::Seal { .. } => "seal",
     };
-    tracing::info!(
-        target: "qsign::audit",
-        signature_id,
-        kind,
-        activated_by = %activation.subject,
-        given_name = activation.given_name.as_deref().unwrap_or(""),
-        family_name = activation.family_name.as_deref().unwrap_or(""),
-        org_cvr = %activation.org_cvr,
-        token_id = %activation.jti,
-        certificate_serial = %serial,
-        documents = ?digests,
-        "signed"
-    );
+    tracing::info!(signature_id, kind, documents = digests.len(), "signed");
+}
+
+/// What a request's audit record says, filled in as the flow learns it.
+pub(crate) struct Trail {
+    id: String,
+    calling_system: Option<String>,
+    seal_profile: Option<String>,
+    sub: Option<String>,
+    documents: Vec<[u8; 32]>,
+    level: Option<Level>,
+    certificate: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Trail {
+    fn new(authorization: &Authorization) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            calling_system: authorization.calling_system.clone(),
+            seal_profile: authorization.seal_profile.clone().filter(|p| !p.is_empty()),
+            sub: None,
+            documents: Vec::new(),
+            level: None,
+            certificate: None,
+        }
+    }
+
+    fn level(&mut self, level: Level) -> Level {
+        self.level = Some(level);
+        level
+    }
+
+    fn issued(&mut self, signed: &Signed) {
+        self.certificate = Some((signed.serial.clone(), signed.certificate.clone()));
+    }
+
+    /// The record: an issuance, or a refusal with the error's gRPC code.
+    fn event(self, refused: Option<ErrorKind>) -> crate::audit::Event {
+        use crate::audit::{Event, EventKind, Outcome};
+        let mut event = match refused {
+            None => Event::new(self.id, EventKind::Issuance, Outcome::Success),
+            Some(kind) => {
+                let mut event = Event::new(self.id, EventKind::Refusal, Outcome::Refused);
+                event.error_code = Some(kind.grpc_code_name().to_owned());
+                event
+            }
+        };
+        if let (Some((serial, der)), None) = (&self.certificate, refused) {
+            event.certificate(serial, der);
+        }
+        event.calling_system = self.calling_system;
+        event.sub = self.sub;
+        event.profile = Some(self.seal_profile.unwrap_or_else(|| "personal".into()));
+        event.documents = self.documents;
+        event.level = self.level.map(|l| l.name().to_owned());
+        event
+    }
+}
+
+impl Level {
+    /// As the standards write it: `B-B`, `B-T`, `B-LT`, `B-LTA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::BB => "B-B",
+            Level::BT => "B-T",
+            Level::BLt => "B-LT",
+            Level::BLta => "B-LTA",
+        }
+    }
 }

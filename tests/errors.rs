@@ -253,6 +253,8 @@ async fn hsm_unavailable_is_unavailable_and_spends_nothing() {
         tsa: None,
         tsa_urls: vec![],
         ocsp: None,
+        database: None,
+        audit: None,
     });
     let server = Server::start(broken.clone()).await;
     let data = b"no hsm".to_vec();

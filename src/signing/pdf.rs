@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     blocking_if_large, ltv, sha256_digest, Authorization, DetachedSignatures, Job, Level,
-    PdfDigestSignature, Signed, SigningCore,
+    PdfDigestSignature, Signed, SigningCore, Trail,
 };
 use crate::auth::{Activation, Signatory};
 use crate::pades;
@@ -41,7 +41,19 @@ impl SigningCore {
         options: PdfOptions,
         authorization: Authorization,
     ) -> Result<SignedPdf, Error> {
-        let level = self.level(authorization.level)?;
+        let mut trail = Trail::new(&authorization);
+        let result = self.pdf(pdf, options, authorization, &mut trail).await;
+        self.audited(trail, result).await
+    }
+
+    async fn pdf(
+        self: &Arc<Self>,
+        pdf: Vec<u8>,
+        options: PdfOptions,
+        authorization: Authorization,
+        trail: &mut Trail,
+    ) -> Result<SignedPdf, Error> {
+        let level = trail.level(self.level(authorization.level)?);
         if pdf.len() > self.limits.max_document_bytes {
             return Err(Error::new(
                 ErrorKind::ResourceExhausted,
@@ -59,8 +71,9 @@ impl SigningCore {
             move || Ok(Sha256::digest(pdf.as_slice()).into())
         })
         .await?;
+        trail.documents = vec![document_digest];
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
+        let (activation, signatory) = self.check(&authorization, &[document_digest], now, trail)?;
         let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
         let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity);
         let (prepared, byte_range_digest) = blocking_if_large(pdf.len(), {
@@ -80,6 +93,7 @@ impl SigningCore {
                 document_digest,
                 byte_range_digest,
                 level,
+                trail,
             )
             .await?;
         let mut prepared = prepared;
@@ -109,11 +123,31 @@ impl SigningCore {
         document_digest: &[u8],
         authorization: Authorization,
     ) -> Result<PdfDigestSignature, Error> {
-        let level = self.level(authorization.level)?;
+        let mut trail = Trail::new(&authorization);
+        let result = self
+            .pdf_digest(
+                byte_range_digest,
+                document_digest,
+                authorization,
+                &mut trail,
+            )
+            .await;
+        self.audited(trail, result).await
+    }
+
+    async fn pdf_digest(
+        self: &Arc<Self>,
+        byte_range_digest: &[u8],
+        document_digest: &[u8],
+        authorization: Authorization,
+        trail: &mut Trail,
+    ) -> Result<PdfDigestSignature, Error> {
+        let level = trail.level(self.level(authorization.level)?);
         let byte_range_digest = sha256_digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = sha256_digest(document_digest, "document_digest")?;
+        trail.documents = vec![document_digest];
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &[document_digest], now)?;
+        let (activation, signatory) = self.check(&authorization, &[document_digest], now, trail)?;
         let signed = self
             .sign_byte_range(
                 activation,
@@ -122,6 +156,7 @@ impl SigningCore {
                 document_digest,
                 byte_range_digest,
                 level,
+                trail,
             )
             .await?;
         // EN 319 142-1 §5.4.2: the /DSS the client writes after the
@@ -155,17 +190,22 @@ impl SigningCore {
         document_digest: [u8; 32],
         byte_range_digest: [u8; 32],
         level: Level,
+        trail: &mut Trail,
     ) -> Result<Signed, Error> {
-        self.sign_digests(Job {
-            activation,
-            signatory,
-            algorithm: authorization.key_algorithm,
-            approved: vec![document_digest],
-            digests: vec![byte_range_digest],
-            signing_time: SigningTime::Omitted,
-            level,
-        })
-        .await
+        let signed = self
+            .sign_digests(Job {
+                activation,
+                signatory,
+                algorithm: authorization.key_algorithm,
+                approved: vec![document_digest],
+                digests: vec![byte_range_digest],
+                signing_time: SigningTime::Omitted,
+                level,
+                signature_id: trail.id.clone(),
+            })
+            .await?;
+        trail.issued(&signed);
+        Ok(signed)
     }
 }
 

@@ -74,6 +74,9 @@ impl Env {
         config.hsm.ephemeral_key_label = key_label(label);
         // One journal of spent tokens per test: a "restart" reuses it.
         config.token.replay_journal = Some(self.dir.join(format!("spent-tokens-{label}")));
+        // The audit log is off unless a test turns it on (tests/audit.rs,
+        // each with a database of its own).
+        config.audit = None;
         tweak(&mut config);
         qsign::app::signing_core(&config, &self.module).expect("signing core")
     }
