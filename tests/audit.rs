@@ -382,3 +382,88 @@ async fn no_signature_leaves_without_its_record() {
     checkpointed(&core, 3).await;
     verify(&config_file(dir.path(), &url)).expect("no gap from the failed append");
 }
+
+/// SPEC §11 "never keys, PINs, tokens or documents": `qsign serve` at
+/// RUST_LOG=trace signs a document and a refusal; its logs hold none of
+/// the token, the user PIN, the document, or the signer's name.
+#[test]
+fn trace_logs_hold_no_token_pin_document_or_name() {
+    let temp = tempfile::tempdir().unwrap();
+    let state = temp.path().join("state");
+    let log = temp.path().join("serve.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut child = Command::new(QSIGN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--state-dir",
+        ])
+        .arg(&state)
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("qsign serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "qsign serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let document = b"Confidential merger agreement 8c1f".to_vec();
+    let pem = std::fs::read_to_string(state.join(state::DEV_IDP_KEY)).unwrap();
+    let idp = qsign::auth::dev::DevIdp::from_pkcs8_pem(&pem).unwrap();
+    let who = Who {
+        given: "Xenia",
+        family: "Quistgaard",
+        ..Who::jens()
+    };
+    let token = idp
+        .mint(
+            &who.claims(&[sha256(&document)]),
+            std::time::SystemTime::now(),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+    let (doc, token_file) = (
+        temp.path().join("merger.txt"),
+        temp.path().join("token.jws"),
+    );
+    std::fs::write(&doc, &document).unwrap();
+    std::fs::write(&token_file, &token).unwrap();
+    let server = format!("http://127.0.0.1:{port}");
+    for seal in [None, Some("no-such-profile")] {
+        let mut command = Command::new(QSIGN);
+        command
+            .args(["sign-detached", "--server", &server, "--token"])
+            .arg(&token_file)
+            .arg(&doc);
+        if let Some(seal) = seal {
+            command.args(["--seal", seal]);
+        }
+        let _ = command.output().expect("qsign sign-detached");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("audit record written") && logs.contains("request refused"),
+        "a signature and a refusal were served and recorded: {logs}"
+    );
+    let pin = std::fs::read_to_string(state.join(state::USER_PIN)).unwrap();
+    let jws_signature = token.rsplit('.').next().unwrap();
+    for (what, secret) in [
+        ("the activation token", token.as_str()),
+        ("the token's signature", jws_signature),
+        ("the user PIN", pin.trim()),
+        ("the document", "Confidential merger"),
+        ("the given name", "Xenia"),
+        ("the family name", "Quistgaard"),
+    ] {
+        assert!(!logs.contains(secret), "{what} is in the trace logs");
+    }
+}
