@@ -87,8 +87,7 @@ impl SigningCore {
         .await?;
         let signed = self
             .sign_byte_range(
-                activation,
-                signatory,
+                (activation, signatory),
                 &authorization,
                 document_digest,
                 byte_range_digest,
@@ -150,8 +149,7 @@ impl SigningCore {
         let (activation, signatory) = self.check(&authorization, &[document_digest], now, trail)?;
         let signed = self
             .sign_byte_range(
-                activation,
-                signatory,
+                (activation, signatory),
                 &authorization,
                 document_digest,
                 byte_range_digest,
@@ -184,8 +182,7 @@ impl SigningCore {
     /// the ByteRange digest; the audit records the approved document.
     async fn sign_byte_range(
         self: &Arc<Self>,
-        activation: Activation,
-        signatory: Signatory,
+        (activation, signatory): (Activation, Signatory),
         authorization: &Authorization,
         document_digest: [u8; 32],
         byte_range_digest: [u8; 32],
