@@ -45,3 +45,18 @@ async fn futures_join<F: std::future::Future<Output = u32> + Send + 'static>(
     }
     out
 }
+
+#[test]
+fn cores_opening_one_new_sqlite_file_together_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Database::sqlite_url(&dir.path().join("q.db"));
+    let openers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Database::open(&url, 1).map(|db| db.close()))
+        })
+        .collect();
+    for opener in openers {
+        opener.join().unwrap().expect("every opener sees one migrated schema");
+    }
+}

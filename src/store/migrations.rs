@@ -101,6 +101,19 @@ async fn apply_on(
     {
         let sql = step.sql.replace("{blob}", blob);
         let mut tx = sqlx::Connection::begin(&mut **connection).await?;
+        if backend == Backend::Sqlite {
+            // SQLite has no advisory lock: a write first takes the database
+            // lock (waiting out another process's migration), then the
+            // version is read again under it.
+            tx.execute("UPDATE qsign_migrations SET name = name WHERE version < 0")
+                .await?;
+            let now: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM qsign_migrations")
+                .fetch_one(&mut *tx)
+                .await?;
+            if now.unwrap_or(0) >= step.version {
+                continue;
+            }
+        }
         tx.execute(sql.as_str()).await?;
         sqlx::query("INSERT INTO qsign_migrations (version, name) VALUES ($1, $2)")
             .bind(step.version)
