@@ -39,14 +39,16 @@ impl SigningService for Service {
     ) -> Result<Response<proto::SignPdfResponse>, Status> {
         let calling_system = calling_system(&request);
         let request = request.into_inner();
-        let authorization = authorization(
+        let authorization = match authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
-            calling_system,
-        )
-        .map_err(status)?;
+            calling_system.clone(),
+        ) {
+            Ok(authorization) => authorization,
+            Err(e) => return Err(status(self.core.refuse(calling_system, e).await)),
+        };
         let options = PdfOptions {
             reason: request.reason,
             location: request.location,
@@ -73,14 +75,16 @@ impl SigningService for Service {
     ) -> Result<Response<proto::SignPdfDigestResponse>, Status> {
         let calling_system = calling_system(&request);
         let request = request.into_inner();
-        let authorization = authorization(
+        let authorization = match authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
-            calling_system,
-        )
-        .map_err(status)?;
+            calling_system.clone(),
+        ) {
+            Ok(authorization) => authorization,
+            Err(e) => return Err(status(self.core.refuse(calling_system, e).await)),
+        };
         let mut signed = self
             .core
             .sign_pdf_digest(
@@ -117,14 +121,16 @@ impl SigningService for Service {
     ) -> Result<Response<proto::SignDetachedResponse>, Status> {
         let calling_system = calling_system(&request);
         let request = request.into_inner();
-        let authorization = authorization(
+        let authorization = match authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
-            calling_system,
-        )
-        .map_err(status)?;
+            calling_system.clone(),
+        ) {
+            Ok(authorization) => authorization,
+            Err(e) => return Err(status(self.core.refuse(calling_system, e).await)),
+        };
         let documents = request
             .documents
             .into_iter()
@@ -136,8 +142,14 @@ impl SigningService for Service {
                     "document {i} has neither content nor sha256_digest"
                 ))),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(status)?;
+            .collect::<Result<Vec<_>, _>>();
+        let documents = match documents {
+            Ok(documents) => documents,
+            Err(e) => {
+                let calling_system = authorization.calling_system.clone();
+                return Err(status(self.core.refuse(calling_system, e).await));
+            }
+        };
         let signed = self
             .core
             .sign_detached(documents, authorization)

@@ -195,6 +195,20 @@ impl SigningCore {
         })
     }
 
+    /// A signing request refused before it reached the flow (a malformed
+    /// field the front door found): recorded like any refusal; the error
+    /// to answer with (UNAVAILABLE when the record cannot be written).
+    pub async fn refuse(&self, calling_system: Option<String>, error: Error) -> Error {
+        let trail = Trail {
+            calling_system,
+            ..Trail::empty()
+        };
+        match self.audited(trail, Err::<(), _>(error)).await {
+            Err(error) => error,
+            Ok(()) => Error::internal("a refusal was recorded as a success"),
+        }
+    }
+
     /// SPEC §11: the request's record — an issuance or a refusal — is
     /// committed before the answer leaves; if it cannot be, the answer is
     /// UNAVAILABLE and whatever was signed is dropped.
@@ -491,9 +505,17 @@ pub(crate) struct Trail {
 impl Trail {
     fn new(authorization: &Authorization) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
             calling_system: authorization.calling_system.clone(),
             seal_profile: authorization.seal_profile.clone().filter(|p| !p.is_empty()),
+            ..Self::empty()
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            calling_system: None,
+            seal_profile: None,
             sub: None,
             documents: Vec::new(),
             level: None,

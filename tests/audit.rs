@@ -135,11 +135,21 @@ async fn records_verify_prove_and_tampering_is_named() {
     let server = Server::start(core.clone()).await;
     let ids = sign_some(&server, 7, "sqlite").await;
     assert_eq!(ids.len(), 6);
-    checkpointed(&core, 7).await;
+    // Refused at the front door (an unknown level): recorded all the same.
+    let data = b"bad level".to_vec();
+    let mut bad = request(
+        vec![content(&data)],
+        env().token(&Who::jens(), &[sha256(&data)]),
+        "",
+    );
+    bad.level = 99;
+    let status = server.client().await.sign_detached(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    checkpointed(&core, 8).await;
     let config = config_file(dir.path(), &url);
 
     let ok = verify(&config).expect("an untouched log verifies");
-    assert!(ok.contains("7 records"), "{ok}");
+    assert!(ok.contains("8 records"), "{ok}");
 
     // The response's signature_id is the record's id; the record holds no
     // names, token or certificate, only its serial and fingerprint.
@@ -162,10 +172,15 @@ async fn records_verify_prove_and_tampering_is_named() {
             assert!(!json.contains(secret), "{json}");
         }
     }
+    for (_, _, refused) in &stored[6..8] {
+        assert!(
+            refused.contains("\"error_code\":\"INVALID_ARGUMENT\""),
+            "{refused}"
+        );
+    }
     assert!(
-        stored[6].2.contains("\"error_code\":\"INVALID_ARGUMENT\""),
-        "{}",
-        stored[6].2
+        !stored[7].2.contains("\"sub\""),
+        "the bad request never reached the token"
     );
 
     prove_independently(&config, &ids[2], dir.path());
@@ -283,7 +298,7 @@ async fn tampering_is_named(
         .execute(db)
         .await
         .unwrap();
-    named("checkpoint 7: the signature by qsign.example/audit does not verify");
+    named("checkpoint 8: the signature by qsign.example/audit does not verify");
     sqlx::query("UPDATE audit_checkpoints SET note = $1 WHERE note = $2")
         .bind(&note)
         .bind(&forged)

@@ -57,6 +57,9 @@ fn cores_opening_one_new_sqlite_file_together_migrate_once() {
         })
         .collect();
     for opener in openers {
-        opener.join().unwrap().expect("every opener sees one migrated schema");
+        opener
+            .join()
+            .unwrap()
+            .expect("every opener sees one migrated schema");
     }
 }
