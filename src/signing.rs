@@ -10,7 +10,13 @@
 //!                 ├─ pki::issue               (issuing CA key signs the TBS)
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token
+//!                                   │
+//!        audit::Log::record (issuance or refusal) ──► the answer leaves
 //! ```
+//!
+//! Every answer of a signing request, success or error, is first committed
+//! to the audit log (SPEC §11, [`crate::audit`]); if it cannot be, the
+//! answer is UNAVAILABLE and what was signed is dropped.
 //!
 //! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
 //! B-LTA adds an archive-time-stamp-v3 to each SignerInfo (`archive`).
