@@ -292,3 +292,167 @@ pub fn read_export(text: &str) -> Result<Export, String> {
     checkpoints.sort_by_key(|c| c.0);
     Ok((records, head, checkpoints))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    const ORIGIN: &str = "test.example/log";
+
+    trait ReplaceAscii {
+        fn replace_ascii(&self, from: &str, to: &str) -> Vec<u8>;
+    }
+
+    impl ReplaceAscii for Vec<u8> {
+        fn replace_ascii(&self, from: &str, to: &str) -> Vec<u8> {
+            String::from_utf8_lossy(self).replace(from, to).into_bytes()
+        }
+    }
+
+    fn key() -> (Ed25519KeyPair, NoteVerifier) {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[3; 32]).unwrap();
+        let public: [u8; 32] = pair.public_key().as_ref().try_into().unwrap();
+        (pair, NoteVerifier::new(ORIGIN, public).unwrap())
+    }
+
+    /// A log of `n` records as the store keeps it, and a checkpoint at
+    /// every size in `at`.
+    fn log(n: usize, at: &[u64]) -> (Vec<StoredRecord>, Vec<(u64, String)>, NoteVerifier) {
+        let (pair, verifier) = key();
+        let mut frontier = Frontier::default();
+        let mut records = Vec::new();
+        let mut checkpoints = Vec::new();
+        for i in 0..n {
+            let record = Record {
+                id: format!("id-{i}"),
+                time: "2026-01-01T00:00:00.000Z".into(),
+                ..Default::default()
+            };
+            let json = record.canonical_json();
+            let leaf = merkle::leaf_hash(&json);
+            frontier.push(leaf);
+            records.push(StoredRecord {
+                index: i as i64,
+                id: record.id,
+                json,
+                leaf: leaf.to_vec(),
+                root: frontier.root().to_vec(),
+            });
+            if at.contains(&frontier.size) {
+                let text = Checkpoint {
+                    origin: ORIGIN.into(),
+                    size: frontier.size,
+                    root: frontier.root(),
+                }
+                .text();
+                let signature: [u8; 64] = pair.sign(text.as_bytes()).as_ref().try_into().unwrap();
+                let note = format!("{text}\n{}", verifier.signature_line(&signature));
+                checkpoints.push((frontier.size, note));
+            }
+        }
+        (records, checkpoints, verifier)
+    }
+
+    #[test]
+    fn a_clean_log_verifies_and_proves() {
+        let (records, checkpoints, verifier) = log(9, &[4, 9]);
+        let summary = verify(&records, 9, &checkpoints, &verifier).unwrap();
+        assert_eq!((summary.records, summary.checkpoints), (9, 2));
+        let proof = prove(&records, &checkpoints, &verifier, "id-5").unwrap();
+        assert!(proof.starts_with("c2sp.org/tlog-proof@v1\nextra "));
+        assert!(proof.contains("\nindex 5\n"));
+        assert!(proof.ends_with(&checkpoints[1].1));
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_named() {
+        let (records, checkpoints, verifier) = log(9, &[9]);
+        let check = |records: &[StoredRecord], size| verify(records, size, &checkpoints, &verifier);
+
+        let mut edited = records.clone();
+        edited[3].json = edited[3].json.replace_ascii("2026", "2025");
+        assert!(matches!(
+            check(&edited, 9),
+            Err(Finding::Edited { index: 3, .. })
+        ));
+
+        let mut deleted = records.clone();
+        deleted.remove(4);
+        assert_eq!(check(&deleted, 9), Err(Finding::Deleted { index: 4 }));
+
+        let mut swapped = records.clone();
+        let (a, b) = (swapped[2].clone(), swapped[6].clone());
+        for (slot, from) in [(2, &b), (6, &a)] {
+            swapped[slot].id = from.id.clone();
+            swapped[slot].json = from.json.clone();
+            swapped[slot].leaf = from.leaf.clone();
+        }
+        let found = check(&swapped, 9);
+        assert!(
+            matches!(
+                found,
+                Err(Finding::Reordered {
+                    index: 2,
+                    with: 6,
+                    ..
+                })
+            ),
+            "{found:?}"
+        );
+
+        let mut inserted = records.clone();
+        let mut extra = inserted[1].clone();
+        extra.id = "forged".into();
+        extra.json = extra.json.replace_ascii("id-1", "forged");
+        extra.leaf = merkle::leaf_hash(&extra.json).to_vec();
+        inserted.insert(2, extra);
+        for (i, r) in inserted.iter_mut().enumerate() {
+            r.index = i as i64;
+        }
+        let found = check(&inserted, 10);
+        assert!(
+            matches!(found, Err(Finding::Inserted { index: 2, .. })),
+            "{found:?}"
+        );
+
+        // Edited with its leaf and every stored root recomputed: only the
+        // signed checkpoint tells, and bounds where.
+        let (mut rewritten, _, _) = log(9, &[]);
+        rewritten[5].json = rewritten[5].json.replace_ascii("2026", "2025");
+        let mut frontier = Frontier::default();
+        for r in rewritten.iter_mut() {
+            r.leaf = merkle::leaf_hash(&r.json).to_vec();
+            frontier.push(merkle::leaf_hash(&r.json));
+            r.root = frontier.root().to_vec();
+        }
+        assert_eq!(
+            check(&rewritten, 9),
+            Err(Finding::RootMismatch { size: 9, from: 0 })
+        );
+    }
+
+    #[test]
+    fn a_forged_or_foreign_checkpoint_is_named() {
+        let (records, mut checkpoints, verifier) = log(4, &[2, 4]);
+        checkpoints[0].1 = checkpoints[0].1.replacen("\n2\n", "\n3\n", 1);
+        let found = verify(&records, 4, &checkpoints, &verifier);
+        assert!(
+            matches!(found, Err(Finding::Checkpoint { size: 2, .. })),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_export_reads_back() {
+        let (records, checkpoints, verifier) = log(3, &[3]);
+        let mut text = serde_json::to_string(&ExportLine::Head { size: 3 }).unwrap() + "\n";
+        for r in &records {
+            text += &(serde_json::to_string(&ExportLine::record(r)).unwrap() + "\n");
+        }
+        let (size, note) = checkpoints[0].clone();
+        text += &serde_json::to_string(&ExportLine::Checkpoint { size, note }).unwrap();
+        let (records, size, checkpoints) = read_export(&text).unwrap();
+        assert!(verify(&records, size, &checkpoints, &verifier).is_ok());
+    }
+}
