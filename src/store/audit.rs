@@ -62,18 +62,7 @@ pub async fn append(
     let frontier = hex::decode(frontier).map_err(|_| invalid_head())?;
     let leaves: Vec<[u8; 32]> = records.iter().map(|r| r.leaf).collect();
     let (frontier, roots) = math(old_size, &frontier, &leaves).ok_or_else(invalid_head)?;
-    for (offset, (record, root)) in records.iter().zip(&roots).enumerate() {
-        sqlx::query(
-            "INSERT INTO audit_records (idx, id, json, leaf, root) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(old_size as i64 + offset as i64)
-        .bind(&record.id)
-        .bind(String::from_utf8_lossy(&record.json).into_owned())
-        .bind(record.leaf.to_vec())
-        .bind(root.to_vec())
-        .execute(&mut *tx)
-        .await?;
-    }
+    insert_records(&mut tx, old_size, records, &roots).await?;
     sqlx::query("UPDATE audit_head SET frontier = $1 WHERE id = 1")
         .bind(hex::encode(frontier))
         .execute(&mut *tx)
@@ -88,6 +77,39 @@ pub async fn append(
             root,
         },
     ))
+}
+
+/// One multi-row INSERT per batch (one statement, not one per record).
+async fn insert_records(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    first: u64,
+    records: &[NewRecord],
+    roots: &[[u8; 32]],
+) -> Result<(), StoreError> {
+    let mut sql = String::from("INSERT INTO audit_records (idx, id, json, leaf, root) VALUES ");
+    for i in 0..records.len() {
+        let p = i * 5;
+        let comma = if i == 0 { "" } else { ", " };
+        sql.push_str(&format!(
+            "{comma}(${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
+    }
+    let mut query = sqlx::query(&sql);
+    for (offset, (record, root)) in records.iter().zip(roots).enumerate() {
+        query = query
+            .bind((first + offset as u64) as i64)
+            .bind(record.id.clone())
+            .bind(String::from_utf8_lossy(&record.json).into_owned())
+            .bind(record.leaf.to_vec())
+            .bind(root.to_vec());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 fn invalid_head() -> StoreError {
