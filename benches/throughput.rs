@@ -274,7 +274,12 @@ fn main() {
         let tokens = tokens(&idp, 20_000);
         eprintln!("minted; signing");
         let before = cpu_by_thread();
-        let run = runtime.block_on(core_path(&core, tokens, 1));
+        // QSIGN_BENCH_WORKERS=N: N concurrent requests (default 1).
+        let workers = std::env::var("QSIGN_BENCH_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1);
+        let run = runtime.block_on(core_path(&core, tokens, workers));
         println!(
             "core: {:.0}/s, {:.0} µs CPU per signature",
             run.rate, run.cpu_us
