@@ -482,3 +482,27 @@ fn trace_logs_hold_no_token_pin_document_or_name() {
         assert!(!logs.contains(secret), "{what} is in the trace logs");
     }
 }
+
+/// `qsign init-audit --config`: a new Ed25519 key in the token and its
+/// verifier key file; a second run refuses to replace either.
+#[test]
+fn init_audit_makes_the_key_once() {
+    let text = std::fs::read_to_string(env().dir.join(state::CONFIG)).unwrap();
+    let text = text
+        .replace(
+            "key_label = \"qsign-audit\"",
+            "key_label = \"qsign-audit-init-test\"",
+        )
+        .replace("vkey = \"audit.vkey\"", "vkey = \"audit-init-test.vkey\"");
+    assert!(text.contains("qsign-audit-init-test") && text.contains("audit-init-test.vkey"));
+    let config = env().dir.join("audit-init-test.toml");
+    std::fs::write(&config, text).unwrap();
+    let (ok, out, err) = qsign(&["init-audit", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let written = std::fs::read_to_string(env().dir.join("audit-init-test.vkey")).unwrap();
+    assert_eq!(out.trim(), written.trim());
+    let verifier = qsign::audit::NoteVerifier::from_vkey(&written).expect("a signed-note vkey");
+    assert_eq!(verifier.name, state::AUDIT_ORIGIN);
+    let (ok, _, err) = qsign(&["init-audit", "--config", config.to_str().unwrap()]);
+    assert!(!ok && err.contains("refusing to replace"), "{err}");
+}
