@@ -179,6 +179,7 @@ async fn core_path(core: &Arc<SigningCore>, tokens: Vec<String>, workers: usize)
                         key_algorithm: KeyAlgorithm::EcP256,
                         level: Some(qsign::signing::Level::BB),
                         client: None,
+                        calling_system: None,
                     };
                     core.sign_detached(vec![Document::Digest(vec![7u8; 32])], authorization)
                         .await
@@ -248,11 +249,16 @@ fn main() {
     {
         config.hsm.sessions = n;
     }
-    if std::env::var_os("QSIGN_BENCH_DATABASE").is_none() {
-        // Spent tokens in memory, so the figures measure signing; with the
-        // variable set, the development state's SQLite ledger.
-        config.database = None;
-        config.token.replay_journal = None;
+    // The development default keeps an audit log (SPEC §11) and spent
+    // tokens in its database; QSIGN_BENCH_AUDIT=off measures without the
+    // log, and then, unless QSIGN_BENCH_DATABASE is set, with spent tokens
+    // in memory.
+    if std::env::var("QSIGN_BENCH_AUDIT").as_deref() == Ok("off") {
+        config.audit = None;
+        if std::env::var_os("QSIGN_BENCH_DATABASE").is_none() {
+            config.database = None;
+            config.token.replay_journal = None;
+        }
     }
     let core = qsign::app::signing_core(&config, &module).expect("core");
     let idp = DevIdp::from_pkcs8_pem(
@@ -279,7 +285,12 @@ fn main() {
         let tokens = tokens(&idp, 20_000);
         eprintln!("minted; signing");
         let before = cpu_by_thread();
-        let run = runtime.block_on(core_path(&core, tokens, 1));
+        // QSIGN_BENCH_WORKERS=N: N concurrent requests (default 1).
+        let workers = std::env::var("QSIGN_BENCH_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1);
+        let run = runtime.block_on(core_path(&core, tokens, workers));
         println!(
             "core: {:.0}/s, {:.0} µs CPU per signature",
             run.rate, run.cpu_us

@@ -59,15 +59,13 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     let ocsp = ocsp_responder(config, &hsm, &issuer)?;
-    let database = config
-        .database
-        .as_ref()
-        .map(|d| crate::store::Database::open(&d.url, d.max_connections))
-        .transpose()?;
     let registry = crate::registry::flow::open(config, database.as_ref(), &hsm, &root)?;
     let mut certificate_policy = config.certificate.clone();
     certificate_policy.ocsp_url = config.ocsp.as_ref().map(|o| o.url.clone());
+    let audit = audit_log(config, &hsm, database.as_ref())?;
     Ok(Arc::new(SigningCore {
+        database,
+        audit,
         hsm,
         issuer,
         root: root_issuer,
@@ -85,7 +83,6 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
             .as_ref()
             .map(|t| t.urls.clone())
             .unwrap_or_default(),
-        database,
         registry,
     }))
 }
@@ -125,6 +122,49 @@ fn single_use(
         (None, Some(path)) => Ok(verifier.with_journal(path, std::time::SystemTime::now())?),
         (None, None) => Ok(verifier),
     }
+}
+
+/// The audit log of `[audit]` (SPEC §11), in the `[database]`.
+fn audit_log(
+    config: &Config,
+    hsm: &Hsm,
+    database: Option<&Database>,
+) -> Result<Option<Arc<crate::audit::Log>>, Error> {
+    let Some(audit) = &config.audit else {
+        return Ok(None);
+    };
+    let database = database.ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "[audit] needs a [database] to keep the log in",
+        )
+    })?;
+    let log = crate::audit::Log::start(database.clone(), hsm.clone(), audit.settings.clone())?;
+    Ok(Some(log))
+}
+
+/// `qsign init-audit`: the Ed25519 audit key of `[audit]` in the token, its
+/// verifier key written to `[audit] vkey`; refuses to replace either.
+pub fn init_audit(config: &Config, module: &Module) -> Result<String, Error> {
+    let audit = config.audit.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [audit] table; add one (see qsign.toml of a dev state dir)",
+        )
+    })?;
+    if audit.vkey.exists() {
+        return Err(Error::new(
+            ErrorKind::FailedPrecondition,
+            format!("{} exists; refusing to replace it", audit.vkey.display()),
+        ));
+    }
+    let hsm = setup_hsm(config, module)?;
+    let settings = &audit.settings;
+    let vkey = crate::audit::create_key(&hsm, &settings.key_label, &settings.origin)?;
+    std::fs::write(&audit.vkey, format!("{vkey}\n")).map_err(|e| {
+        Error::internal(format!("cannot write {}", audit.vkey.display())).with_source(e)
+    })?;
+    Ok(vkey)
 }
 
 /// The built-in TSA of `[tsa]`, checked against its key in the token.
@@ -445,4 +485,112 @@ pub fn init_org_ca(
     std::fs::write(&registry.certificate, crate::state::pem_certificate(&der)?).map_err(|e| {
         Error::internal(format!("cannot write {}", registry.certificate.display())).with_source(e)
     })
+}
+/// The audit log of a configuration, read whole: records, head size,
+/// checkpoints (for `qsign audit verify|export|prove`).
+fn read_audit_log(config: &Config) -> Result<crate::audit::verify::Export, Error> {
+    let url = &config
+        .database
+        .as_ref()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::FailedPrecondition,
+                "the configuration has no [database]",
+            )
+        })?
+        .url;
+    let database = Database::open(url, 1)?;
+    let log = database.run_blocking(|db| async move {
+        use crate::store::audit;
+        let records = audit::records(&db).await?;
+        let (size, _) = audit::head(&db).await?;
+        Ok((records, size, audit::checkpoints(&db).await?))
+    })?;
+    database.close();
+    Ok(log)
+}
+
+/// The `[audit] vkey` of a configuration as a note verifier.
+pub fn audit_verifier(path: &Path) -> Result<crate::audit::NoteVerifier, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            format!("cannot read the audit verifier key {}", path.display()),
+        )
+        .with_source(e)
+    })?;
+    crate::audit::NoteVerifier::from_vkey(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            format!("{} is not a signed-note verifier key", path.display()),
+        )
+        .with_source(e)
+    })
+}
+
+/// `qsign audit verify`: the log of `config`, or of an export; a summary
+/// line, or the first finding as the error.
+pub fn audit_verify(
+    config: Option<&Config>,
+    export: Option<&Path>,
+    vkey: &Path,
+) -> Result<String, Error> {
+    let verifier = audit_verifier(vkey)?;
+    let (records, size, checkpoints) = match (export, config) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::invalid_argument(format!("cannot read {}", path.display())).with_source(e)
+            })?;
+            crate::audit::verify::read_export(&text).map_err(Error::invalid_argument)?
+        }
+        (None, Some(config)) => read_audit_log(config)?,
+        (None, None) => {
+            return Err(Error::invalid_argument(
+                "give --config, --state-dir or --export",
+            ))
+        }
+    };
+    let summary = crate::audit::verify::verify(&records, size, &checkpoints, &verifier)
+        .map_err(|finding| Error::new(ErrorKind::FailedPrecondition, finding.to_string()))?;
+    Ok(format!(
+        "audit log OK: {} records, {} signed checkpoints, root {}",
+        summary.records,
+        summary.checkpoints,
+        hex::encode(summary.root)
+    ))
+}
+
+/// `qsign audit export`: JSON lines (head, records, checkpoints).
+pub fn audit_export(config: &Config) -> Result<String, Error> {
+    use crate::audit::verify::ExportLine;
+    let (records, size, checkpoints) = read_audit_log(config)?;
+    let mut lines = vec![ExportLine::Head { size }];
+    lines.extend(records.iter().map(ExportLine::record));
+    lines.extend(
+        checkpoints
+            .into_iter()
+            .map(|(size, note)| ExportLine::Checkpoint { size, note }),
+    );
+    let mut out = String::new();
+    for line in lines {
+        out.push_str(
+            &serde_json::to_string(&line).map_err(|e| Error::internal("export").with_source(e))?,
+        );
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `qsign audit prove ID`: the C2SP tlog-proof of a record.
+pub fn audit_prove(config: &Config, id: &str) -> Result<String, Error> {
+    let audit = config.audit.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::FailedPrecondition,
+            "the configuration has no [audit] table",
+        )
+    })?;
+    let verifier = audit_verifier(&audit.vkey)?;
+    let (records, _, checkpoints) = read_audit_log(config)?;
+    crate::audit::verify::prove(&records, &checkpoints, &verifier, id)
+        .map_err(|e| Error::new(ErrorKind::FailedPrecondition, e))
 }

@@ -32,6 +32,7 @@ struct File {
     /// SPEC §9 (src/registry/settings.rs).
     registry: Option<crate::registry::settings::RegistryFile>,
     mail: Option<crate::registry::settings::MailFile>,
+    audit: Option<AuditFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
 }
@@ -42,6 +43,18 @@ struct DatabaseFile {
     url: String,
     #[serde(default = "default_max_connections")]
     max_connections: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    origin: String,
+    #[serde(default = "default_audit_key_label")]
+    key_label: String,
+    #[serde(default = "default_checkpoint_interval_millis")]
+    checkpoint_interval_millis: u64,
+    #[serde(default = "default_audit_vkey")]
+    vkey: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +363,15 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+/// `[audit]` (SPEC §11): the log's origin and key, checkpoint interval, and
+/// where the verifier key is written (`qsign init-audit`, the development
+/// bootstrap) and read (`qsign audit verify`). Needs `[database]`.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub settings: crate::audit::AuditSettings,
+    pub vkey: PathBuf,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -375,6 +397,8 @@ pub struct Config {
     pub database: Option<DatabaseConfig>,
     /// `[registry]` and `[mail]` (SPEC §9); needs `[database]`.
     pub registry: Option<crate::registry::RegistrySettings>,
+    /// None: no audit log (tests' default cores, benches).
+    pub audit: Option<AuditConfig>,
     pub profiles: Vec<Profile>,
 }
 
@@ -509,6 +533,7 @@ impl Config {
             tls: file.tls.map(|t| tls(t, &resolve)).transpose()?,
             tsa: file.tsa.map(|t| tsa(t, &resolve)).transpose()?,
             ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
+            audit: file.audit.map(|a| audit(a, &resolve)).transpose()?,
             database: file.database.map(|d| database(d, &resolve)).transpose()?,
             registry: crate::registry::settings::validate(file.registry, file.mail, &resolve)?,
             profiles: file.profiles,
@@ -633,6 +658,33 @@ fn database(
         url,
         max_connections: file.max_connections,
     })
+}
+
+fn audit(file: AuditFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<AuditConfig, Error> {
+    // C2SP signed-note: a key name has no spaces or '+'.
+    if file.origin.is_empty() || file.origin.contains([' ', '+', '\n', '\t']) {
+        return Err(invalid(
+            "[audit] origin must be a name without spaces or '+', e.g. \"qsign.example/audit\"",
+        ));
+    }
+    Ok(AuditConfig {
+        settings: crate::audit::AuditSettings {
+            origin: file.origin,
+            key_label: file.key_label,
+            checkpoint_interval: Duration::from_millis(file.checkpoint_interval_millis),
+        },
+        vkey: resolve(&file.vkey),
+    })
+}
+
+fn default_audit_key_label() -> String {
+    "qsign-audit".into()
+}
+fn default_checkpoint_interval_millis() -> u64 {
+    1000
+}
+fn default_audit_vkey() -> PathBuf {
+    "audit.vkey".into()
 }
 
 fn default_max_connections() -> u32 {

@@ -5,6 +5,7 @@
 //! session and runs all HSM work of a request as one job on that session's
 //! worker thread, off the async workers.
 
+mod eddsa;
 mod ephemeral;
 mod mechanism;
 mod pool;
@@ -378,6 +379,22 @@ impl<'a> HsmSession<'a> {
             Attribute::Value(v) => Some(v),
             _ => None,
         }))
+    }
+
+    /// Makes the persistent Ed25519 audit key `label` (refuses to replace
+    /// one); returns its raw public key (RFC 8032).
+    pub fn generate_ed25519(&self, label: &str) -> Result<[u8; 32], HsmError> {
+        eddsa::generate(self.session(), label)
+    }
+
+    /// The raw public key of the Ed25519 key pair `label`.
+    pub fn ed25519_public_key(&self, label: &str) -> Result<[u8; 32], HsmError> {
+        eddsa::public_key(self.session(), label)
+    }
+
+    /// An Ed25519 signature of `message` by the persistent key `label`.
+    pub fn ed25519_sign(&self, label: &str, message: &[u8]) -> Result<[u8; 64], HsmError> {
+        eddsa::sign(self.session(), label, message)
     }
 
     fn persistent_algorithm(&self, label: &str) -> Result<KeyAlgorithm, HsmError> {

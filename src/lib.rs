@@ -14,6 +14,7 @@ pub mod proto {
     /// Descriptor set served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("qsign_descriptor");
 }
+pub mod audit;
 pub mod hsm;
 pub mod limits;
 pub mod pades;

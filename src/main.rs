@@ -107,6 +107,17 @@ enum Command {
     },
     /// Administer profiles and organisation certificates (SPEC §9).
     Admin(qsign::client::admin::AdminArgs),
+    /// Create the Ed25519 audit key of `[audit]` in the token and write its
+    /// verifier key to `[audit] vkey`.
+    InitAudit {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The audit log (SPEC §11): verify it, export it, prove a record.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Sign files as detached CAdES; writes FILE.p7s next to each.
     SignDetached {
         #[arg(required = true)]
@@ -120,6 +131,52 @@ enum Command {
         #[command(flatten)]
         common: ClientArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every leaf and the tree, check every checkpoint; name the
+    /// first edited, deleted, inserted or reordered record (exit status 1).
+    Verify {
+        #[command(flatten)]
+        source: AuditSource,
+        /// Verify a `qsign audit export` file instead of the database.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The log's verifier key; default: `[audit] vkey` of the configuration.
+        #[arg(long)]
+        vkey: Option<PathBuf>,
+    },
+    /// Print the log as JSON lines (head, records, checkpoints).
+    Export {
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// Print the C2SP tlog-proof of the record ID (a signature_id).
+    Prove {
+        id: String,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+}
+
+/// Which log: a configuration file, or the development state directory.
+#[derive(clap::Args)]
+struct AuditSource {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, default_value = ".qsign")]
+    state_dir: PathBuf,
+}
+
+impl AuditSource {
+    fn config(&self) -> Result<qsign::config::Config, String> {
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None => self.state_dir.join(qsign::state::CONFIG),
+        };
+        qsign::config::Config::load(&path).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(clap::Args)]
@@ -250,6 +307,8 @@ fn main() -> ExitCode {
             r.block_on(qsign::client::admin::run(args))
                 .map_err(|e| e.to_string())
         }),
+        Command::InitAudit { config } => init_audit(config),
+        Command::Audit { command } => audit(command),
         Command::SignDetached {
             files,
             seal,
@@ -408,6 +467,42 @@ fn init_tsa(config: PathBuf, root_key_label: &str, organization: &str) -> Result
     module.finalize();
     if let Some(tsa) = &config.tsa {
         println!("{}", tsa.certificate.display());
+    }
+    Ok(())
+}
+
+fn init_audit(config: PathBuf) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let vkey = qsign::app::init_audit(&config, &module).map_err(|e| e.to_string())?;
+    module.finalize();
+    println!("{vkey}");
+    Ok(())
+}
+
+fn audit(command: AuditCommand) -> Result<(), String> {
+    let text = match command {
+        AuditCommand::Verify {
+            source,
+            export,
+            vkey,
+        } => {
+            let config = match (&export, &source.config) {
+                (Some(_), None) if vkey.is_some() => None,
+                _ => Some(source.config()?),
+            };
+            let vkey = vkey
+                .or_else(|| config.as_ref()?.audit.as_ref().map(|a| a.vkey.clone()))
+                .ok_or("give --vkey FILE or a configuration with [audit]")?;
+            qsign::app::audit_verify(config.as_ref(), export.as_deref(), &vkey)
+        }
+        AuditCommand::Export { source } => qsign::app::audit_export(&source.config()?),
+        AuditCommand::Prove { id, source } => qsign::app::audit_prove(&source.config()?, &id),
+    }
+    .map_err(|e| e.to_string())?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
     }
     Ok(())
 }

@@ -47,15 +47,19 @@ impl SigningService for Service {
         request: Request<proto::SignPdfRequest>,
     ) -> Result<Response<proto::SignPdfResponse>, Status> {
         let client = calling_system(&request).map_err(status)?;
+        let caller = caller_name(&request, client.as_ref());
         let request = request.into_inner();
-        let authorization = authorization(
+        let authorization = match authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
             client,
-        )
-        .map_err(status)?;
+            caller.clone(),
+        ) {
+            Ok(authorization) => authorization,
+            Err(e) => return Err(status(self.core.refuse(caller, e).await)),
+        };
         let options = PdfOptions {
             reason: request.reason,
             location: request.location,
@@ -81,15 +85,19 @@ impl SigningService for Service {
         request: Request<proto::SignPdfDigestRequest>,
     ) -> Result<Response<proto::SignPdfDigestResponse>, Status> {
         let client = calling_system(&request).map_err(status)?;
+        let caller = caller_name(&request, client.as_ref());
         let request = request.into_inner();
-        let authorization = authorization(
+        let authorization = match authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
             client,
-        )
-        .map_err(status)?;
+            caller.clone(),
+        ) {
+            Ok(authorization) => authorization,
+            Err(e) => return Err(status(self.core.refuse(caller, e).await)),
+        };
         let mut signed = self
             .core
             .sign_pdf_digest(
@@ -129,15 +137,19 @@ impl SigningService for Service {
         request: Request<proto::SignDetachedRequest>,
     ) -> Result<Response<proto::SignDetachedResponse>, Status> {
         let client = calling_system(&request).map_err(status)?;
+        let caller = caller_name(&request, client.as_ref());
         let request = request.into_inner();
-        let authorization = authorization(
+        let authorization = match authorization(
             request.activation_token,
             request.seal_profile,
             request.level,
             request.key_algorithm,
             client,
-        )
-        .map_err(status)?;
+            caller.clone(),
+        ) {
+            Ok(authorization) => authorization,
+            Err(e) => return Err(status(self.core.refuse(caller, e).await)),
+        };
         let documents = request
             .documents
             .into_iter()
@@ -149,8 +161,14 @@ impl SigningService for Service {
                     "document {i} has neither content nor sha256_digest"
                 ))),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(status)?;
+            .collect::<Result<Vec<_>, _>>();
+        let documents = match documents {
+            Ok(documents) => documents,
+            Err(e) => {
+                let calling_system = authorization.calling_system.clone();
+                return Err(status(self.core.refuse(calling_system, e).await));
+            }
+        };
         let signed = self
             .core
             .sign_detached(documents, authorization)
@@ -179,6 +197,16 @@ impl SigningService for Service {
     }
 }
 
+/// Who calls, for the audit record (SPEC §11): the peer address for now;
+/// the mTLS client certificate's name replaces it once it is known.
+/// The calling system as the audit log records it (SPEC §11): its client
+/// certificate when it has one, else its address.
+fn caller_name<T>(request: &Request<T>, client: Option<&CallingSystem>) -> Option<String> {
+    client
+        .map(CallingSystem::to_string)
+        .or_else(|| request.remote_addr().map(|a| a.ip().to_string()))
+}
+
 /// The common request fields (SPEC §2), checked.
 fn authorization(
     activation_token: String,
@@ -186,8 +214,10 @@ fn authorization(
     level: i32,
     key_algorithm: i32,
     client: Option<CallingSystem>,
+    calling_system: Option<String>,
 ) -> Result<Authorization, Error> {
     Ok(Authorization {
+        calling_system,
         level: level_of(level)?,
         activation_token,
         seal_profile: Some(seal_profile).filter(|p| !p.is_empty()),

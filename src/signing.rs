@@ -11,8 +11,12 @@
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token
 //!                                   │
-//!        (audit record) ── commit the reservation (spent) ── response
+//!        audit::Log::record (issuance or refusal) ── commit the reservation ── response
 //! ```
+//!
+//! Every answer of a signing request, success or error, is first committed
+//! to the audit log (SPEC §11, [`crate::audit`]); if it cannot be, the
+//! answer is UNAVAILABLE and what was signed is dropped.
 //!
 //! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
 //! B-LTA adds an archive-time-stamp-v3 to each SignerInfo (`archive`).
@@ -68,6 +72,9 @@ pub struct SigningCore {
     pub database: Option<crate::store::Database>,
     /// SPEC §9 `[registry]`: organisation certificates and live profiles.
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// `[audit]` (SPEC §11): every request's record is written before its
+    /// answer leaves. None: no audit log (tests' default cores, benches).
+    pub audit: Option<Arc<crate::audit::Log>>,
 }
 
 /// A document of a detached request: its content or its SHA-256.
@@ -87,6 +94,9 @@ pub struct Authorization {
     /// The caller's verified TLS client certificate (SPEC §1, §12); none
     /// without mTLS. Seal profiles with `allowed_clients` need it.
     pub client: Option<CallingSystem>,
+    /// Who called, for the audit record: the client certificate's name,
+    /// else the peer address.
+    pub calling_system: Option<String>,
 }
 
 /// SPEC §6 baseline levels (EN 319 122-1 / EN 319 142-1), in order.
@@ -124,12 +134,16 @@ struct Job {
     digests: Vec<[u8; 32]>,
     signing_time: SigningTime,
     level: Level,
+    /// The audit record's id, which the response carries.
+    signature_id: String,
 }
 
 /// What one HSM task returns.
 struct Signed {
     signature_id: String,
     certificate: Vec<u8>,
+    /// The certificate's serial number, for the audit record.
+    serial: Vec<u8>,
     cms: Vec<Vec<u8>>,
     /// B-LT and up: CRLs, and with `[ocsp]` the responder's OCSPResponse
     /// about the signer's certificate.
@@ -143,7 +157,18 @@ impl SigningCore {
         documents: Vec<Document>,
         authorization: Authorization,
     ) -> Result<DetachedSignatures, Error> {
-        let level = self.level(authorization.level)?;
+        let mut trail = Trail::new(&authorization);
+        let result = self.detached(documents, authorization, &mut trail).await;
+        self.audited(trail, result).await
+    }
+
+    async fn detached(
+        self: &Arc<Self>,
+        documents: Vec<Document>,
+        authorization: Authorization,
+        trail: &mut Trail,
+    ) -> Result<DetachedSignatures, Error> {
+        let level = trail.level(self.level(authorization.level)?);
         if documents.is_empty() {
             return Err(Error::invalid_argument(
                 "the batch is empty: send at least one document",
@@ -161,8 +186,9 @@ impl SigningCore {
         }
         self.precheck(&authorization, content_bytes(&documents))?;
         let digests = digests(documents, self.limits.max_document_bytes).await?;
+        trail.documents = digests.clone();
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &digests, now).await?;
+        let (activation, signatory) = self.check(&authorization, &digests, now, trail).await?;
         let (signed, reservation) = self
             .sign_digests(Job {
                 activation,
@@ -172,14 +198,64 @@ impl SigningCore {
                 digests,
                 signing_time: SigningTime::Attribute(now),
                 level,
+                signature_id: trail.id.clone(),
             })
             .await?;
-        let signatures = DetachedSignatures {
+        trail.issued(&signed);
+        trail.reservation = Some(reservation);
+        Ok(DetachedSignatures {
             cms: signed.cms,
             certificate: signed.certificate,
             signature_id: signed.signature_id,
+        })
+    }
+
+    /// A signing request refused before it reached the flow (a malformed
+    /// field the front door found): recorded like any refusal; the error
+    /// to answer with (UNAVAILABLE when the record cannot be written).
+    pub async fn refuse(&self, calling_system: Option<String>, error: Error) -> Error {
+        let trail = Trail {
+            calling_system,
+            ..Trail::empty()
         };
-        self.deliver(reservation, Ok(signatures)).await
+        match self.audited(trail, Err::<(), _>(error)).await {
+            Err(error) => error,
+            Ok(()) => Error::internal("a refusal was recorded as a success"),
+        }
+    }
+
+    /// SPEC §11 and §3: the request's record — an issuance or a refusal —
+    /// is committed before the answer leaves; if it cannot be, the answer
+    /// is UNAVAILABLE, whatever was signed is dropped and the token is
+    /// released. Then the token is settled: spent when the signature
+    /// leaves (`Reservation::commit`), released or spent on a failure
+    /// (`refused`).
+    async fn audited<T>(&self, mut trail: Trail, result: Result<T, Error>) -> Result<T, Error> {
+        let reservation = trail.reservation.take();
+        if let Some(log) = &self.audit {
+            let event = trail.event(result.as_ref().err().map(Error::kind));
+            match log.record(event).await {
+                Ok(index) => tracing::debug!(index, ok = result.is_ok(), "audit record written"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the audit log cannot be written; the answer is withheld");
+                    if let Some(reservation) = reservation {
+                        reservation.release().await;
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "the audit log cannot be written; nothing was signed, try again later",
+                    ));
+                }
+            }
+        }
+        match (result, reservation) {
+            (Ok(signed), Some(reservation)) => {
+                reservation.commit().await?;
+                Ok(signed)
+            }
+            (Err(e), Some(reservation)) => Err(refused(reservation, e).await),
+            (result, None) => result,
+        }
     }
 
     /// The level a request gets: B-T by default wherever a TSA is available;
@@ -226,8 +302,10 @@ impl SigningCore {
         authorization: &Authorization,
         digests: &[[u8; 32]],
         now: SystemTime,
+        trail: &mut Trail,
     ) -> Result<(Activation, Signatory), Error> {
         let activation = self.verifier.verify(&authorization.activation_token, now)?;
+        trail.sub = Some(activation.subject.to_string());
         activation.covers(digests)?;
         let seal = authorization
             .seal_profile
@@ -260,7 +338,8 @@ impl SigningCore {
 
     /// SPEC §3 single use without amplification: the token is reserved
     /// before any HSM work, so a spent or in-use token is refused before a
-    /// key is made. The caller settles the reservation with `deliver`.
+    /// key is made. The flow hands the reservation to its `Trail`;
+    /// `audited` settles it.
     async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<(Signed, Reservation), Error> {
         let reservation = self
             .verifier
@@ -272,35 +351,17 @@ impl SigningCore {
         }
     }
 
-    /// The signature leaves, or the request fails after its reservation.
-    /// The audit record (SPEC §11) is written here, before the commit: when
-    /// it cannot be, fail (the reservation is released, nothing leaves).
-    /// Then the token is spent (SPEC §3); when that cannot be recorded,
-    /// likewise.
-    async fn deliver<T>(
-        &self,
-        reservation: Reservation,
-        outcome: Result<T, Error>,
-    ) -> Result<T, Error> {
-        match outcome {
-            Ok(signed) => {
-                reservation.commit().await?;
-                Ok(signed)
-            }
-            Err(e) => Err(refused(reservation, e).await),
-        }
-    }
-
     /// One HSM task: a key, its certificate, one SignerInfo per digest.
     async fn sign_reserved(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
         let Job {
-            activation,
+            activation: _,
             signatory,
             algorithm,
             approved,
             digests,
             signing_time,
             level,
+            signature_id,
         } = job;
         let core = self.clone();
         let now = SystemTime::now();
@@ -346,11 +407,17 @@ impl SigningCore {
                 } else {
                     Default::default()
                 };
-                let signature_id = uuid::Uuid::new_v4().to_string();
-                audit(&signature_id, &activation, &signatory, &issued, &approved);
+                let serial = issued
+                    .certificate
+                    .tbs_certificate
+                    .serial_number
+                    .as_bytes()
+                    .to_vec();
+                log_issuance(&signature_id, &signatory, &approved);
                 Ok((
                     Signed {
                         signature_id,
+                        serial,
                         certificate: issued.der,
                         cms: Vec::new(),
                         revocation,
@@ -489,31 +556,91 @@ async fn digests(documents: Vec<Document>, max_bytes: usize) -> Result<Vec<[u8; 
     blocking_if_large(content_bytes, hash).await
 }
 
-/// The audit record: the only place the activating person of a seal appears.
-fn audit(
-    signature_id: &str,
-    activation: &Activation,
-    signatory: &Signatory,
-    issued: &pki::Issued,
-    digests: &[[u8; 32]],
-) {
-    let serial = hex::encode(issued.certificate.tbs_certificate.serial_number.as_bytes());
-    let digests: Vec<String> = digests.iter().map(hex::encode).collect();
+/// A short log line per signature: no names, token id or subject (those
+/// are for the audit log, SPEC §11).
+fn log_issuance(signature_id: &str, signatory: &Signatory, digests: &[[u8; 32]]) {
     let kind = match signatory {
-        Signatory::Person { .. } => "signature".to_owned(),
-        Signatory::Seal { profile, .. } => format!("seal:{profile}"),
+        Signatory::Person { .. } => "signature",
+        Signatory::Seal { .. } => "seal",
     };
-    tracing::info!(
-        target: "qsign::audit",
-        signature_id,
-        kind,
-        activated_by = %activation.subject,
-        given_name = activation.given_name.as_deref().unwrap_or(""),
-        family_name = activation.family_name.as_deref().unwrap_or(""),
-        org_cvr = %activation.org_cvr,
-        token_id = %activation.jti,
-        certificate_serial = %serial,
-        documents = ?digests,
-        "signed"
-    );
+    tracing::info!(signature_id, kind, documents = digests.len(), "signed");
+}
+
+/// What a request's audit record says, filled in as the flow learns it.
+pub(crate) struct Trail {
+    id: String,
+    calling_system: Option<String>,
+    seal_profile: Option<String>,
+    sub: Option<String>,
+    documents: Vec<[u8; 32]>,
+    level: Option<Level>,
+    certificate: Option<(Vec<u8>, Vec<u8>)>,
+    /// The token's single use, once reserved; `audited` settles it.
+    reservation: Option<Reservation>,
+}
+
+impl Trail {
+    fn new(authorization: &Authorization) -> Self {
+        Self {
+            calling_system: authorization.calling_system.clone(),
+            seal_profile: authorization.seal_profile.clone().filter(|p| !p.is_empty()),
+            ..Self::empty()
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            calling_system: None,
+            seal_profile: None,
+            sub: None,
+            documents: Vec::new(),
+            reservation: None,
+            level: None,
+            certificate: None,
+        }
+    }
+
+    fn level(&mut self, level: Level) -> Level {
+        self.level = Some(level);
+        level
+    }
+
+    fn issued(&mut self, signed: &Signed) {
+        self.certificate = Some((signed.serial.clone(), signed.certificate.clone()));
+    }
+
+    /// The record: an issuance, or a refusal with the error's gRPC code.
+    fn event(self, refused: Option<ErrorKind>) -> crate::audit::Event {
+        use crate::audit::{Event, EventKind, Outcome};
+        let mut event = match refused {
+            None => Event::new(self.id, EventKind::Issuance, Outcome::Success),
+            Some(kind) => {
+                let mut event = Event::new(self.id, EventKind::Refusal, Outcome::Refused);
+                event.error_code = Some(kind.grpc_code_name().to_owned());
+                event
+            }
+        };
+        if let (Some((serial, der)), None) = (&self.certificate, refused) {
+            event.certificate(serial, der);
+        }
+        event.calling_system = self.calling_system;
+        event.sub = self.sub;
+        event.profile = Some(self.seal_profile.unwrap_or_else(|| "personal".into()));
+        event.documents = self.documents;
+        event.level = self.level.map(|l| l.name().to_owned());
+        event
+    }
+}
+
+impl Level {
+    /// As the standards write it: `B-B`, `B-T`, `B-LT`, `B-LTA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::BB => "B-B",
+            Level::BT => "B-T",
+            Level::BLt => "B-LT",
+            Level::BLta => "B-LTA",
+        }
+    }
 }

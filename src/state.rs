@@ -41,6 +41,9 @@ pub const ROOT_KEY_LABEL: &str = "qsign-root-ca";
 pub const ISSUING_KEY_LABEL: &str = "qsign-issuing-ca";
 pub const TSA_KEY_LABEL: &str = "qsign-tsa";
 pub const OCSP_KEY_LABEL: &str = "qsign-ocsp";
+pub const AUDIT_KEY_LABEL: &str = "qsign-audit";
+pub const AUDIT_ORIGIN: &str = "qsign.example/audit";
+pub const AUDIT_VKEY: &str = "audit.vkey";
 pub const DEV_ISSUER: &str = "qsign-dev-idp";
 pub const DEV_AUDIENCE: &str = "qsign";
 pub const DEV_PROFILE: &str = "dev";
@@ -160,6 +163,8 @@ impl StateDir {
             &self.file(ORGANIZATION_CA),
             &pem_certificate(&organization_ca)?,
         )?;
+        let vkey = crate::audit::create_key(&hsm, AUDIT_KEY_LABEL, AUDIT_ORIGIN)?;
+        write_public(&self.file(AUDIT_VKEY), &format!("{vkey}\n"))?;
 
         let idp = DevIdp::generate();
         write_private(&self.file(DEV_IDP_KEY), idp.pkcs8_pem().as_bytes())?;

@@ -18,6 +18,7 @@
 //! I/O never runs on the request workers, and any runtime can await
 //! [`Database::run`].
 
+pub mod audit;
 mod group;
 mod migrations;
 pub mod registry;

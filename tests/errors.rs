@@ -286,6 +286,7 @@ pub fn broken_core(base: &SigningCore, verifier: qsign::auth::Verifier) -> Arc<S
         ocsp: None,
         database: base.database.clone(),
         registry: None,
+        audit: None,
     })
 }
 

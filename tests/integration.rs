@@ -5,6 +5,7 @@
 
 mod support;
 
+mod audit;
 mod cades_lta;
 mod certificate;
 mod cli;

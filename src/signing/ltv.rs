@@ -244,11 +244,26 @@ impl SigningCore {
             let core = core.clone();
             Box::pin(async move { core.ocsp_answer(&request).await })
         });
+        let audit = self.audit.clone().map(|log| {
+            let source: crate::tsa::http::AuditSource = Arc::new(move |document| {
+                let log = log.clone();
+                Box::pin(async move {
+                    match document {
+                        crate::tsa::http::AuditDocument::Vkey => Ok(Some(log.vkey() + "\n")),
+                        crate::tsa::http::AuditDocument::Checkpoint => {
+                            log.latest_checkpoint().await
+                        }
+                    }
+                })
+            });
+            source
+        });
         let services = crate::tsa::http::Revocation {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
             ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
             documents: Vec::new(),
+            audit,
         };
         match &self.registry {
             Some(registry) => crate::registry::http::extend(services, registry, &self.hsm),

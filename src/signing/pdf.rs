@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     blocking_if_large, ltv, sha256_digest, Authorization, DetachedSignatures, Job, Level,
-    PdfDigestSignature, Signed, SigningCore,
+    PdfDigestSignature, Signed, SigningCore, Trail,
 };
 use crate::auth::{Activation, Reservation, Signatory};
 use crate::pades;
@@ -71,7 +71,19 @@ impl SigningCore {
         options: PdfOptions,
         authorization: Authorization,
     ) -> Result<SignedPdf, Error> {
-        let level = self.level(authorization.level)?;
+        let mut trail = Trail::new(&authorization);
+        let result = self.pdf(pdf, options, authorization, &mut trail).await;
+        self.audited(trail, result).await
+    }
+
+    async fn pdf(
+        self: &Arc<Self>,
+        pdf: Vec<u8>,
+        options: PdfOptions,
+        authorization: Authorization,
+        trail: &mut Trail,
+    ) -> Result<SignedPdf, Error> {
+        let level = trail.level(self.level(authorization.level)?);
         options.check()?;
         if pdf.len() > self.limits.max_document_bytes {
             return Err(Error::new(
@@ -91,8 +103,11 @@ impl SigningCore {
             move || Ok(Sha256::digest(pdf.as_slice()).into())
         })
         .await?;
+        trail.documents = vec![document_digest];
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &[document_digest], now).await?;
+        let (activation, signatory) = self
+            .check(&authorization, &[document_digest], now, trail)
+            .await?;
         let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
         let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity);
         let (prepared, byte_range_digest) = blocking_if_large(pdf.len(), {
@@ -106,15 +121,16 @@ impl SigningCore {
         .await?;
         let (signed, reservation) = self
             .sign_byte_range(
-                activation,
-                signatory,
+                (activation, signatory),
                 &authorization,
                 document_digest,
                 byte_range_digest,
                 level,
+                trail,
             )
             .await?;
-        // The update and B-LT/B-LTA data; `deliver` settles the token.
+        // The update and B-LT/B-LTA data; `audited` settles the token.
+        trail.reservation = Some(reservation);
         let outcome = async {
             let mut prepared = prepared;
             prepared.embed(&signed.cms[0])?;
@@ -131,7 +147,7 @@ impl SigningCore {
                 signature_id: signed.signature_id,
             })
         };
-        self.deliver(reservation, outcome.await).await
+        outcome.await
     }
 
     /// Hash-only PAdES: the client prepared the PDF with the same library
@@ -144,19 +160,41 @@ impl SigningCore {
         document_digest: &[u8],
         authorization: Authorization,
     ) -> Result<PdfDigestSignature, Error> {
-        let level = self.level(authorization.level)?;
+        let mut trail = Trail::new(&authorization);
+        let result = self
+            .pdf_digest(
+                byte_range_digest,
+                document_digest,
+                authorization,
+                &mut trail,
+            )
+            .await;
+        self.audited(trail, result).await
+    }
+
+    async fn pdf_digest(
+        self: &Arc<Self>,
+        byte_range_digest: &[u8],
+        document_digest: &[u8],
+        authorization: Authorization,
+        trail: &mut Trail,
+    ) -> Result<PdfDigestSignature, Error> {
+        let level = trail.level(self.level(authorization.level)?);
         let byte_range_digest = sha256_digest(byte_range_digest, "byte_range_digest")?;
         let document_digest = sha256_digest(document_digest, "document_digest")?;
+        trail.documents = vec![document_digest];
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &[document_digest], now).await?;
+        let (activation, signatory) = self
+            .check(&authorization, &[document_digest], now, trail)
+            .await?;
         let (signed, reservation) = self
             .sign_byte_range(
-                activation,
-                signatory,
+                (activation, signatory),
                 &authorization,
                 document_digest,
                 byte_range_digest,
                 level,
+                trail,
             )
             .await?;
         // EN 319 142-1 §5.4.2: the /DSS the client writes after the
@@ -179,30 +217,35 @@ impl SigningCore {
             crls: signed.revocation.crls,
             ocsps: signed.revocation.ocsps,
         };
-        self.deliver(reservation, Ok(signature)).await
+        trail.reservation = Some(reservation);
+        Ok(signature)
     }
 
     /// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs
     /// the ByteRange digest; the audit records the approved document.
     async fn sign_byte_range(
         self: &Arc<Self>,
-        activation: Activation,
-        signatory: Signatory,
+        (activation, signatory): (Activation, Signatory),
         authorization: &Authorization,
         document_digest: [u8; 32],
         byte_range_digest: [u8; 32],
         level: Level,
+        trail: &mut Trail,
     ) -> Result<(Signed, Reservation), Error> {
-        self.sign_digests(Job {
-            activation,
-            signatory,
-            algorithm: authorization.key_algorithm,
-            approved: vec![document_digest],
-            digests: vec![byte_range_digest],
-            signing_time: SigningTime::Omitted,
-            level,
-        })
-        .await
+        let (signed, reservation) = self
+            .sign_digests(Job {
+                activation,
+                signatory,
+                algorithm: authorization.key_algorithm,
+                approved: vec![document_digest],
+                digests: vec![byte_range_digest],
+                signing_time: SigningTime::Omitted,
+                level,
+                signature_id: trail.id.clone(),
+            })
+            .await?;
+        trail.issued(&signed);
+        Ok((signed, reservation))
     }
 }
 

@@ -30,6 +30,30 @@ pub(super) const MIGRATIONS: &[Migration] = &[
           );
           CREATE INDEX spent_tokens_until ON spent_tokens (until_unix);",
     },
+    Migration {
+        version: 2,
+        name: "audit log",
+        // SPEC §11: one head row (tree size and compact range, hex) that
+        // every append locks; the records with the root after each; the
+        // signed checkpoints (C2SP tlog-checkpoint notes) by tree size.
+        sql: "CREATE TABLE audit_head (
+            id INTEGER PRIMARY KEY,
+            size BIGINT NOT NULL,
+            frontier TEXT NOT NULL
+          );
+          INSERT INTO audit_head (id, size, frontier) VALUES (1, 0, '');
+          CREATE TABLE audit_records (
+            idx BIGINT PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            json TEXT NOT NULL,
+            leaf {blob} NOT NULL,
+            root {blob} NOT NULL
+          );
+          CREATE TABLE audit_checkpoints (
+            size BIGINT PRIMARY KEY,
+            note TEXT NOT NULL
+          );",
+    },
     // Numbered from 10 so that other branches' 2.. do not collide.
     Migration {
         version: 10,

@@ -71,6 +71,28 @@ pub type GetSource = Arc<
         + Sync,
 >;
 
+/// What `GET /audit/...` serves (SPEC §11), as text/plain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditDocument {
+    /// The latest signed checkpoint (C2SP tlog-checkpoint note).
+    Checkpoint,
+    /// The log's signed-note verifier key.
+    Vkey,
+}
+
+/// Answers an [`AuditDocument`]; `None` when there is none yet.
+pub type AuditSource = Arc<
+    dyn Fn(
+            AuditDocument,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, crate::Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
+pub const AUDIT_CHECKPOINT_PATH: &str = "/audit/checkpoint";
+pub const AUDIT_VKEY_PATH: &str = "/audit/vkey";
+
 /// What the endpoint serves besides time-stamps; each made by the caller.
 #[derive(Clone, Default)]
 pub struct Revocation {
@@ -80,6 +102,8 @@ pub struct Revocation {
     pub ca_certificates: Option<(Bytes, Bytes)>,
     /// More GET paths (SPEC §9: the organisation CA's CRL and certificate).
     pub documents: Vec<(&'static str, GetSource)>,
+    /// The audit log's checkpoint and verifier key, with `[audit]`.
+    pub audit: Option<AuditSource>,
 }
 
 /// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
@@ -218,6 +242,20 @@ async fn route(
             return document(source).await;
         }
     }
+    let audit_document = match path {
+        AUDIT_CHECKPOINT_PATH => Some(AuditDocument::Checkpoint),
+        AUDIT_VKEY_PATH => Some(AuditDocument::Vkey),
+        _ => None,
+    };
+    if let Some(document) = audit_document {
+        if request.method() != Method::GET {
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET the audit log's checkpoint or key",
+            );
+        }
+        return audit(&revocation.audit, document).await;
+    }
     let which = match path {
         ISSUING_CA_CRL_PATH => Some(CrlOf::IssuingCa),
         ROOT_CA_CRL_PATH => Some(CrlOf::Root),
@@ -227,6 +265,31 @@ async fn route(
         (Some(which), Some(crls), true) => crl(crls, which).await,
         (Some(_), None, true) => plain(StatusCode::NOT_FOUND, "no CRLs are served here"),
         _ => handle(request, hsm, tsa, rate).await,
+    }
+}
+
+/// `GET /audit/checkpoint`, `GET /audit/vkey` (SPEC §11): text/plain.
+async fn audit(source: &Option<AuditSource>, document: AuditDocument) -> Reply {
+    let Some(source) = source else {
+        return plain(StatusCode::NOT_FOUND, "no audit log is kept here");
+    };
+    match source(document).await {
+        Ok(Some(text)) => {
+            let mut reply = Response::new(Full::new(Bytes::from(text)));
+            reply.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            reply
+        }
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no checkpoint has been signed yet"),
+        Err(e) => {
+            tracing::error!(error = %e, "audit: cannot read the checkpoint");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit log cannot be read; try again later",
+            )
+        }
     }
 }
 

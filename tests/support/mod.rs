@@ -78,6 +78,9 @@ impl Env {
         // test that wants a database sets one (`sqlite`, `database`).
         config.token.replay_journal = Some(self.dir.join(format!("spent-tokens-{label}")));
         config.database = None;
+        // The audit log is off unless a test turns it on (tests/audit.rs,
+        // each with a database of its own).
+        config.audit = None;
         tweak(&mut config);
         // The registry lives in the database: only with one.
         if config.database.is_none() {
