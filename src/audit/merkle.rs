@@ -181,7 +181,7 @@ pub struct Frontier {
 impl Frontier {
     /// From a stored size and concatenated hashes; `None` if inconsistent.
     pub fn from_parts(size: u64, bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % 32 != 0 || bytes.len() / 32 != size.count_ones() as usize {
+        if !bytes.len().is_multiple_of(32) || bytes.len() / 32 != size.count_ones() as usize {
             return None;
         }
         let hashes = bytes
