@@ -190,9 +190,9 @@ async fn an_hsm_failure_releases_the_token_for_every_replica() {
 async fn a_second_server_on_one_journal_refuses_to_start() {
     let first = env().core("replay-journal", |_| {});
     let mut config = env().config.clone();
+    config.database = None;
     config.registry = None;
     config.audit = None;
-    config.registry = None;
     // The journal `Env::core` gave the first.
     config.token.replay_journal = Some(env().dir.join("spent-tokens-replay-journal"));
     let second = qsign::app::signing_core(&config, &env().module);
