@@ -312,15 +312,18 @@ async fn hash_only(
         let (from, to) = (job.input.clone(), partial.to_owned());
         std::thread::spawn(move || std::fs::copy(from, to))
     };
-    let hasher = hash_stream(&mut input, len, prepared.original_len());
+    let hashers = hash_stream(&mut input, len, prepared.original_len(), prepared.header_offset());
     let copied = copy.join().map_err(|_| "the copy thread panicked")??;
-    let hasher = hasher?;
+    let (hasher, frame) = hashers?;
     if copied != prepared.original_len() {
         return Err(format!("{} changed while it was signed", job.input.display()).into());
     }
-    let document_digest: [u8; 32] = hasher.clone().finalize().into();
-    let hasher_of_original = hasher.clone();
-    let byte_range_digest = prepared.digest(hasher);
+    if prepared.repaired() {
+        eprintln!("note: the PDF's cross-reference data was damaged; it was repaired for reading (the original bytes are unchanged and signed)");
+    }
+    let document_digest: [u8; 32] = hasher.finalize().into();
+    let hasher_of_original = frame.clone();
+    let byte_range_digest = prepared.digest(frame);
     let response = client
         .sign_pdf_digest(proto::SignPdfDigestRequest {
             byte_range_digest: byte_range_digest.to_vec(),
@@ -401,7 +404,14 @@ async fn long_term(
 
 /// One pass over the original: SHA-256 with a progress bar on a terminal.
 /// Memory stays at one buffer whatever the file's size.
-fn hash_stream(input: &mut std::fs::File, len: u64, expected: u64) -> Result<Sha256, ClientError> {
+/// SHA-256 of the whole file (the document digest) and of the file from
+/// the `%PDF-` header on (`header` bytes in; the byte range's frame).
+fn hash_stream(
+    input: &mut std::fs::File,
+    len: u64,
+    expected: u64,
+    header: u64,
+) -> Result<(Sha256, Sha256), ClientError> {
     let progress = indicatif::ProgressBar::new(len);
     progress.set_style(
         indicatif::ProgressStyle::with_template(
@@ -410,6 +420,8 @@ fn hash_stream(input: &mut std::fs::File, len: u64, expected: u64) -> Result<Sha
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut hasher = Sha256::new();
+    // Only junk before the header needs a second hasher.
+    let mut frame = (header > 0).then(Sha256::new);
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
@@ -418,6 +430,10 @@ fn hash_stream(input: &mut std::fs::File, len: u64, expected: u64) -> Result<Sha
             break;
         }
         hasher.update(&buffer[..n]);
+        if let Some(frame) = frame.as_mut() {
+            let skip = header.saturating_sub(total).min(n as u64) as usize;
+            frame.update(&buffer[skip..n]);
+        }
         total += n as u64;
         progress.set_position(total);
     }
@@ -428,7 +444,8 @@ fn hash_stream(input: &mut std::fs::File, len: u64, expected: u64) -> Result<Sha
         )
         .into());
     }
-    Ok(hasher)
+    let frame = frame.unwrap_or_else(|| hasher.clone());
+    Ok((hasher, frame))
 }
 
 /// Who the locally prepared signature shows, from the token's claims.

@@ -33,6 +33,7 @@ mod filter;
 mod form;
 mod lexer;
 mod object;
+mod repair;
 mod source;
 mod update;
 mod xref;
@@ -139,14 +140,14 @@ pub fn prepare<R: Read + Seek>(
 ) -> Result<PreparedUpdate, PdfError> {
     validate(request)?;
     let signature = signature_dictionary(request, pdf_date(request.signing_time)?);
-    prepare_document(Document::open(Reader::new(src)?)?, request, signature)
+    prepare_repairing(Document::open(Reader::new(src)?)?, request, signature)
 }
 
 /// Prepares the update for an in-memory PDF: one parse, no copy of `pdf`.
 pub fn prepare_bytes(pdf: &[u8], request: &SignatureRequest) -> Result<PreparedUpdate, PdfError> {
     validate(request)?;
     let signature = signature_dictionary(request, pdf_date(request.signing_time)?);
-    prepare_document(Document::open(Bytes::new(pdf))?, request, signature)
+    prepare_repairing(Document::open(Bytes::new(pdf))?, request, signature)
 }
 
 /// Prepares a document time-stamp (ISO 32000-2 §12.8.5; EN 319 142-1
@@ -159,7 +160,7 @@ pub fn prepare_document_timestamp<R: Read + Seek>(
 ) -> Result<PreparedUpdate, PdfError> {
     let request = timestamp_request(contents_capacity)?;
     let doc = Document::open(Reader::new(src)?)?;
-    prepare_document(doc, &request, document_timestamp_dictionary())
+    prepare_repairing(doc, &request, document_timestamp_dictionary())
 }
 
 /// [`prepare_document_timestamp`] for an in-memory PDF.
@@ -169,7 +170,7 @@ pub fn prepare_document_timestamp_bytes(
 ) -> Result<PreparedUpdate, PdfError> {
     let request = timestamp_request(contents_capacity)?;
     let doc = Document::open(Bytes::new(pdf))?;
-    prepare_document(doc, &request, document_timestamp_dictionary())
+    prepare_repairing(doc, &request, document_timestamp_dictionary())
 }
 
 /// The field side of a document time-stamp: invisible, default name. The
@@ -199,8 +200,26 @@ fn document_timestamp_dictionary() -> Dictionary {
     sig
 }
 
-fn prepare_document<S: Source>(
+/// Prepares on `doc`; when its objects contradict the cross-reference
+/// data (an object where another is listed, a broken entry), rebuilds the
+/// object map by scanning the file and prepares again, as readers repair.
+fn prepare_repairing<S: Source>(
     mut doc: Document<S>,
+    request: &SignatureRequest,
+    signature: Dictionary,
+) -> Result<PreparedUpdate, PdfError> {
+    match prepare_document(&mut doc, request, signature.clone()) {
+        Err(PdfError::Malformed(why)) if !doc.repaired() => {
+            tracing::info!(%why, "the objects contradict the cross-reference data; rebuilding it");
+            doc.repair()?;
+            prepare_document(&mut doc, request, signature)
+        }
+        other => other,
+    }
+}
+
+fn prepare_document<S: Source>(
+    doc: &mut Document<S>,
     request: &SignatureRequest,
     signature: Dictionary,
 ) -> Result<PreparedUpdate, PdfError> {
@@ -220,7 +239,7 @@ fn prepare_document<S: Source>(
     let field = edits.allocate()?;
     let name = request.field_name.as_deref();
     let field_name =
-        form::register_field(&mut doc, &mut edits, (root, catalog), page, field, name)?;
+        form::register_field(doc, &mut edits, (root, catalog), page, field, name)?;
     let mut objects = widget_objects(request, &mut edits, &field_name, sig, (field, page_ref))?;
     let next_number = edits.next_number();
     objects.extend(edits.into_objects().map(|(r, o)| (r, Body::Object(o))));

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use super::filter;
 use super::lexer::Lexer;
 use super::object::{Dictionary, ObjRef, Object};
+use super::repair::Scan;
 use super::source::{parse_at, Source};
 use super::update::{Layout, Trailer};
 use super::xref::{self, Entry, Xref};
@@ -25,7 +26,12 @@ const MAX_TREE_VISITS: usize = 1_000_000;
 pub(crate) struct Document<S> {
     src: S,
     xref: Xref,
-    startxref: u64,
+    /// None once the object map was rebuilt by scanning the file.
+    startxref: Option<u64>,
+    /// Bytes before the `%PDF-` header, outside the file's frame.
+    header: u64,
+    /// Page objects found by the repair scan, in file order.
+    scanned_pages: Vec<u32>,
     object_streams: HashMap<u32, ObjectStream>,
 }
 
@@ -40,19 +46,86 @@ struct ObjectStream {
 impl<S: Source> Document<S> {
     /// Reads the header, the tail and the cross-reference chain; refuses
     /// encrypted files before reading any object.
+    /// Cross-reference data that cannot be read makes it rebuild the
+    /// object map by scanning the file (`repair`).
     pub fn open(mut src: S) -> Result<Self, PdfError> {
-        check_header(&mut src)?;
-        let startxref = xref::startxref(&mut src)?;
-        let xref = Xref::load(&mut src, startxref)?;
-        if xref.encrypted() {
+        let header = check_header(&mut src)?;
+        src.set_start(header);
+        let loaded = xref::startxref(&mut src).and_then(|at| Ok((Xref::load(&mut src, at)?, at)));
+        let mut doc = Self {
+            src,
+            xref: Xref::rebuilt(Default::default(), Dictionary::new()),
+            startxref: None,
+            header,
+            scanned_pages: Vec::new(),
+            object_streams: HashMap::new(),
+        };
+        match loaded {
+            Ok((xref, at)) => {
+                if xref.encrypted() {
+                    return Err(PdfError::Encrypted);
+                }
+                (doc.xref, doc.startxref) = (xref, Some(at));
+            }
+            Err(PdfError::Malformed(why)) => {
+                tracing::info!(%why, "cross-reference data unusable; rebuilding it by scanning");
+                doc.repair()?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(doc)
+    }
+
+    /// True when the object map was rebuilt by scanning the file.
+    pub fn repaired(&self) -> bool {
+        self.startxref.is_none()
+    }
+
+    /// Rebuilds the object map by scanning the whole file (see `repair`):
+    /// direct objects, then the members of object streams, then the
+    /// catalog when no trailer names a usable one.
+    pub fn repair(&mut self) -> Result<(), PdfError> {
+        let scan = Scan::run(&mut self.src)?;
+        let trailer = scan.trailer(&mut self.src)?;
+        if trailer.get(b"Encrypt").is_some() {
             return Err(PdfError::Encrypted);
         }
-        Ok(Self {
-            src,
-            xref,
-            startxref,
-            object_streams: HashMap::new(),
-        })
+        self.xref = Xref::rebuilt(scan.objects.clone(), trailer);
+        self.startxref = None;
+        self.scanned_pages = scan.pages.clone();
+        self.object_streams.clear();
+        for &stream in &scan.object_streams {
+            let Ok(loaded) = self.load_object_stream(stream, 0) else {
+                continue;
+            };
+            for (index, &(num, _)) in loaded.members.iter().enumerate() {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                self.xref.add_rebuilt(num, Entry::Compressed { stream, index });
+            }
+            self.object_streams.insert(stream, loaded);
+        }
+        if self.catalog().is_err() {
+            let root = self.find_catalog(&scan.catalogs)?;
+            self.xref.set_trailer_value(b"Root", Object::Reference(root));
+        }
+        Ok(())
+    }
+
+    /// The last object that is a catalog with /Pages (§7.7.2), among the
+    /// direct objects naming /Catalog, then among object-stream members.
+    fn find_catalog(&mut self, candidates: &[u32]) -> Result<ObjRef, PdfError> {
+        let members: Vec<u32> = self.object_streams.values().flat_map(|os| os.members.iter().map(|m| m.0)).collect();
+        for &num in candidates.iter().rev().chain(members.iter()) {
+            let r = ObjRef::new(num, 0);
+            if let Ok(Object::Dictionary(d)) = self.object(r) {
+                if d.name(b"Type") == Some(b"Catalog") && d.get(b"Pages").is_some() {
+                    return Ok(r);
+                }
+            }
+        }
+        Err(PdfError::Malformed(
+            "the cross-reference data is unusable and no document catalog was found by scanning the file".into(),
+        ))
     }
 
     pub fn len(&self) -> u64 {
@@ -98,8 +171,13 @@ impl<S: Source> Document<S> {
             id: self.xref.trailer_value(b"ID").cloned(),
             prev: self.startxref,
         };
+        let complete = self.xref.rebuilt_entries().map(|entries| {
+            entries.iter().map(|(num, entry)| (*num, *entry)).collect()
+        });
         let layout = Layout {
             original_len: self.len(),
+            header: self.header,
+            complete,
             leading_eol: !self.ends_with_eol()?,
             kind: self.xref.kind(),
             contents_capacity,
@@ -249,9 +327,42 @@ impl<S: Source> Document<S> {
         Ok((root, self.dictionary(root, "the document catalog")?))
     }
 
+    /// Page `index` (0-based) of the page tree (§7.7.3); in a repaired
+    /// file whose tree is broken, the page objects in file order.
+    pub fn page(
+        &mut self,
+        catalog: &Dictionary,
+        index: u32,
+    ) -> Result<(ObjRef, Dictionary), PdfError> {
+        match self.tree_page(catalog, index) {
+            Err(PdfError::Malformed(why)) if self.repaired() => {
+                tracing::info!(%why, "page tree unusable; taking the page objects in file order");
+                self.scanned_page(index, why)
+            }
+            other => other,
+        }
+    }
+
+    fn scanned_page(&mut self, index: u32, why: String) -> Result<(ObjRef, Dictionary), PdfError> {
+        let mut seen = 0;
+        for num in self.scanned_pages.clone() {
+            let r = ObjRef::new(num, 0);
+            let Ok(Object::Dictionary(dict)) = self.object(r) else {
+                continue;
+            };
+            if dict.name(b"Type") == Some(b"Page") {
+                if seen == index {
+                    return Ok((r, dict));
+                }
+                seen += 1;
+            }
+        }
+        Err(PdfError::Malformed(why))
+    }
+
     /// Page `index` (0-based) of the page tree (§7.7.3), found by /Count
     /// without visiting the subtrees before it.
-    pub fn page(
+    fn tree_page(
         &mut self,
         catalog: &Dictionary,
         index: u32,
@@ -388,11 +499,11 @@ fn is_pages_node(dict: &Dictionary) -> bool {
 }
 
 /// §7.5.2: the file starts with `%PDF-`; tolerate up to 1 KB before it, as
-/// readers do, but refuse what is not a PDF at all.
-fn check_header<S: Source>(src: &mut S) -> Result<(), PdfError> {
+/// readers do, but refuse what is not a PDF at all. Returns where it is.
+fn check_header<S: Source>(src: &mut S) -> Result<u64, PdfError> {
     let head = src.read_at(0, 1024)?;
-    if head.windows(5).any(|w| w == b"%PDF-") {
-        Ok(())
+    if let Some(at) = head.windows(5).position(|w| w == b"%PDF-") {
+        Ok(at as u64)
     } else {
         Err(PdfError::Malformed(
             "not a PDF file: no %PDF- header in the first 1 KB".into(),

@@ -53,14 +53,27 @@ pub(crate) fn decode(
     Ok(data)
 }
 
+/// Inflates `raw`. A stream cut short (no final block or no Adler-32, as
+/// some writers leave a sync flush) yields what decoded before the end,
+/// as pdf.js, poppler and qpdf read it; data that is not zlib at all is
+/// refused.
 fn inflate(raw: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>, PdfError> {
     let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(MAX_DECODED));
-    flate2::read::ZlibDecoder::new(raw)
-        .take(MAX_DECODED as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            PdfError::Malformed(format!("{}: cannot decompress (FlateDecode): {e}", what()))
-        })?;
+    let mut decoder = flate2::read::ZlibDecoder::new(raw).take(MAX_DECODED as u64 + 1);
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(_) if !out.is_empty() => break,
+            Err(e) => {
+                return Err(PdfError::Malformed(format!(
+                    "{}: cannot decompress (FlateDecode): {e}",
+                    what()
+                )))
+            }
+        }
+    }
     if out.len() > MAX_DECODED {
         return Err(PdfError::Malformed(format!(
             "{}: decompresses to more than {} MB",

@@ -10,5 +10,6 @@ mod adversarial;
 mod corpus;
 mod generated;
 mod ltv;
+mod realworld;
 mod robustness;
 mod support;

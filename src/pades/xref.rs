@@ -6,7 +6,7 @@
 //! place (§7.5.4), so a lookup reads just that entry. A cross-reference
 //! stream is decoded once and kept (a few bytes per object).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::filter;
 use super::lexer::{parse_unsigned, Lexer, ParseError};
@@ -60,6 +60,8 @@ struct XrefStream {
 enum Table {
     Classic(Vec<Subsection>),
     Stream(XrefStream),
+    /// Rebuilt by scanning the file (`super::repair`).
+    Rebuilt(BTreeMap<u32, Entry>),
 }
 
 struct Section {
@@ -99,9 +101,48 @@ impl Xref {
         Ok(Self { sections })
     }
 
+    /// One section holding a rebuilt object map and trailer.
+    pub fn rebuilt(entries: BTreeMap<u32, Entry>, trailer: Dictionary) -> Self {
+        Self {
+            sections: vec![Section {
+                table: Table::Rebuilt(entries),
+                trailer,
+                hidden: None,
+            }],
+        }
+    }
+
+    /// The rebuilt object map, when the file was repaired for reading.
+    pub fn rebuilt_entries(&self) -> Option<&BTreeMap<u32, Entry>> {
+        match self.sections.first().map(|s| &s.table) {
+            Some(Table::Rebuilt(entries)) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// Adds `entry` for `num` to a rebuilt map, unless `num` is known.
+    pub fn add_rebuilt(&mut self, num: u32, entry: Entry) {
+        if let Some(Table::Rebuilt(entries)) = self.sections.first_mut().map(|s| &mut s.table) {
+            entries.entry(num).or_insert(entry);
+        }
+    }
+
+    /// Sets a trailer value of a rebuilt map (the catalog found by scan).
+    pub fn set_trailer_value(&mut self, key: &[u8], value: Object) {
+        if let Some(section) = self.sections.first_mut() {
+            section.trailer.insert(key, value);
+        }
+    }
+
     pub fn kind(&self) -> XrefKind {
         match self.sections.first().map(|s| &s.table) {
             Some(Table::Stream(_)) => XrefKind::Stream,
+            // Object-stream members need a stream (type 2 entries, §7.5.8.3).
+            Some(Table::Rebuilt(entries))
+                if entries.values().any(|e| matches!(e, Entry::Compressed { .. })) =>
+            {
+                XrefKind::Stream
+            }
             _ => XrefKind::Table,
         }
     }
@@ -134,11 +175,13 @@ impl Xref {
             let scanned = match &section.table {
                 Table::Classic(subsections) => subsections.len(),
                 Table::Stream(stream) => stream.index.len(),
+                Table::Rebuilt(_) => 1,
             };
             src.budget().charge(16 + 16 * scanned as u64)?;
             let entry = match &section.table {
                 Table::Classic(subsections) => classic_lookup(src, subsections, num)?,
                 Table::Stream(stream) => stream.lookup(num),
+                Table::Rebuilt(entries) => entries.get(&num).copied(),
             };
             // In a hybrid file the table may list hidden objects as free;
             // the /XRefStm entries come before the older sections.
