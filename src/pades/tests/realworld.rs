@@ -1,6 +1,9 @@
 //! Every file of `../shared/corpus/realworld/`: signed (invisible and
 //! visible), then judged by qpdf and pdfsig.
 
+use std::path::Path;
+use std::process::Command;
+
 use super::support::*;
 
 fn realworld() -> Vec<(String, Vec<u8>)> {
@@ -33,7 +36,9 @@ fn realworld_files_prepare() {
 }
 
 /// Signs every file invisibly and visibly (through the reader and the
-/// slice path) and checks each with qpdf and pdfsig; lists every failure.
+/// slice path) and checks each with qpdf and pdfsig: no new qpdf warning,
+/// our signature valid, earlier signatures as pdfsig judged them before.
+/// Lists every failure.
 #[test]
 fn realworld_files_sign_valid() {
     if !tools(SIGNING_TOOLS) {
@@ -43,10 +48,16 @@ fn realworld_files_sign_valid() {
     let mut failures = Vec::new();
     for (name, pdf) in realworld() {
         let stem = name.trim_end_matches(".pdf").to_owned();
+        let input = work.path().join(&name);
+        std::fs::write(&input, &pdf).expect("write input");
         for (suffix, req) in [("inv", request(None)), ("vis", request(Some(visible(1))))] {
             let dir = work.path();
             let outcome = std::panic::catch_unwind(|| {
-                sign_and_check(&pdf, &req, dir, &format!("{stem}-{suffix}"));
+                let signed = sign(&pdf, &req, suffix == "inv", dir);
+                let output = dir.join(format!("{stem}-{suffix}.signed.pdf"));
+                std::fs::write(&output, &signed).expect("write output");
+                assert_no_new_qpdf_warning(&output, &input);
+                assert_signatures_keep_status(&output, &input);
             });
             if let Err(e) = outcome {
                 let msg = e
@@ -59,4 +70,77 @@ fn realworld_files_sign_valid() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A qpdf warning with its numbers (offsets, object numbers) blanked:
+/// rewritten objects move.
+fn normalized(warning: &str) -> String {
+    let mut out = String::new();
+    for c in warning.chars() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('#') {
+            out.push('#');
+        }
+    }
+    out
+}
+
+/// Warnings about the original's own bytes that qpdf gives only once the
+/// complete cross-reference section lets it read an object it could not
+/// reach before (or recover a stream it gave up on): no new problem.
+const ABOUT_ORIGINAL_BYTES: [&str; 2] = [
+    "stream keyword followed by carriage return only",
+    "recovered stream length",
+];
+
+/// `qpdf --check` of `signed` passes, or warns only as `original` does.
+pub fn assert_no_new_qpdf_warning(signed: &Path, original: &Path) {
+    let (rc, warnings) = qpdf_check(signed);
+    if rc == 0 {
+        return;
+    }
+    let (_, before) = qpdf_check(original);
+    let before: Vec<String> = before.iter().map(|w| normalized(w)).collect();
+    let new: Vec<&String> = warnings
+        .iter()
+        .filter(|w| !before.contains(&normalized(w)))
+        .filter(|w| !ABOUT_ORIGINAL_BYTES.iter().any(|b| w.contains(b)))
+        .collect();
+    assert!(
+        rc == 3 && new.is_empty(),
+        "qpdf --check {} (rc {rc}) warns anew: {new:?}",
+        signed.display()
+    );
+}
+
+/// pdfsig_check's per-signature verdicts ("signature #n: ...").
+fn verdicts(pdf: &Path) -> Vec<String> {
+    let script = shared().join("validate/pdfsig_check.sh");
+    let root = pki_in(pdf.parent().expect("dir")).root;
+    let out = run(Command::new("bash").arg(&script).arg(pdf).arg(root));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("signature #"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The new (last) signature is valid and trusted; the earlier ones keep
+/// pdfsig's verdict on the original.
+pub fn assert_signatures_keep_status(signed: &Path, original: &Path) {
+    let after = verdicts(signed);
+    let before = if after.len() > 1 {
+        verdicts(original)
+    } else {
+        Vec::new()
+    };
+    let last = after.last().cloned().unwrap_or_default();
+    assert!(last.ends_with(": OK"), "{}: {after:?}", signed.display());
+    assert_eq!(
+        &after[..after.len() - 1],
+        &before[..],
+        "{}: earlier signatures changed",
+        signed.display()
+    );
 }
