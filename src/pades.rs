@@ -30,6 +30,7 @@ mod appearance;
 mod document;
 mod dss;
 mod filter;
+mod font;
 mod form;
 mod lexer;
 mod object;
@@ -232,15 +233,21 @@ fn prepare_document<S: Source>(
     let page_index = request.appearance.as_ref().map_or(0, |a| a.page - 1);
     let page = doc.page(&catalog, page_index)?;
     let page_ref = page.0;
-    // Signature, field, font, appearance, perhaps an AcroForm, and the
-    // cross-reference stream.
-    let mut edits = Edits::new(doc.first_free_number(6)?);
+    let rotate = doc.page_rotation(&page.1)?;
+    // Signature, field, five font objects, appearance, perhaps an
+    // AcroForm, and the cross-reference stream.
+    let mut edits = Edits::new(doc.first_free_number(11)?);
     let sig = edits.allocate()?;
     let field = edits.allocate()?;
     let name = request.field_name.as_deref();
-    let field_name =
-        form::register_field(doc, &mut edits, (root, catalog), page, field, name)?;
-    let mut objects = widget_objects(request, &mut edits, &field_name, sig, (field, page_ref))?;
+    let field_name = form::register_field(doc, &mut edits, (root, catalog), page, field, name)?;
+    let mut objects = widget_objects(
+        request,
+        &mut edits,
+        &field_name,
+        sig,
+        (field, page_ref, rotate),
+    )?;
     let next_number = edits.next_number();
     objects.extend(edits.into_objects().map(|(r, o)| (r, Body::Object(o))));
 
@@ -265,7 +272,7 @@ fn widget_objects(
     edits: &mut Edits,
     field_name: &str,
     sig: ObjRef,
-    (field, page): (ObjRef, ObjRef),
+    (field, page, rotate): (ObjRef, ObjRef, i64),
 ) -> Result<Vec<(ObjRef, Body)>, PdfError> {
     let Some(visible) = &request.appearance else {
         let widget = form::signature_field(field_name, sig, page, [0.0; 4]);
@@ -276,18 +283,33 @@ fn widget_objects(
     let mut widget = form::signature_field(field_name, sig, page, rect);
     let font = edits.allocate()?;
     let xobject = edits.allocate()?;
-    let (dict, content) = appearance::form_xobject(visible, font);
+    let shaped = font::shape(&visible.lines);
+    let (dict, content) = appearance::form_xobject(visible, font, shaped.as_ref(), rotate);
     let mut ap = Dictionary::new();
     ap.insert(b"N", Object::Reference(xobject));
     widget.insert(b"AP", Object::Dictionary(ap));
-    Ok(vec![
+    let mut objects = vec![
         (field, Body::Object(Object::Dictionary(widget))),
-        (
-            font,
-            Body::Object(Object::Dictionary(appearance::helvetica())),
-        ),
         (xobject, Body::Stream(dict, content)),
-    ])
+    ];
+    let Some(shaped) = shaped else {
+        let helvetica = Object::Dictionary(appearance::helvetica());
+        objects.push((font, Body::Object(helvetica)));
+        return Ok(objects);
+    };
+    let parts = [
+        edits.allocate()?,
+        edits.allocate()?,
+        edits.allocate()?,
+        edits.allocate()?,
+    ];
+    for (r, object, data) in shaped.objects(font, parts) {
+        objects.push(match (object, data) {
+            (Object::Dictionary(d), Some(data)) => (r, Body::Stream(d, data)),
+            (object, _) => (r, Body::Object(object)),
+        });
+    }
+    Ok(objects)
 }
 
 fn validate(request: &SignatureRequest) -> Result<(), PdfError> {

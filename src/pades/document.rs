@@ -100,13 +100,15 @@ impl<S: Source> Document<S> {
             };
             for (index, &(num, _)) in loaded.members.iter().enumerate() {
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
-                self.xref.add_rebuilt(num, Entry::Compressed { stream, index });
+                self.xref
+                    .add_rebuilt(num, Entry::Compressed { stream, index });
             }
             self.object_streams.insert(stream, loaded);
         }
         if self.catalog().is_err() {
             let root = self.find_catalog(&scan.catalogs)?;
-            self.xref.set_trailer_value(b"Root", Object::Reference(root));
+            self.xref
+                .set_trailer_value(b"Root", Object::Reference(root));
         }
         Ok(())
     }
@@ -114,7 +116,11 @@ impl<S: Source> Document<S> {
     /// The last object that is a catalog with /Pages (§7.7.2), among the
     /// direct objects naming /Catalog, then among object-stream members.
     fn find_catalog(&mut self, candidates: &[u32]) -> Result<ObjRef, PdfError> {
-        let members: Vec<u32> = self.object_streams.values().flat_map(|os| os.members.iter().map(|m| m.0)).collect();
+        let members: Vec<u32> = self
+            .object_streams
+            .values()
+            .flat_map(|os| os.members.iter().map(|m| m.0))
+            .collect();
         for &num in candidates.iter().rev().chain(members.iter()) {
             let r = ObjRef::new(num, 0);
             if let Ok(Object::Dictionary(d)) = self.object(r) {
@@ -171,9 +177,10 @@ impl<S: Source> Document<S> {
             id: self.xref.trailer_value(b"ID").cloned(),
             prev: self.startxref,
         };
-        let complete = self.xref.rebuilt_entries().map(|entries| {
-            entries.iter().map(|(num, entry)| (*num, *entry)).collect()
-        });
+        let complete = self
+            .xref
+            .rebuilt_entries()
+            .map(|entries| entries.iter().map(|(num, entry)| (*num, *entry)).collect());
         let layout = Layout {
             original_len: self.len(),
             header: self.header,
@@ -443,6 +450,28 @@ impl<S: Source> Document<S> {
             remaining -= count;
         }
         Ok(TreeStep::NotHere)
+    }
+
+    /// The page's /Rotate (§7.7.3.3, inheritable through /Parent), as 0,
+    /// 90, 180 or 270.
+    pub fn page_rotation(&mut self, page: &Dictionary) -> Result<i64, PdfError> {
+        let mut node = page.clone();
+        for _ in 0..MAX_TREE_DEPTH {
+            if let Some(value) = node.get(b"Rotate").cloned() {
+                let Object::Integer(r) = self.resolve(value)? else {
+                    return Ok(0);
+                };
+                return Ok(r.rem_euclid(360) / 90 * 90);
+            }
+            let Some(parent) = node.reference(b"Parent") else {
+                break;
+            };
+            match self.object(parent)? {
+                Object::Dictionary(d) => node = d,
+                _ => break,
+            }
+        }
+        Ok(0)
     }
 
     /// The /P value of a certification signature's DocMDP transform

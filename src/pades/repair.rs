@@ -137,7 +137,11 @@ impl Scan {
         if self.encrypt_reference && trailer.get(b"Encrypt").is_none() {
             trailer.insert(b"Encrypt", Object::Null);
         }
-        let size = self.objects.keys().next_back().map_or(1, |n| i64::from(*n) + 1);
+        let size = self
+            .objects
+            .keys()
+            .next_back()
+            .map_or(1, |n| i64::from(*n) + 1);
         trailer.insert(b"Size", Object::Integer(size));
         Ok(trailer)
     }
@@ -157,8 +161,21 @@ fn keyword_at(buf: &[u8], i: usize, word: &[u8], at_file_start: bool) -> bool {
 fn is_regular(b: u8) -> bool {
     !matches!(
         b,
-        b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'\0' | b'(' | b')' | b'<' | b'>' | b'[' | b']'
-            | b'{' | b'}' | b'/' | b'%'
+        b' ' | b'\t'
+            | b'\r'
+            | b'\n'
+            | b'\x0c'
+            | b'\0'
+            | b'('
+            | b')'
+            | b'<'
+            | b'>'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'/'
+            | b'%'
     )
 }
 
@@ -209,10 +226,7 @@ mod tests {
         let mut src = Bytes::new(pdf);
         let scan = Scan::run(&mut src).expect("scans");
         assert_eq!(scan.objects.len(), 3);
-        assert_eq!(
-            scan.objects[&1],
-            Entry::InUse { offset: 9, gen: 0 }
-        );
+        assert_eq!(scan.objects[&1], Entry::InUse { offset: 9, gen: 0 });
         assert!(matches!(scan.objects[&12], Entry::InUse { gen: 1, .. }));
         assert_eq!(scan.catalogs, vec![1]);
         let trailer = scan.trailer(&mut src).expect("trailer");

@@ -105,7 +105,9 @@ impl<'a> Bytes<'a> {
 
 impl Source for Bytes<'_> {
     fn set_start(&mut self, start: u64) {
-        let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.data.len());
+        let start = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
         self.data = &self.data[start..];
     }
 

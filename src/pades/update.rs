@@ -242,7 +242,10 @@ fn write_objects(
 /// The entries of the update's section: the new objects, and for a
 /// repaired file every other object too, with free entries for the gaps
 /// and object 0 (§7.5.4: the section is then one complete subsection).
-fn all_entries(offsets: Vec<(ObjRef, u64)>, complete: Option<&[(u32, Entry)]>) -> Vec<(u32, Entry)> {
+fn all_entries(
+    offsets: Vec<(ObjRef, u64)>,
+    complete: Option<&[(u32, Entry)]>,
+) -> Vec<(u32, Entry)> {
     let new = offsets
         .into_iter()
         .map(|(r, offset)| (r.num, Entry::InUse { offset, gen: r.gen }));
@@ -386,7 +389,13 @@ fn xref_stream(
 ) {
     let xref_offset = base + out.len() as u64;
     let number = entries.last().map_or(number, |(n, _)| number.max(n + 1));
-    let own = (number, Entry::InUse { offset: xref_offset, gen: 0 });
+    let own = (
+        number,
+        Entry::InUse {
+            offset: xref_offset,
+            gen: 0,
+        },
+    );
     entries.push(own);
     let rows: Vec<_> = entries.iter().map(|(_, e)| row(e)).collect();
     let w2 = width(rows.iter().map(|r| r.1).max().unwrap_or(0));

@@ -139,7 +139,9 @@ impl Xref {
             Some(Table::Stream(_)) => XrefKind::Stream,
             // Object-stream members need a stream (type 2 entries, §7.5.8.3).
             Some(Table::Rebuilt(entries))
-                if entries.values().any(|e| matches!(e, Entry::Compressed { .. })) =>
+                if entries
+                    .values()
+                    .any(|e| matches!(e, Entry::Compressed { .. })) =>
             {
                 XrefKind::Stream
             }

@@ -1,8 +1,8 @@
 //! The SoftHSM fixture, an in-process server, token minting and the
 //! external verifiers (openssl, the shared pyHanko validators).
 
-pub mod postgres;
 pub mod pki;
+pub mod postgres;
 pub mod tools;
 
 use std::net::SocketAddr;

@@ -291,7 +291,10 @@ pub fn sign(original: &[u8], request: &SignatureRequest, via_reader: bool, work:
     let [_, b2, c2, _] = last_byte_range(&framed);
     let recomputed: [u8; 32] =
         Sha256::digest([&framed[..b2 as usize], &framed[c2 as usize..]].concat()).into();
-    assert_eq!(digest, recomputed, "digest() over the range from the header");
+    assert_eq!(
+        digest, recomputed,
+        "digest() over the range from the header"
+    );
     let mut signed = original.to_vec();
     signed.extend_from_slice(prepared.update());
     if frame > 0 {
