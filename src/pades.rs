@@ -29,8 +29,9 @@
 mod appearance;
 mod document;
 mod dss;
+mod fill;
 mod filter;
-mod font;
+pub(crate) mod font;
 mod form;
 mod lexer;
 mod object;
@@ -98,6 +99,8 @@ pub enum PdfError {
         "the PDF is certified with \"no changes allowed\" (DocMDP /P 1); it cannot take another signature"
     )]
     CertifiedNoChanges,
+    #[error("the PDF is locked: {0}")]
+    Locked(String),
     #[error("unsupported PDF: {0}")]
     Unsupported(String),
     #[error("invalid signature request: {0}")]
@@ -114,9 +117,10 @@ impl PdfError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             PdfError::Malformed(_) | PdfError::InvalidRequest(_) => ErrorKind::InvalidArgument,
-            PdfError::Encrypted | PdfError::CertifiedNoChanges | PdfError::Unsupported(_) => {
-                ErrorKind::FailedPrecondition
-            }
+            PdfError::Encrypted
+            | PdfError::CertifiedNoChanges
+            | PdfError::Locked(_)
+            | PdfError::Unsupported(_) => ErrorKind::FailedPrecondition,
             PdfError::ContentsTooSmall { .. } | PdfError::Io(_) => ErrorKind::Internal,
         }
     }
@@ -230,24 +234,20 @@ fn prepare_document<S: Source>(
     if doc.docmdp_permission(&catalog)? == Some(1) {
         return Err(PdfError::CertifiedNoChanges);
     }
-    let page_index = request.appearance.as_ref().map_or(0, |a| a.page - 1);
-    let page = doc.page(&catalog, page_index)?;
-    let page_ref = page.0;
-    let rotate = doc.page_rotation(&page.1)?;
+    let name = request.field_name.as_deref();
+    let target = match name {
+        Some(n) => fill::find(doc, &catalog, n)?,
+        None => None,
+    };
+    fill::check_locks(doc, &catalog, name.filter(|_| target.is_some()))?;
     // Signature, field, five font objects, appearance, perhaps an
     // AcroForm, and the cross-reference stream.
     let mut edits = Edits::new(doc.first_free_number(11)?);
     let sig = edits.allocate()?;
-    let field = edits.allocate()?;
-    let name = request.field_name.as_deref();
-    let field_name = form::register_field(doc, &mut edits, (root, catalog), page, field, name)?;
-    let mut objects = widget_objects(
-        request,
-        &mut edits,
-        &field_name,
-        sig,
-        (field, page_ref, rotate),
-    )?;
+    let (field_name, mut objects) = match target {
+        Some(target) => fill_field(doc, request, &mut edits, (root, catalog), sig, target)?,
+        None => new_field(doc, request, &mut edits, (root, catalog), sig)?,
+    };
     let next_number = edits.next_number();
     objects.extend(edits.into_objects().map(|(r, o)| (r, Body::Object(o))));
 
@@ -265,37 +265,98 @@ fn prepare_document<S: Source>(
     Ok(update)
 }
 
-/// The merged field and widget (`field`, on `page`) and, for a visible
-/// signature, its font and appearance stream.
-fn widget_objects(
+/// A new signature field merged with its widget, registered in the
+/// AcroForm and the page's /Annots.
+fn new_field<S: Source>(
+    doc: &mut Document<S>,
     request: &SignatureRequest,
     edits: &mut Edits,
-    field_name: &str,
+    (root, catalog): (ObjRef, Dictionary),
     sig: ObjRef,
-    (field, page, rotate): (ObjRef, ObjRef, i64),
-) -> Result<Vec<(ObjRef, Body)>, PdfError> {
-    let Some(visible) = &request.appearance else {
-        let widget = form::signature_field(field_name, sig, page, [0.0; 4]);
-        return Ok(vec![(field, Body::Object(Object::Dictionary(widget)))]);
+) -> Result<(String, Vec<(ObjRef, Body)>), PdfError> {
+    let page_index = request.appearance.as_ref().map_or(0, |a| a.page - 1);
+    let page = doc.page(&catalog, page_index)?;
+    let (page_ref, rotate) = (page.0, doc.page_rotation(&page.1)?);
+    let field = edits.allocate()?;
+    let name = request.field_name.as_deref();
+    let field_name = form::register_field(doc, edits, (root, catalog), page, field, name)?;
+    let visible = request.appearance.as_ref();
+    let rect = visible.map_or([0.0; 4], |v| {
+        let [x, y, w, h] = v.rect;
+        [x, y, x + w, y + h].map(appearance::round)
+    });
+    let mut widget = form::signature_field(&field_name, sig, page_ref, rect);
+    let mut objects = Vec::new();
+    if let Some(visible) = visible {
+        let ap = appearance_objects(visible, visible.rect, edits, rotate, &mut objects)?;
+        widget.insert(b"AP", Object::Dictionary(ap));
+    }
+    objects.insert(0, (field, Body::Object(Object::Dictionary(widget))));
+    Ok((field_name, objects))
+}
+
+/// Fills the existing empty field `target`: /V on the field, an
+/// appearance in its widget's /Rect (when visible), every other entry
+/// kept; /SigFlags set on the AcroForm.
+fn fill_field<S: Source>(
+    doc: &mut Document<S>,
+    request: &SignatureRequest,
+    edits: &mut Edits,
+    (root, catalog): (ObjRef, Dictionary),
+    sig: ObjRef,
+    target: fill::Target,
+) -> Result<(String, Vec<(ObjRef, Body)>), PdfError> {
+    let name = request.field_name.clone().unwrap_or_default();
+    form::set_sig_flags(doc, edits, root, catalog)?;
+    let (field_ref, mut field) = target.field.clone();
+    let (widget_ref, mut widget) = target.widget.clone();
+    let mut objects = Vec::new();
+    if let (Some(visible), Some(rect)) = (&request.appearance, target.rect()) {
+        let rotate = match target.page() {
+            Some(p) => {
+                let page = doc.dictionary(p, "the field's page")?;
+                doc.page_rotation(&page)?
+            }
+            None => 0,
+        };
+        let ap = appearance_objects(visible, rect, edits, rotate, &mut objects)?;
+        widget.insert(b"AP", Object::Dictionary(ap));
+    }
+    if widget_ref == field_ref {
+        widget.insert(b"V", Object::Reference(sig));
+        objects.insert(0, (field_ref, Body::Object(Object::Dictionary(widget))));
+    } else {
+        field.insert(b"V", Object::Reference(sig));
+        objects.insert(0, (field_ref, Body::Object(Object::Dictionary(field))));
+        objects.insert(1, (widget_ref, Body::Object(Object::Dictionary(widget))));
+    }
+    Ok((name, objects))
+}
+
+/// The appearance of `visible` drawn in a box of `rect`'s size: the form
+/// XObject and its font objects go to `objects`; returns the /AP.
+fn appearance_objects(
+    visible: &Appearance,
+    rect: [f32; 4],
+    edits: &mut Edits,
+    rotate: i64,
+    objects: &mut Vec<(ObjRef, Body)>,
+) -> Result<Dictionary, PdfError> {
+    let sized = Appearance {
+        rect,
+        ..visible.clone()
     };
-    let [x, y, w, h] = visible.rect;
-    let rect = [x, y, x + w, y + h].map(appearance::round);
-    let mut widget = form::signature_field(field_name, sig, page, rect);
     let font = edits.allocate()?;
     let xobject = edits.allocate()?;
-    let shaped = font::shape(&visible.lines);
-    let (dict, content) = appearance::form_xobject(visible, font, shaped.as_ref(), rotate);
+    let shaped = font::shape(&sized.lines);
+    let (dict, content) = appearance::form_xobject(&sized, font, shaped.as_ref(), rotate);
     let mut ap = Dictionary::new();
     ap.insert(b"N", Object::Reference(xobject));
-    widget.insert(b"AP", Object::Dictionary(ap));
-    let mut objects = vec![
-        (field, Body::Object(Object::Dictionary(widget))),
-        (xobject, Body::Stream(dict, content)),
-    ];
+    objects.push((xobject, Body::Stream(dict, content)));
     let Some(shaped) = shaped else {
         let helvetica = Object::Dictionary(appearance::helvetica());
         objects.push((font, Body::Object(helvetica)));
-        return Ok(objects);
+        return Ok(ap);
     };
     let parts = [
         edits.allocate()?,
@@ -309,7 +370,7 @@ fn widget_objects(
             (object, _) => (r, Body::Object(object)),
         });
     }
-    Ok(objects)
+    Ok(ap)
 }
 
 fn validate(request: &SignatureRequest) -> Result<(), PdfError> {

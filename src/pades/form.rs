@@ -111,6 +111,37 @@ pub(crate) fn register_field<S: Source>(
     field_name(&names, requested)
 }
 
+/// Sets /SigFlags on the existing AcroForm (when a field is filled).
+pub(crate) fn set_sig_flags<S: Source>(
+    doc: &mut Document<S>,
+    edits: &mut Edits,
+    root: ObjRef,
+    mut catalog: Dictionary,
+) -> Result<(), PdfError> {
+    let with_flags = |form: &mut Dictionary| {
+        let flags = form.integer(b"SigFlags").unwrap_or(0);
+        form.insert(b"SigFlags", Object::Integer(flags | SIG_FLAGS));
+        flags & SIG_FLAGS != SIG_FLAGS
+    };
+    match catalog.get(b"AcroForm").cloned() {
+        Some(Object::Reference(r)) => {
+            if let Object::Dictionary(mut form) = edits.current(doc, r)? {
+                if with_flags(&mut form) {
+                    edits.set(r, Object::Dictionary(form));
+                }
+            }
+        }
+        Some(Object::Dictionary(mut form)) => {
+            if with_flags(&mut form) {
+                catalog.insert(b"AcroForm", Object::Dictionary(form));
+                edits.set(root, Object::Dictionary(catalog));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A new indirect AcroForm holding only the signature field; the catalog
 /// is rewritten to point at it.
 fn new_form(

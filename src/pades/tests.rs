@@ -8,6 +8,7 @@
 
 mod adversarial;
 mod corpus;
+mod fields;
 mod generated;
 mod ltv;
 mod realworld;
