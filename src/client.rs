@@ -322,23 +322,18 @@ async fn hash_only(
         let (from, to) = (job.input.clone(), partial.to_owned());
         std::thread::spawn(move || std::fs::copy(from, to))
     };
-    let hashers = hash_stream(
-        &mut input,
-        len,
-        prepared.original_len(),
-        prepared.header_offset(),
-    );
+    let hasher = hash_stream(&mut input, len, prepared.original_len());
     let copied = copy.join().map_err(|_| "the copy thread panicked")??;
-    let (hasher, frame) = hashers?;
+    let hasher = hasher?;
     if copied != prepared.original_len() {
         return Err(format!("{} changed while it was signed", job.input.display()).into());
     }
     if prepared.repaired() {
         eprintln!("{REPAIRED_NOTE}");
     }
-    let document_digest: [u8; 32] = hasher.finalize().into();
-    let hasher_of_original = frame.clone();
-    let byte_range_digest = prepared.digest(frame);
+    let document_digest: [u8; 32] = hasher.clone().finalize().into();
+    let hasher_of_original = hasher.clone();
+    let byte_range_digest = prepared.digest(hasher);
     let response = client
         .sign_pdf_digest(proto::SignPdfDigestRequest {
             byte_range_digest: byte_range_digest.to_vec(),
@@ -419,14 +414,7 @@ async fn long_term(
 
 /// One pass over the original: SHA-256 with a progress bar on a terminal.
 /// Memory stays at one buffer whatever the file's size.
-/// SHA-256 of the whole file (the document digest) and of the file from
-/// the `%PDF-` header on (`header` bytes in; the byte range's frame).
-fn hash_stream(
-    input: &mut std::fs::File,
-    len: u64,
-    expected: u64,
-    header: u64,
-) -> Result<(Sha256, Sha256), ClientError> {
+fn hash_stream(input: &mut std::fs::File, len: u64, expected: u64) -> Result<Sha256, ClientError> {
     let progress = indicatif::ProgressBar::new(len);
     progress.set_style(
         indicatif::ProgressStyle::with_template(
@@ -435,8 +423,6 @@ fn hash_stream(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut hasher = Sha256::new();
-    // Only junk before the header needs a second hasher.
-    let mut frame = (header > 0).then(Sha256::new);
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
@@ -445,10 +431,6 @@ fn hash_stream(
             break;
         }
         hasher.update(&buffer[..n]);
-        if let Some(frame) = frame.as_mut() {
-            let skip = header.saturating_sub(total).min(n as u64) as usize;
-            frame.update(&buffer[skip..n]);
-        }
         total += n as u64;
         progress.set_position(total);
     }
@@ -459,8 +441,7 @@ fn hash_stream(
         )
         .into());
     }
-    let frame = frame.unwrap_or_else(|| hasher.clone());
-    Ok((hasher, frame))
+    Ok(hasher)
 }
 
 /// Who the locally prepared signature shows, from the token's claims.

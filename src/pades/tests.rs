@@ -11,6 +11,7 @@ mod corpus;
 mod fields;
 mod generated;
 mod ltv;
+mod producers;
 mod realworld;
 mod robustness;
 mod support;

@@ -39,7 +39,7 @@ pub(crate) struct Trailer {
 pub(crate) struct Layout {
     /// Length from the `%PDF-` header on: offsets count from there.
     pub original_len: u64,
-    /// Bytes before the header, outside the frame (and the byte range).
+    /// Bytes before the header, outside the frame of the offsets.
     pub header: u64,
     /// Every object of a repaired file: the update's cross-reference
     /// section lists them all, so no reader needs the broken one.
@@ -89,9 +89,8 @@ impl PreparedUpdate {
         self.header + self.original_len
     }
 
-    /// Bytes before the `%PDF-` header: outside the byte range, so the
-    /// digest's hasher must start after them (ISO 32000-1 §7.5.2; offsets
-    /// count from the header, as qpdf, poppler and pdf.js read them).
+    /// Bytes before the `%PDF-` header (ISO 32000-1 §7.5.2): object
+    /// offsets count from the header, as qpdf and pdf.js read them.
     pub fn header_offset(&self) -> u64 {
         self.header
     }
@@ -103,11 +102,14 @@ impl PreparedUpdate {
         self.repaired
     }
 
-    /// The /ByteRange written in the update, in offsets from the header.
+    /// The /ByteRange written in the update, in offsets of the final file
+    /// from its first byte: bytes before the `%PDF-` header are signed too
+    /// (poppler and pyHanko hash from the first byte).
     pub fn byte_range(&self) -> [u64; 4] {
-        let start = self.original_len + self.contents.0 as u64;
-        let end = self.original_len + self.contents.1 as u64;
-        let total = self.original_len + self.bytes.len() as u64;
+        let at = self.header + self.original_len;
+        let start = at + self.contents.0 as u64;
+        let end = at + self.contents.1 as u64;
+        let total = at + self.bytes.len() as u64;
         [0, start, end, total - end]
     }
 
@@ -122,7 +124,7 @@ impl PreparedUpdate {
     }
 
     /// SHA-256 over the byte range: `original` has already consumed every
-    /// byte of the original file from the header on; this feeds the update except /Contents.
+    /// byte of the original file; this feeds the update except /Contents.
     pub fn digest(&self, mut original: Sha256) -> [u8; 32] {
         original.update(&self.bytes[..self.contents.0]);
         original.update(&self.bytes[self.contents.1..]);

@@ -145,8 +145,7 @@ pub(super) async fn extend(
     let (signed_pdf, mut prepared, digest) = blocking_if_large(signed_pdf.len(), move || {
         let prepared =
             pades::prepare_document_timestamp_bytes(&signed_pdf, DOC_TIMESTAMP_CAPACITY)?;
-        let frame = usize::try_from(prepared.header_offset()).unwrap_or(0);
-        let digest = prepared.digest(Sha256::new_with_prefix(&signed_pdf[frame..]));
+        let digest = prepared.digest(Sha256::new_with_prefix(&signed_pdf));
         Ok((signed_pdf, prepared, digest))
     })
     .await?;

@@ -75,8 +75,7 @@ impl SigningCore {
             let pdf = pdf.clone();
             move || {
                 let prepared = pades::prepare_bytes(&pdf, &request)?;
-                let frame = usize::try_from(prepared.header_offset()).unwrap_or(0);
-                let digest = prepared.digest(Sha256::new_with_prefix(&pdf[frame..]));
+                let digest = prepared.digest(Sha256::new_with_prefix(pdf.as_slice()));
                 Ok((prepared, digest))
             }
         })

@@ -270,15 +270,14 @@ pub fn sign(original: &[u8], request: &SignatureRequest, via_reader: bool, work:
         prepare_bytes(original, request)
     }
     .unwrap_or_else(|e| panic!("prepare: {e}"));
-    let frame = prepared.header_offset() as usize;
     let mut hasher = Sha256::new();
-    hasher.update(&original[frame..]);
+    hasher.update(original);
     let digest = prepared.digest(hasher);
 
     let [a, b, c, d] = prepared.byte_range();
-    let total = original.len() - frame + prepared.update().len();
+    let total = original.len() + prepared.update().len();
     assert_eq!((a, c + d), (0, total as u64));
-    let mut unsigned = original[frame..].to_vec();
+    let mut unsigned = original.to_vec();
     unsigned.extend_from_slice(prepared.update());
     let covered = [&unsigned[..b as usize], &unsigned[c as usize..]].concat();
     let cms = openssl_cms(&covered, work);
@@ -286,20 +285,8 @@ pub fn sign(original: &[u8], request: &SignatureRequest, via_reader: bool, work:
         .embed(&cms)
         .unwrap_or_else(|e| panic!("embed: {e}"));
 
-    let mut framed = original[frame..].to_vec();
-    framed.extend_from_slice(prepared.update());
-    let [_, b2, c2, _] = last_byte_range(&framed);
-    let recomputed: [u8; 32] =
-        Sha256::digest([&framed[..b2 as usize], &framed[c2 as usize..]].concat()).into();
-    assert_eq!(
-        digest, recomputed,
-        "digest() over the range from the header"
-    );
     let mut signed = original.to_vec();
     signed.extend_from_slice(prepared.update());
-    if frame > 0 {
-        return signed;
-    }
     assert!(
         signed.starts_with(original),
         "the original must stay a prefix"
