@@ -37,6 +37,7 @@ if [ "$verifiers" = 1 ]; then
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
   command -v gs >/dev/null || need+=(ghostscript)
   command -v mutool >/dev/null || need+=(mupdf-tools)
+  command -v pdftex >/dev/null || need+=(texlive-binaries)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -191,4 +191,8 @@ fn a_unicode_name_renders_on_a_rotated_page() {
     );
     let text = String::from_utf8_lossy(&std::fs::read(&signed).expect("read")).into_owned();
     assert!(text.contains("/FontFile2") && text.contains("/Matrix [0 1 -1 0 0 0]"));
+    // The /ToUnicode map gives the name back to text extraction.
+    let out = run(Command::new("pdftotext").arg(&signed).arg("-"));
+    let extracted = String::from_utf8_lossy(&out.stdout);
+    assert!(extracted.contains(NAME), "{extracted}");
 }
