@@ -118,21 +118,23 @@ pub(crate) fn set_sig_flags<S: Source>(
     root: ObjRef,
     mut catalog: Dictionary,
 ) -> Result<(), PdfError> {
-    let with_flags = |form: &mut Dictionary| {
+    // The form with SignaturesExist and AppendOnly set, when they were not.
+    let flagged = |form: &Dictionary| {
         let flags = form.integer(b"SigFlags").unwrap_or(0);
+        let mut form = form.clone();
         form.insert(b"SigFlags", Object::Integer(flags | SIG_FLAGS));
-        flags & SIG_FLAGS != SIG_FLAGS
+        (flags & SIG_FLAGS != SIG_FLAGS).then_some(form)
     };
     match catalog.get(b"AcroForm").cloned() {
         Some(Object::Reference(r)) => {
-            if let Object::Dictionary(mut form) = edits.current(doc, r)? {
-                if with_flags(&mut form) {
+            if let Object::Dictionary(form) = edits.current(doc, r)? {
+                if let Some(form) = flagged(&form) {
                     edits.set(r, Object::Dictionary(form));
                 }
             }
         }
-        Some(Object::Dictionary(mut form)) => {
-            if with_flags(&mut form) {
+        Some(Object::Dictionary(form)) => {
+            if let Some(form) = flagged(&form) {
                 catalog.insert(b"AcroForm", Object::Dictionary(form));
                 edits.set(root, Object::Dictionary(catalog));
             }

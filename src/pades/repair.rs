@@ -107,13 +107,11 @@ impl Scan {
     pub fn trailer<S: Source>(&self, src: &mut S) -> Result<Dictionary, PdfError> {
         let mut found: Vec<(u64, Dictionary)> = Vec::new();
         for &at in self.trailers.iter().rev().take(MAX_DICTS) {
-            if let Ok(d) = parse_at(src, at, &String::new, |lx| {
+            if let Ok(Object::Dictionary(d)) = parse_at(src, at, &String::new, |lx| {
                 lx.eat_keyword(b"trailer")?;
                 lx.object()
             }) {
-                if let Object::Dictionary(d) = d {
-                    found.push((at, d));
-                }
+                found.push((at, d));
             }
         }
         for &at in self.xref_streams.iter().rev().take(MAX_DICTS) {
