@@ -210,6 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_flushed_stream_without_final_block_decodes() {
+        let data = b"1 0 2 17 << /Type /Catalog >> << /A 1 >>".repeat(20);
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&data).expect("in memory");
+        enc.flush().expect("sync flush");
+        // No final block, no Adler-32: what some Adobe writers leave.
+        let cut = enc.get_ref().clone();
+        let decoded = decode(&dict("<< /Filter /FlateDecode >>"), &cut, &|| "t".into());
+        assert_eq!(decoded.expect("decodes"), data);
+        let garbage = decode(&dict("<< /Filter /FlateDecode >>"), b"not zlib", &|| "t".into());
+        assert!(matches!(garbage, Err(PdfError::Malformed(_))));
+    }
+
+    #[test]
     fn png_up_predictor_round_trip() {
         // Two rows of 3 columns, filter 2 (Up): second row stores differences.
         let encoded = [2, 1, 2, 3, 2, 1, 1, 1];
