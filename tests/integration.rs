@@ -16,6 +16,7 @@ mod levels;
 mod ltv;
 mod ocsp;
 mod pades;
+mod pades_fields;
 mod pades_realworld;
 mod service;
 mod store;

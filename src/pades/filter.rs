@@ -219,7 +219,9 @@ mod tests {
         let cut = enc.get_ref().clone();
         let decoded = decode(&dict("<< /Filter /FlateDecode >>"), &cut, &|| "t".into());
         assert_eq!(decoded.expect("decodes"), data);
-        let garbage = decode(&dict("<< /Filter /FlateDecode >>"), b"not zlib", &|| "t".into());
+        let garbage = decode(&dict("<< /Filter /FlateDecode >>"), b"not zlib", &|| {
+            "t".into()
+        });
         assert!(matches!(garbage, Err(PdfError::Malformed(_))));
     }
 

@@ -152,11 +152,17 @@ pub fn assert_signatures_keep_status(signed: &Path, original: &Path) {
 fn damaged_encrypted_files_are_called_encrypted() {
     for name in ["encrypted_userpw.pdf", "encrypted_empty_userpw.pdf"] {
         let pdf = corpus_file(name);
-        let at = pdf.windows(9).rposition(|w| w == b"startxref").expect("startxref");
+        let at = pdf
+            .windows(9)
+            .rposition(|w| w == b"startxref")
+            .expect("startxref");
         let mut damaged = b"junk\n".to_vec();
         damaged.extend_from_slice(&pdf[..at]);
         damaged.extend_from_slice(b"startxref\n12\n%%EOF\n");
         let err = crate::pades::prepare_bytes(&damaged, &request(None)).expect_err(name);
-        assert!(matches!(err, crate::pades::PdfError::Encrypted), "{name}: {err}");
+        assert!(
+            matches!(err, crate::pades::PdfError::Encrypted),
+            "{name}: {err}"
+        );
     }
 }
