@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use super::filter;
 use super::lexer::Lexer;
 use super::object::{Dictionary, ObjRef, Object};
-use super::repair::Scan;
 use super::source::{parse_at, Source};
 use super::update::{Layout, Trailer};
 use super::xref::{self, Entry, Xref};
@@ -24,29 +23,28 @@ const MAX_TREE_DEPTH: u32 = 64;
 const MAX_TREE_VISITS: usize = 1_000_000;
 
 pub(crate) struct Document<S> {
-    src: S,
-    xref: Xref,
+    pub(super) src: S,
+    pub(super) xref: Xref,
     /// None once the object map was rebuilt by scanning the file.
-    startxref: Option<u64>,
+    pub(super) startxref: Option<u64>,
     /// Bytes before the `%PDF-` header, outside the file's frame.
     header: u64,
     /// Page objects found by the repair scan, in file order.
-    scanned_pages: Vec<u32>,
-    object_streams: HashMap<u32, ObjectStream>,
+    pub(super) scanned_pages: Vec<u32>,
+    pub(super) object_streams: HashMap<u32, ObjectStream>,
 }
 
 /// A decoded object stream (§7.5.7).
-struct ObjectStream {
+pub(super) struct ObjectStream {
     data: Vec<u8>,
     /// (object number, offset of the object from /First), in stream order.
-    members: Vec<(u32, usize)>,
+    pub(super) members: Vec<(u32, usize)>,
     first: usize,
 }
 
 impl<S: Source> Document<S> {
     /// Reads the header, the tail and the cross-reference chain; refuses
-    /// encrypted files before reading any object.
-    /// Cross-reference data that cannot be read makes it rebuild the
+    /// encrypted files before reading any object. Cross-reference data that cannot be read makes it rebuild the
     /// object map by scanning the file (`repair`).
     pub fn open(mut src: S) -> Result<Self, PdfError> {
         let header = check_header(&mut src)?;
@@ -79,59 +77,6 @@ impl<S: Source> Document<S> {
     /// True when the object map was rebuilt by scanning the file.
     pub fn repaired(&self) -> bool {
         self.startxref.is_none()
-    }
-
-    /// Rebuilds the object map by scanning the whole file (see `repair`):
-    /// direct objects, then the members of object streams, then the
-    /// catalog when no trailer names a usable one.
-    pub fn repair(&mut self) -> Result<(), PdfError> {
-        let scan = Scan::run(&mut self.src)?;
-        let trailer = scan.trailer(&mut self.src)?;
-        if trailer.get(b"Encrypt").is_some() {
-            return Err(PdfError::Encrypted);
-        }
-        self.xref = Xref::rebuilt(scan.objects.clone(), trailer);
-        self.startxref = None;
-        self.scanned_pages = scan.pages.clone();
-        self.object_streams.clear();
-        for &stream in &scan.object_streams {
-            let Ok(loaded) = self.load_object_stream(stream, 0) else {
-                continue;
-            };
-            for (index, &(num, _)) in loaded.members.iter().enumerate() {
-                let index = u32::try_from(index).unwrap_or(u32::MAX);
-                self.xref
-                    .add_rebuilt(num, Entry::Compressed { stream, index });
-            }
-            self.object_streams.insert(stream, loaded);
-        }
-        if self.catalog().is_err() {
-            let root = self.find_catalog(&scan.catalogs)?;
-            self.xref
-                .set_trailer_value(b"Root", Object::Reference(root));
-        }
-        Ok(())
-    }
-
-    /// The last object that is a catalog with /Pages (§7.7.2), among the
-    /// direct objects naming /Catalog, then among object-stream members.
-    fn find_catalog(&mut self, candidates: &[u32]) -> Result<ObjRef, PdfError> {
-        let members: Vec<u32> = self
-            .object_streams
-            .values()
-            .flat_map(|os| os.members.iter().map(|m| m.0))
-            .collect();
-        for &num in candidates.iter().rev().chain(members.iter()) {
-            let r = ObjRef::new(num, 0);
-            if let Ok(Object::Dictionary(d)) = self.object(r) {
-                if d.name(b"Type") == Some(b"Catalog") && d.get(b"Pages").is_some() {
-                    return Ok(r);
-                }
-            }
-        }
-        Err(PdfError::Malformed(
-            "the cross-reference data is unusable and no document catalog was found by scanning the file".into(),
-        ))
     }
 
     pub fn len(&self) -> u64 {
@@ -275,7 +220,11 @@ impl<S: Source> Document<S> {
         Ok((object, stream))
     }
 
-    fn load_object_stream(&mut self, num: u32, depth: u32) -> Result<ObjectStream, PdfError> {
+    pub(super) fn load_object_stream(
+        &mut self,
+        num: u32,
+        depth: u32,
+    ) -> Result<ObjectStream, PdfError> {
         let context = || format!("object stream {num}");
         let offset = match self.xref.lookup(&mut self.src, num)? {
             Some(Entry::InUse { offset, .. }) => offset,
@@ -348,23 +297,6 @@ impl<S: Source> Document<S> {
             }
             other => other,
         }
-    }
-
-    fn scanned_page(&mut self, index: u32, why: String) -> Result<(ObjRef, Dictionary), PdfError> {
-        let mut seen = 0;
-        for num in self.scanned_pages.clone() {
-            let r = ObjRef::new(num, 0);
-            let Ok(Object::Dictionary(dict)) = self.object(r) else {
-                continue;
-            };
-            if dict.name(b"Type") == Some(b"Page") {
-                if seen == index {
-                    return Ok((r, dict));
-                }
-                seen += 1;
-            }
-        }
-        Err(PdfError::Malformed(why))
     }
 
     /// Page `index` (0-based) of the page tree (§7.7.3), found by /Count

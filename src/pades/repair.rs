@@ -5,15 +5,17 @@
 //! qpdf, poppler and pdf.js do: every `num gen obj` header is an object
 //! (the last one of a number wins, as a later update would), every
 //! `trailer` dictionary and cross-reference stream dictionary gives
-//! /Root, /Info, /ID and /Encrypt; object streams and the catalog are
-//! resolved by [`super::document::Document`], which can read streams.
+//! /Root, /Info, /ID and /Encrypt; then, through the document (which can
+//! read streams), the members of object streams, the catalog when no
+//! trailer names a usable one, and the pages when the page tree is broken.
 
 use std::collections::BTreeMap;
 
+use super::document::Document;
 use super::lexer::Lexer;
-use super::object::{Dictionary, Object};
+use super::object::{Dictionary, ObjRef, Object};
 use super::source::{parse_at, Source};
-use super::xref::Entry;
+use super::xref::{Entry, Xref};
 use super::PdfError;
 
 /// Bytes read per step; consecutive windows overlap by `OVERLAP`, so a
@@ -142,6 +144,84 @@ impl Scan {
             .map_or(1, |n| i64::from(*n) + 1);
         trailer.insert(b"Size", Object::Integer(size));
         Ok(trailer)
+    }
+}
+
+impl<S: Source> Document<S> {
+    /// Rebuilds the object map by scanning the whole file (see `repair`):
+    /// direct objects, then the members of object streams, then the
+    /// catalog when no trailer names a usable one.
+    pub fn repair(&mut self) -> Result<(), PdfError> {
+        let scan = Scan::run(&mut self.src)?;
+        let trailer = scan.trailer(&mut self.src)?;
+        if trailer.get(b"Encrypt").is_some() {
+            return Err(PdfError::Encrypted);
+        }
+        self.xref = Xref::rebuilt(scan.objects.clone(), trailer);
+        self.startxref = None;
+        self.scanned_pages = scan.pages.clone();
+        self.object_streams.clear();
+        for &stream in &scan.object_streams {
+            let Ok(loaded) = self.load_object_stream(stream, 0) else {
+                continue;
+            };
+            for (index, &(num, _)) in loaded.members.iter().enumerate() {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                self.xref
+                    .add_rebuilt(num, Entry::Compressed { stream, index });
+            }
+            self.object_streams.insert(stream, loaded);
+        }
+        if self.catalog().is_err() {
+            let root = self.find_catalog(&scan.catalogs)?;
+            self.xref
+                .set_trailer_value(b"Root", Object::Reference(root));
+        }
+        Ok(())
+    }
+
+    /// The last object that is a catalog with /Pages (§7.7.2), among the
+    /// direct objects naming /Catalog, then among object-stream members.
+    fn find_catalog(&mut self, candidates: &[u32]) -> Result<ObjRef, PdfError> {
+        let members: Vec<u32> = self
+            .object_streams
+            .values()
+            .flat_map(|os| os.members.iter().map(|m| m.0))
+            .collect();
+        for &num in candidates.iter().rev().chain(members.iter()) {
+            let r = ObjRef::new(num, 0);
+            if let Ok(Object::Dictionary(d)) = self.object(r) {
+                if d.name(b"Type") == Some(b"Catalog") && d.get(b"Pages").is_some() {
+                    return Ok(r);
+                }
+            }
+        }
+        Err(PdfError::Malformed(
+            "the cross-reference data is unusable and no document catalog was found by scanning the file".into(),
+        ))
+    }
+
+    /// Page `index` among the page objects the scan found, in file
+    /// order (what pdf.js and poppler fall back to); `why` the tree failed.
+    pub(super) fn scanned_page(
+        &mut self,
+        index: u32,
+        why: String,
+    ) -> Result<(ObjRef, Dictionary), PdfError> {
+        let mut seen = 0;
+        for num in self.scanned_pages.clone() {
+            let r = ObjRef::new(num, 0);
+            let Ok(Object::Dictionary(dict)) = self.object(r) else {
+                continue;
+            };
+            if dict.name(b"Type") == Some(b"Page") {
+                if seen == index {
+                    return Ok((r, dict));
+                }
+                seen += 1;
+            }
+        }
+        Err(PdfError::Malformed(why))
     }
 }
 
