@@ -32,6 +32,13 @@ if [ "$verifiers" = 1 ]; then
   command -v faketime >/dev/null || need+=(faketime)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  # The appearance font, and PDF producers for the generated corpus
+  # (src/pades/tests/producers.rs): Ghostscript, MuPDF, cairo (poppler's
+  # pdftocairo, installed above) and qpdf rewrites.
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  command -v gs >/dev/null || need+=(ghostscript)
+  command -v mutool >/dev/null || need+=(mupdf-tools)
+  command -v pdftex >/dev/null || need+=(texlive-binaries)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -219,6 +219,10 @@ pub async fn sign_detached(
     Ok(written)
 }
 
+/// Printed when the PDF was repaired for reading.
+const REPAIRED_NOTE: &str = "note: the PDF's cross-reference data is damaged; it was repaired for \
+reading (as PDF readers do) and signed; the original bytes are unchanged and covered";
+
 /// What `qsign sign-pdf` was asked.
 pub struct PdfJob {
     pub input: PathBuf,
@@ -268,12 +272,18 @@ pub async fn sign_pdf(
                     height,
                 }
             }),
+            field_name: job.options.field_name.clone(),
+            language: job.options.language.clone(),
+            time_zone: job.options.time_zone.clone(),
         };
         let response = client
             .sign_pdf(request)
             .await
             .map_err(status_error)?
             .into_inner();
+        if response.repaired {
+            eprintln!("{REPAIRED_NOTE}");
+        }
         let mut output = std::fs::File::create(&partial)?;
         std::io::Write::write_all(&mut output, &response.signed_pdf)?;
         if job.durable {
@@ -309,7 +319,7 @@ async fn hash_only(
         &job.options,
         SystemTime::now(),
         crate::signed_data::pades_capacity(&chain),
-    );
+    )?;
     let mut input = std::fs::File::open(&job.input)?;
     let mut prepared = crate::pades::prepare(&mut input, &request)?;
     input.rewind()?;
@@ -324,6 +334,9 @@ async fn hash_only(
     let hasher = hasher?;
     if copied != prepared.original_len() {
         return Err(format!("{} changed while it was signed", job.input.display()).into());
+    }
+    if prepared.repaired() {
+        eprintln!("{REPAIRED_NOTE}");
     }
     let document_digest: [u8; 32] = hasher.clone().finalize().into();
     let hasher_of_original = hasher.clone();

@@ -64,6 +64,15 @@ enum Command {
         location: Option<String>,
         #[arg(long)]
         contact_info: Option<String>,
+        /// Fill this existing empty signature field (or name the new one).
+        #[arg(long = "field")]
+        field_name: Option<String>,
+        /// Language of the visible text: da (default) or en.
+        #[arg(long)]
+        language: Option<String>,
+        /// Time zone of the visible time (default Europe/Copenhagen).
+        #[arg(long)]
+        time_zone: Option<String>,
         /// Files above this many bytes are signed hash-only (SignPdfDigest).
         #[arg(long, default_value_t = 8 << 20)]
         hash_only_above: u64,
@@ -323,6 +332,9 @@ fn main() -> ExitCode {
             reason,
             location,
             contact_info,
+            field_name,
+            language,
+            time_zone,
             hash_only_above,
             durable,
             common,
@@ -336,6 +348,9 @@ fn main() -> ExitCode {
                     location,
                     contact_info,
                     visible,
+                    field_name,
+                    language,
+                    time_zone,
                 },
                 key_algorithm: common.key_algorithm(),
                 level: common.level(),

@@ -29,10 +29,13 @@
 mod appearance;
 mod document;
 mod dss;
+mod fill;
 mod filter;
+pub(crate) mod font;
 mod form;
 mod lexer;
 mod object;
+mod repair;
 mod source;
 mod update;
 mod xref;
@@ -96,6 +99,8 @@ pub enum PdfError {
         "the PDF is certified with \"no changes allowed\" (DocMDP /P 1); it cannot take another signature"
     )]
     CertifiedNoChanges,
+    #[error("the PDF is locked: {0}")]
+    Locked(String),
     #[error("unsupported PDF: {0}")]
     Unsupported(String),
     #[error("invalid signature request: {0}")]
@@ -112,9 +117,10 @@ impl PdfError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             PdfError::Malformed(_) | PdfError::InvalidRequest(_) => ErrorKind::InvalidArgument,
-            PdfError::Encrypted | PdfError::CertifiedNoChanges | PdfError::Unsupported(_) => {
-                ErrorKind::FailedPrecondition
-            }
+            PdfError::Encrypted
+            | PdfError::CertifiedNoChanges
+            | PdfError::Locked(_)
+            | PdfError::Unsupported(_) => ErrorKind::FailedPrecondition,
             PdfError::ContentsTooSmall { .. } | PdfError::Io(_) => ErrorKind::Internal,
         }
     }
@@ -139,14 +145,14 @@ pub fn prepare<R: Read + Seek>(
 ) -> Result<PreparedUpdate, PdfError> {
     validate(request)?;
     let signature = signature_dictionary(request, pdf_date(request.signing_time)?);
-    prepare_document(Document::open(Reader::new(src)?)?, request, signature)
+    prepare_repairing(Document::open(Reader::new(src)?)?, request, signature)
 }
 
 /// Prepares the update for an in-memory PDF: one parse, no copy of `pdf`.
 pub fn prepare_bytes(pdf: &[u8], request: &SignatureRequest) -> Result<PreparedUpdate, PdfError> {
     validate(request)?;
     let signature = signature_dictionary(request, pdf_date(request.signing_time)?);
-    prepare_document(Document::open(Bytes::new(pdf))?, request, signature)
+    prepare_repairing(Document::open(Bytes::new(pdf))?, request, signature)
 }
 
 /// Prepares a document time-stamp (ISO 32000-2 §12.8.5; EN 319 142-1
@@ -159,7 +165,7 @@ pub fn prepare_document_timestamp<R: Read + Seek>(
 ) -> Result<PreparedUpdate, PdfError> {
     let request = timestamp_request(contents_capacity)?;
     let doc = Document::open(Reader::new(src)?)?;
-    prepare_document(doc, &request, document_timestamp_dictionary())
+    prepare_repairing(doc, &request, document_timestamp_dictionary())
 }
 
 /// [`prepare_document_timestamp`] for an in-memory PDF.
@@ -169,7 +175,7 @@ pub fn prepare_document_timestamp_bytes(
 ) -> Result<PreparedUpdate, PdfError> {
     let request = timestamp_request(contents_capacity)?;
     let doc = Document::open(Bytes::new(pdf))?;
-    prepare_document(doc, &request, document_timestamp_dictionary())
+    prepare_repairing(doc, &request, document_timestamp_dictionary())
 }
 
 /// The field side of a document time-stamp: invisible, default name. The
@@ -199,8 +205,26 @@ fn document_timestamp_dictionary() -> Dictionary {
     sig
 }
 
-fn prepare_document<S: Source>(
+/// Prepares on `doc`; when its objects contradict the cross-reference
+/// data (an object where another is listed, a broken entry), rebuilds the
+/// object map by scanning the file and prepares again, as readers repair.
+fn prepare_repairing<S: Source>(
     mut doc: Document<S>,
+    request: &SignatureRequest,
+    signature: Dictionary,
+) -> Result<PreparedUpdate, PdfError> {
+    match prepare_document(&mut doc, request, signature.clone()) {
+        Err(PdfError::Malformed(why)) if !doc.repaired() => {
+            tracing::info!(%why, "the objects contradict the cross-reference data; rebuilding it");
+            doc.repair()?;
+            prepare_document(&mut doc, request, signature)
+        }
+        other => other,
+    }
+}
+
+fn prepare_document<S: Source>(
+    doc: &mut Document<S>,
     request: &SignatureRequest,
     signature: Dictionary,
 ) -> Result<PreparedUpdate, PdfError> {
@@ -210,18 +234,20 @@ fn prepare_document<S: Source>(
     if doc.docmdp_permission(&catalog)? == Some(1) {
         return Err(PdfError::CertifiedNoChanges);
     }
-    let page_index = request.appearance.as_ref().map_or(0, |a| a.page - 1);
-    let page = doc.page(&catalog, page_index)?;
-    let page_ref = page.0;
-    // Signature, field, font, appearance, perhaps an AcroForm, and the
-    // cross-reference stream.
-    let mut edits = Edits::new(doc.first_free_number(6)?);
-    let sig = edits.allocate()?;
-    let field = edits.allocate()?;
     let name = request.field_name.as_deref();
-    let field_name =
-        form::register_field(&mut doc, &mut edits, (root, catalog), page, field, name)?;
-    let mut objects = widget_objects(request, &mut edits, &field_name, sig, (field, page_ref))?;
+    let target = match name {
+        Some(n) => fill::find(doc, &catalog, n)?,
+        None => None,
+    };
+    fill::check_locks(doc, &catalog, name.filter(|_| target.is_some()))?;
+    // Signature, field, five font objects, appearance, perhaps an
+    // AcroForm, and the cross-reference stream.
+    let mut edits = Edits::new(doc.first_free_number(11)?);
+    let sig = edits.allocate()?;
+    let (field_name, mut objects) = match target {
+        Some(target) => fill_field(doc, request, &mut edits, (root, catalog), sig, target)?,
+        None => new_field(doc, request, &mut edits, (root, catalog), sig)?,
+    };
     let next_number = edits.next_number();
     objects.extend(edits.into_objects().map(|(r, o)| (r, Body::Object(o))));
 
@@ -239,36 +265,112 @@ fn prepare_document<S: Source>(
     Ok(update)
 }
 
-/// The merged field and widget (`field`, on `page`) and, for a visible
-/// signature, its font and appearance stream.
-fn widget_objects(
+/// A new signature field merged with its widget, registered in the
+/// AcroForm and the page's /Annots.
+fn new_field<S: Source>(
+    doc: &mut Document<S>,
     request: &SignatureRequest,
     edits: &mut Edits,
-    field_name: &str,
+    (root, catalog): (ObjRef, Dictionary),
     sig: ObjRef,
-    (field, page): (ObjRef, ObjRef),
-) -> Result<Vec<(ObjRef, Body)>, PdfError> {
-    let Some(visible) = &request.appearance else {
-        let widget = form::signature_field(field_name, sig, page, [0.0; 4]);
-        return Ok(vec![(field, Body::Object(Object::Dictionary(widget)))]);
+) -> Result<(String, Vec<(ObjRef, Body)>), PdfError> {
+    let page_index = request.appearance.as_ref().map_or(0, |a| a.page - 1);
+    let page = doc.page(&catalog, page_index)?;
+    let (page_ref, rotate) = (page.0, doc.page_rotation(&page.1)?);
+    let field = edits.allocate()?;
+    let name = request.field_name.as_deref();
+    let field_name = form::register_field(doc, edits, (root, catalog), page, field, name)?;
+    let visible = request.appearance.as_ref();
+    let rect = visible.map_or([0.0; 4], |v| {
+        let [x, y, w, h] = v.rect;
+        [x, y, x + w, y + h].map(appearance::round)
+    });
+    let mut widget = form::signature_field(&field_name, sig, page_ref, rect);
+    let mut objects = Vec::new();
+    if let Some(visible) = visible {
+        let ap = appearance_objects(visible, visible.rect, edits, rotate, &mut objects)?;
+        widget.insert(b"AP", Object::Dictionary(ap));
+    }
+    objects.insert(0, (field, Body::Object(Object::Dictionary(widget))));
+    Ok((field_name, objects))
+}
+
+/// Fills the existing empty field `target`: /V on the field, an
+/// appearance in its widget's /Rect (when visible), every other entry
+/// kept; /SigFlags set on the AcroForm.
+fn fill_field<S: Source>(
+    doc: &mut Document<S>,
+    request: &SignatureRequest,
+    edits: &mut Edits,
+    (root, catalog): (ObjRef, Dictionary),
+    sig: ObjRef,
+    target: fill::Target,
+) -> Result<(String, Vec<(ObjRef, Body)>), PdfError> {
+    let name = request.field_name.clone().unwrap_or_default();
+    form::set_sig_flags(doc, edits, root, catalog)?;
+    let (field_ref, mut field) = target.field.clone();
+    let (widget_ref, mut widget) = target.widget.clone();
+    let mut objects = Vec::new();
+    if let (Some(visible), Some(rect)) = (&request.appearance, target.rect()) {
+        let rotate = match target.page() {
+            Some(p) => {
+                let page = doc.dictionary(p, "the field's page")?;
+                doc.page_rotation(&page)?
+            }
+            None => 0,
+        };
+        let ap = appearance_objects(visible, rect, edits, rotate, &mut objects)?;
+        widget.insert(b"AP", Object::Dictionary(ap));
+    }
+    if widget_ref == field_ref {
+        widget.insert(b"V", Object::Reference(sig));
+        objects.insert(0, (field_ref, Body::Object(Object::Dictionary(widget))));
+    } else {
+        field.insert(b"V", Object::Reference(sig));
+        objects.insert(0, (field_ref, Body::Object(Object::Dictionary(field))));
+        objects.insert(1, (widget_ref, Body::Object(Object::Dictionary(widget))));
+    }
+    Ok((name, objects))
+}
+
+/// The appearance of `visible` drawn in a box of `rect`'s size: the form
+/// XObject and its font objects go to `objects`; returns the /AP.
+fn appearance_objects(
+    visible: &Appearance,
+    rect: [f32; 4],
+    edits: &mut Edits,
+    rotate: i64,
+    objects: &mut Vec<(ObjRef, Body)>,
+) -> Result<Dictionary, PdfError> {
+    let sized = Appearance {
+        rect,
+        ..visible.clone()
     };
-    let [x, y, w, h] = visible.rect;
-    let rect = [x, y, x + w, y + h].map(appearance::round);
-    let mut widget = form::signature_field(field_name, sig, page, rect);
     let font = edits.allocate()?;
     let xobject = edits.allocate()?;
-    let (dict, content) = appearance::form_xobject(visible, font);
+    let shaped = font::shape(&sized.lines);
+    let (dict, content) = appearance::form_xobject(&sized, font, shaped.as_ref(), rotate);
     let mut ap = Dictionary::new();
     ap.insert(b"N", Object::Reference(xobject));
-    widget.insert(b"AP", Object::Dictionary(ap));
-    Ok(vec![
-        (field, Body::Object(Object::Dictionary(widget))),
-        (
-            font,
-            Body::Object(Object::Dictionary(appearance::helvetica())),
-        ),
-        (xobject, Body::Stream(dict, content)),
-    ])
+    objects.push((xobject, Body::Stream(dict, content)));
+    let Some(shaped) = shaped else {
+        let helvetica = Object::Dictionary(appearance::helvetica());
+        objects.push((font, Body::Object(helvetica)));
+        return Ok(ap);
+    };
+    let parts = [
+        edits.allocate()?,
+        edits.allocate()?,
+        edits.allocate()?,
+        edits.allocate()?,
+    ];
+    for (r, object, data) in shaped.objects(font, parts) {
+        objects.push(match (object, data) {
+            (Object::Dictionary(d), Some(data)) => (r, Body::Stream(d, data)),
+            (object, _) => (r, Body::Object(object)),
+        });
+    }
+    Ok(ap)
 }
 
 fn validate(request: &SignatureRequest) -> Result<(), PdfError> {

@@ -67,6 +67,9 @@ impl SigningService for Service {
             visible: request
                 .appearance
                 .map(|a| (a.page, [a.x, a.y, a.width, a.height])),
+            field_name: request.field_name,
+            language: request.language,
+            time_zone: request.time_zone,
         };
         let signed = self
             .core
@@ -77,6 +80,7 @@ impl SigningService for Service {
             signed_pdf: signed.signed_pdf,
             certificate: signed.certificate,
             signature_id: signed.signature_id,
+            repaired: signed.repaired,
         }))
     }
 

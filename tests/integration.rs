@@ -19,6 +19,8 @@ mod lint;
 mod ltv;
 mod ocsp;
 mod pades;
+mod pades_fields;
+mod pades_realworld;
 mod registry;
 mod registry_mail;
 mod registry_race;

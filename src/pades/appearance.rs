@@ -2,12 +2,15 @@
 //! 32000-1 §8.10) used as the widget's normal appearance (/AP /N,
 //! §12.5.5), drawing a light box and a few lines of Helvetica.
 //!
-//! Helvetica is one of the standard 14 fonts (§9.6.2.2): every reader has
-//! its metrics, so nothing is embedded. Text is encoded in WinAnsiEncoding
-//! (Annex D); characters outside it print as `?`.
+//! The text is set in an embedded subset of a free font (`font`), so any
+//! name shows; without that font, in Helvetica, one of the standard 14
+//! fonts (§9.6.2.2), encoded in WinAnsiEncoding (Annex D; characters
+//! outside it print as `?`). The page's /Rotate (§7.7.3.3) is undone by
+//! the form's /Matrix, so the text reads upright on screen.
 
 use std::io::Write as _;
 
+use super::font::Shaped;
 use super::object::{write_string, Dictionary, ObjRef, Object, PdfString};
 use super::Appearance;
 
@@ -30,9 +33,19 @@ pub(crate) fn helvetica() -> Dictionary {
     font
 }
 
-/// The form XObject's dictionary (without /Length) and content stream.
-pub(crate) fn form_xobject(appearance: &Appearance, font: ObjRef) -> (Dictionary, Vec<u8>) {
-    let [_, _, width, height] = appearance.rect;
+/// The form XObject's dictionary (without /Length) and content stream:
+/// text in `shaped` (glyph ids of the embedded subset) or, without it, in
+/// Helvetica; turned by `rotate` degrees (the page's /Rotate).
+pub(crate) fn form_xobject(
+    appearance: &Appearance,
+    font: ObjRef,
+    shaped: Option<&Shaped>,
+    rotate: i64,
+) -> (Dictionary, Vec<u8>) {
+    let [_, _, mut width, mut height] = appearance.rect;
+    if rotate % 180 != 0 {
+        (width, height) = (height, width);
+    }
     let mut fonts = Dictionary::new();
     fonts.insert(FONT_NAME.as_bytes(), Object::Reference(font));
     let mut resources = Dictionary::new();
@@ -50,7 +63,33 @@ pub(crate) fn form_xobject(appearance: &Appearance, font: ObjRef) -> (Dictionary
         Object::Array(bbox.iter().map(|&v| Object::Real(round(v))).collect()),
     );
     dict.insert(b"Resources", Object::Dictionary(resources));
-    (dict, content(&appearance.lines, width, height))
+    // §12.5.5: the bounding box is transformed by /Matrix and fitted to
+    // /Rect; a counter-clockwise turn by /Rotate cancels the page's turn.
+    if rotate != 0 {
+        let (sin, cos) = match rotate {
+            90 => (1, 0),
+            180 => (0, -1),
+            _ => (-1, 0),
+        };
+        let matrix = [cos, sin, -sin, cos, 0, 0];
+        dict.insert(
+            b"Matrix",
+            Object::Array(matrix.map(Object::Integer).to_vec()),
+        );
+    }
+    let lines: Vec<(Vec<u8>, u32)> = match shaped {
+        Some(s) => s.lines.clone(),
+        None => appearance
+            .lines
+            .iter()
+            .map(|l| {
+                let encoded = win_ansi(l);
+                let width = text_width(&encoded);
+                (encoded, width)
+            })
+            .collect(),
+    };
+    (dict, content(&lines, shaped.is_some(), width, height))
 }
 
 /// Rounds to 1/1000 point: enough for layout, short in the file.
@@ -58,7 +97,9 @@ pub(crate) fn round(v: f32) -> f64 {
     (f64::from(v) * 1000.0).round() / 1000.0
 }
 
-fn content(lines: &[String], width: f32, height: f32) -> Vec<u8> {
+/// Encoded lines (with their widths in 1/1000 em) in a light box; `hex`
+/// writes them as hex strings (2-byte glyph ids of the embedded font).
+fn content(lines: &[(Vec<u8>, u32)], hex: bool, width: f32, height: f32) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     // Writing to a Vec cannot fail.
     let _ = write!(
@@ -67,13 +108,12 @@ fn content(lines: &[String], width: f32, height: f32) -> Vec<u8> {
         num(width - 0.5),
         num(height - 0.5)
     );
-    let encoded: Vec<Vec<u8>> = lines.iter().map(|l| win_ansi(l)).collect();
-    if encoded.is_empty() {
+    if lines.is_empty() {
         return out;
     }
-    let size = font_size(&encoded, width, height);
+    let size = font_size(lines, width, height);
     let leading = size * LEADING;
-    let block = leading * encoded.len() as f32;
+    let block = leading * lines.len() as f32;
     // Centre the block vertically; the first baseline sits one ascent
     // (about 0.95 of the size with the leading's share) below its top.
     let top = (height + block) / 2.0;
@@ -85,8 +125,12 @@ fn content(lines: &[String], width: f32, height: f32) -> Vec<u8> {
         num(PADDING),
         num(top - leading + 0.25 * size)
     );
-    for line in &encoded {
-        write_string(&mut out, &PdfString::literal(line.as_slice()));
+    for (line, _) in lines {
+        let string = PdfString {
+            bytes: line.clone(),
+            hex,
+        };
+        write_string(&mut out, &string);
         out.extend_from_slice(b" Tj T*\n");
     }
     out.extend_from_slice(b"ET\n");
@@ -94,9 +138,9 @@ fn content(lines: &[String], width: f32, height: f32) -> Vec<u8> {
 }
 
 /// The largest size up to [`MAX_FONT_SIZE`] at which every line fits.
-fn font_size(lines: &[Vec<u8>], width: f32, height: f32) -> f32 {
+fn font_size(lines: &[(Vec<u8>, u32)], width: f32, height: f32) -> f32 {
     let by_height = (height - 2.0 * PADDING).max(1.0) / (lines.len() as f32 * LEADING);
-    let widest = lines.iter().map(|l| text_width(l)).max().unwrap_or(0);
+    let widest = lines.iter().map(|l| l.1).max().unwrap_or(0);
     let by_width = if widest == 0 {
         MAX_FONT_SIZE
     } else {
@@ -196,9 +240,10 @@ mod tests {
 
     #[test]
     fn text_fits_the_box() {
-        let lines = [win_ansi("Digitally signed by Someone With A Long Name")];
+        let text = win_ansi("Digitally signed by Someone With A Long Name");
+        let lines = [(text.clone(), text_width(&text))];
         let size = font_size(&lines, 120.0, 40.0);
-        let width = text_width(&lines[0]) as f32 * size / 1000.0;
+        let width = text_width(&text) as f32 * size / 1000.0;
         assert!(
             width <= 120.0 - 2.0 * PADDING,
             "width {width} at size {size}"
@@ -211,6 +256,8 @@ mod tests {
         let (dict, content) = form_xobject(
             &appearance(&["A (b) \\ Søren €"], 200.0, 50.0),
             ObjRef::new(9, 0),
+            None,
+            0,
         );
         let text = String::from_utf8_lossy(&content);
         assert!(text.contains(r"(A \(b\) \\ S"), "{text}");

@@ -23,36 +23,60 @@ const MAX_TREE_DEPTH: u32 = 64;
 const MAX_TREE_VISITS: usize = 1_000_000;
 
 pub(crate) struct Document<S> {
-    src: S,
-    xref: Xref,
-    startxref: u64,
-    object_streams: HashMap<u32, ObjectStream>,
+    pub(super) src: S,
+    pub(super) xref: Xref,
+    /// None once the object map was rebuilt by scanning the file.
+    pub(super) startxref: Option<u64>,
+    /// Bytes before the `%PDF-` header, outside the file's frame.
+    header: u64,
+    /// Page objects found by the repair scan, in file order.
+    pub(super) scanned_pages: Vec<u32>,
+    pub(super) object_streams: HashMap<u32, ObjectStream>,
 }
 
 /// A decoded object stream (§7.5.7).
-struct ObjectStream {
+pub(super) struct ObjectStream {
     data: Vec<u8>,
     /// (object number, offset of the object from /First), in stream order.
-    members: Vec<(u32, usize)>,
+    pub(super) members: Vec<(u32, usize)>,
     first: usize,
 }
 
 impl<S: Source> Document<S> {
     /// Reads the header, the tail and the cross-reference chain; refuses
-    /// encrypted files before reading any object.
+    /// encrypted files before reading any object. Cross-reference data that cannot be read makes it rebuild the
+    /// object map by scanning the file (`repair`).
     pub fn open(mut src: S) -> Result<Self, PdfError> {
-        check_header(&mut src)?;
-        let startxref = xref::startxref(&mut src)?;
-        let xref = Xref::load(&mut src, startxref)?;
-        if xref.encrypted() {
-            return Err(PdfError::Encrypted);
-        }
-        Ok(Self {
+        let header = check_header(&mut src)?;
+        src.set_start(header);
+        let loaded = xref::startxref(&mut src).and_then(|at| Ok((Xref::load(&mut src, at)?, at)));
+        let mut doc = Self {
             src,
-            xref,
-            startxref,
+            xref: Xref::rebuilt(Default::default(), Dictionary::new()),
+            startxref: None,
+            header,
+            scanned_pages: Vec::new(),
             object_streams: HashMap::new(),
-        })
+        };
+        match loaded {
+            Ok((xref, at)) => {
+                if xref.encrypted() {
+                    return Err(PdfError::Encrypted);
+                }
+                (doc.xref, doc.startxref) = (xref, Some(at));
+            }
+            Err(PdfError::Malformed(why)) => {
+                tracing::info!(%why, "cross-reference data unusable; rebuilding it by scanning");
+                doc.repair()?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(doc)
+    }
+
+    /// True when the object map was rebuilt by scanning the file.
+    pub fn repaired(&self) -> bool {
+        self.startxref.is_none()
     }
 
     pub fn len(&self) -> u64 {
@@ -98,8 +122,14 @@ impl<S: Source> Document<S> {
             id: self.xref.trailer_value(b"ID").cloned(),
             prev: self.startxref,
         };
+        let complete = self
+            .xref
+            .rebuilt_entries()
+            .map(|entries| entries.iter().map(|(num, entry)| (*num, *entry)).collect());
         let layout = Layout {
             original_len: self.len(),
+            header: self.header,
+            complete,
             leading_eol: !self.ends_with_eol()?,
             kind: self.xref.kind(),
             contents_capacity,
@@ -190,7 +220,11 @@ impl<S: Source> Document<S> {
         Ok((object, stream))
     }
 
-    fn load_object_stream(&mut self, num: u32, depth: u32) -> Result<ObjectStream, PdfError> {
+    pub(super) fn load_object_stream(
+        &mut self,
+        num: u32,
+        depth: u32,
+    ) -> Result<ObjectStream, PdfError> {
         let context = || format!("object stream {num}");
         let offset = match self.xref.lookup(&mut self.src, num)? {
             Some(Entry::InUse { offset, .. }) => offset,
@@ -249,9 +283,25 @@ impl<S: Source> Document<S> {
         Ok((root, self.dictionary(root, "the document catalog")?))
     }
 
+    /// Page `index` (0-based) of the page tree (§7.7.3); in a repaired
+    /// file whose tree is broken, the page objects in file order.
+    pub fn page(
+        &mut self,
+        catalog: &Dictionary,
+        index: u32,
+    ) -> Result<(ObjRef, Dictionary), PdfError> {
+        match self.tree_page(catalog, index) {
+            Err(PdfError::Malformed(why)) if self.repaired() => {
+                tracing::info!(%why, "page tree unusable; taking the page objects in file order");
+                self.scanned_page(index, why)
+            }
+            other => other,
+        }
+    }
+
     /// Page `index` (0-based) of the page tree (§7.7.3), found by /Count
     /// without visiting the subtrees before it.
-    pub fn page(
+    fn tree_page(
         &mut self,
         catalog: &Dictionary,
         index: u32,
@@ -334,6 +384,28 @@ impl<S: Source> Document<S> {
         Ok(TreeStep::NotHere)
     }
 
+    /// The page's /Rotate (§7.7.3.3, inheritable through /Parent), as 0,
+    /// 90, 180 or 270.
+    pub fn page_rotation(&mut self, page: &Dictionary) -> Result<i64, PdfError> {
+        let mut node = page.clone();
+        for _ in 0..MAX_TREE_DEPTH {
+            if let Some(value) = node.get(b"Rotate").cloned() {
+                let Object::Integer(r) = self.resolve(value)? else {
+                    return Ok(0);
+                };
+                return Ok(r.rem_euclid(360) / 90 * 90);
+            }
+            let Some(parent) = node.reference(b"Parent") else {
+                break;
+            };
+            match self.object(parent)? {
+                Object::Dictionary(d) => node = d,
+                _ => break,
+            }
+        }
+        Ok(0)
+    }
+
     /// The /P value of a certification signature's DocMDP transform
     /// (§12.8.2.2), when the catalog's /Perms names one. /P defaults to 2.
     pub fn docmdp_permission(&mut self, catalog: &Dictionary) -> Result<Option<i64>, PdfError> {
@@ -388,11 +460,11 @@ fn is_pages_node(dict: &Dictionary) -> bool {
 }
 
 /// §7.5.2: the file starts with `%PDF-`; tolerate up to 1 KB before it, as
-/// readers do, but refuse what is not a PDF at all.
-fn check_header<S: Source>(src: &mut S) -> Result<(), PdfError> {
+/// readers do, but refuse what is not a PDF at all. Returns where it is.
+fn check_header<S: Source>(src: &mut S) -> Result<u64, PdfError> {
     let head = src.read_at(0, 1024)?;
-    if head.windows(5).any(|w| w == b"%PDF-") {
-        Ok(())
+    if let Some(at) = head.windows(5).position(|w| w == b"%PDF-") {
+        Ok(at as u64)
     } else {
         Err(PdfError::Malformed(
             "not a PDF file: no %PDF- header in the first 1 KB".into(),

@@ -53,14 +53,27 @@ pub(crate) fn decode(
     Ok(data)
 }
 
+/// Inflates `raw`. A stream cut short (no final block or no Adler-32, as
+/// some writers leave a sync flush) yields what decoded before the end,
+/// as pdf.js, poppler and qpdf read it; data that is not zlib at all is
+/// refused.
 fn inflate(raw: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>, PdfError> {
     let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(MAX_DECODED));
-    flate2::read::ZlibDecoder::new(raw)
-        .take(MAX_DECODED as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            PdfError::Malformed(format!("{}: cannot decompress (FlateDecode): {e}", what()))
-        })?;
+    let mut decoder = flate2::read::ZlibDecoder::new(raw).take(MAX_DECODED as u64 + 1);
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(_) if !out.is_empty() => break,
+            Err(e) => {
+                return Err(PdfError::Malformed(format!(
+                    "{}: cannot decompress (FlateDecode): {e}",
+                    what()
+                )))
+            }
+        }
+    }
     if out.len() > MAX_DECODED {
         return Err(PdfError::Malformed(format!(
             "{}: decompresses to more than {} MB",
@@ -194,6 +207,22 @@ mod tests {
         let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(data).expect("in memory");
         enc.finish().expect("in memory")
+    }
+
+    #[test]
+    fn a_sync_flushed_stream_without_final_block_decodes() {
+        let data = b"1 0 2 17 << /Type /Catalog >> << /A 1 >>".repeat(20);
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&data).expect("in memory");
+        enc.flush().expect("sync flush");
+        // No final block, no Adler-32: what some Adobe writers leave.
+        let cut = enc.get_ref().clone();
+        let decoded = decode(&dict("<< /Filter /FlateDecode >>"), &cut, &|| "t".into());
+        assert_eq!(decoded.expect("decodes"), data);
+        let garbage = decode(&dict("<< /Filter /FlateDecode >>"), b"not zlib", &|| {
+            "t".into()
+        });
+        assert!(matches!(garbage, Err(PdfError::Malformed(_))));
     }
 
     #[test]

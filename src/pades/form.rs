@@ -111,6 +111,39 @@ pub(crate) fn register_field<S: Source>(
     field_name(&names, requested)
 }
 
+/// Sets /SigFlags on the existing AcroForm (when a field is filled).
+pub(crate) fn set_sig_flags<S: Source>(
+    doc: &mut Document<S>,
+    edits: &mut Edits,
+    root: ObjRef,
+    mut catalog: Dictionary,
+) -> Result<(), PdfError> {
+    // The form with SignaturesExist and AppendOnly set, when they were not.
+    let flagged = |form: &Dictionary| {
+        let flags = form.integer(b"SigFlags").unwrap_or(0);
+        let mut form = form.clone();
+        form.insert(b"SigFlags", Object::Integer(flags | SIG_FLAGS));
+        (flags & SIG_FLAGS != SIG_FLAGS).then_some(form)
+    };
+    match catalog.get(b"AcroForm").cloned() {
+        Some(Object::Reference(r)) => {
+            if let Object::Dictionary(form) = edits.current(doc, r)? {
+                if let Some(form) = flagged(&form) {
+                    edits.set(r, Object::Dictionary(form));
+                }
+            }
+        }
+        Some(Object::Dictionary(form)) => {
+            if let Some(form) = flagged(&form) {
+                catalog.insert(b"AcroForm", Object::Dictionary(form));
+                edits.set(root, Object::Dictionary(catalog));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A new indirect AcroForm holding only the signature field; the catalog
 /// is rewritten to point at it.
 fn new_form(

@@ -70,6 +70,11 @@ pub(crate) trait Source {
 
     fn budget(&mut self) -> &mut Budget;
 
+    /// Drops the first `start` bytes: bytes before the `%PDF-` header are
+    /// outside the file's frame, all offsets count from the header (as
+    /// qpdf, poppler and pdf.js read them).
+    fn set_start(&mut self, start: u64);
+
     /// Exactly `len` bytes at `offset`, or Malformed naming `what`.
     fn read_exact_at(&mut self, offset: u64, len: usize, what: &str) -> Result<&[u8], PdfError> {
         let file_len = self.len();
@@ -99,6 +104,13 @@ impl<'a> Bytes<'a> {
 }
 
 impl Source for Bytes<'_> {
+    fn set_start(&mut self, start: u64) {
+        let start = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        self.data = &self.data[start..];
+    }
+
     fn len(&self) -> u64 {
         self.data.len() as u64
     }
@@ -119,6 +131,8 @@ impl Source for Bytes<'_> {
 /// A seekable file; keeps one window of it.
 pub(crate) struct Reader<'r, R> {
     inner: &'r mut R,
+    /// Where the header starts; offsets are relative to it.
+    start: u64,
     len: u64,
     window: Vec<u8>,
     window_offset: u64,
@@ -130,6 +144,7 @@ impl<'r, R: Read + Seek> Reader<'r, R> {
         let len = inner.seek(SeekFrom::End(0))?;
         Ok(Self {
             inner,
+            start: 0,
             len,
             window: Vec::new(),
             window_offset: 0,
@@ -139,6 +154,14 @@ impl<'r, R: Read + Seek> Reader<'r, R> {
 }
 
 impl<R: Read + Seek> Source for Reader<'_, R> {
+    fn set_start(&mut self, start: u64) {
+        let start = start.min(self.len);
+        self.start += start;
+        self.len -= start;
+        self.window.clear();
+        self.window_offset = 0;
+    }
+
     fn len(&self) -> u64 {
         self.len
     }
@@ -151,7 +174,7 @@ impl<R: Read + Seek> Source for Reader<'_, R> {
         if !hit {
             let size = (wanted.max(MIN_READ) as u64).min(available) as usize;
             self.window.resize(size, 0);
-            self.inner.seek(SeekFrom::Start(offset))?;
+            self.inner.seek(SeekFrom::Start(self.start + offset))?;
             self.inner.read_exact(&mut self.window)?;
             self.window_offset = offset;
         }

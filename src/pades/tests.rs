@@ -8,7 +8,10 @@
 
 mod adversarial;
 mod corpus;
+mod fields;
 mod generated;
 mod ltv;
+mod producers;
+mod realworld;
 mod robustness;
 mod support;

@@ -12,7 +12,7 @@ use std::io::Write as _;
 use sha2::{Digest, Sha256};
 
 use super::object::{Dictionary, ObjRef, Object, PdfString};
-use super::xref::XrefKind;
+use super::xref::{Entry, XrefKind};
 use super::PdfError;
 
 /// Room for `0 a b c` with u64 values: 1 + 3 * (1 + 20) characters.
@@ -30,13 +30,20 @@ pub(crate) struct Trailer {
     pub root: ObjRef,
     pub info: Option<Object>,
     pub id: Option<Object>,
-    /// The previous section's offset: the file's startxref.
-    pub prev: u64,
+    /// The previous section's offset: the file's startxref; None when the
+    /// update's section is complete on its own (a repaired file).
+    pub prev: Option<u64>,
 }
 
 /// What `write` needs besides the objects.
 pub(crate) struct Layout {
+    /// Length from the `%PDF-` header on: offsets count from there.
     pub original_len: u64,
+    /// Bytes before the header, outside the frame of the offsets.
+    pub header: u64,
+    /// Every object of a repaired file: the update's cross-reference
+    /// section lists them all, so no reader needs the broken one.
+    pub complete: Option<Vec<(u32, Entry)>>,
     /// The original does not end with an end-of-line: start with one, so
     /// the first object header starts a line (§7.5.6).
     pub leading_eol: bool,
@@ -53,7 +60,10 @@ pub(crate) struct Layout {
 /// `pades` for the flow.
 #[derive(Clone)]
 pub struct PreparedUpdate {
+    /// Length from the header on.
     original_len: u64,
+    header: u64,
+    repaired: bool,
     bytes: Vec<u8>,
     /// `<` and one past `>` of the /Contents placeholder, in `bytes`.
     contents: (usize, usize),
@@ -76,14 +86,30 @@ impl std::fmt::Debug for PreparedUpdate {
 impl PreparedUpdate {
     /// Length of the original file; the update goes right after it.
     pub fn original_len(&self) -> u64 {
-        self.original_len
+        self.header + self.original_len
     }
 
-    /// The /ByteRange written in the update, in offsets of the final file.
+    /// Bytes before the `%PDF-` header (ISO 32000-1 §7.5.2): object
+    /// offsets count from the header, as qpdf and pdf.js read them.
+    pub fn header_offset(&self) -> u64 {
+        self.header
+    }
+
+    /// True when the file's cross-reference data was unusable and the
+    /// object map was rebuilt by scanning it; the update's own section
+    /// is then complete.
+    pub fn repaired(&self) -> bool {
+        self.repaired
+    }
+
+    /// The /ByteRange written in the update, in offsets of the final file
+    /// from its first byte: bytes before the `%PDF-` header are signed too
+    /// (poppler and pyHanko hash from the first byte).
     pub fn byte_range(&self) -> [u64; 4] {
-        let start = self.original_len + self.contents.0 as u64;
-        let end = self.original_len + self.contents.1 as u64;
-        let total = self.original_len + self.bytes.len() as u64;
+        let at = self.header + self.original_len;
+        let start = at + self.contents.0 as u64;
+        let end = at + self.contents.1 as u64;
+        let total = at + self.bytes.len() as u64;
         [0, start, end, total - end]
     }
 
@@ -154,6 +180,8 @@ pub(crate) fn write(
     write_objects(&mut out, offsets, objects, trailer, layout);
     let mut update = PreparedUpdate {
         original_len: base,
+        header: layout.header,
+        repaired: layout.complete.is_some(),
         bytes: out,
         contents,
         field_name,
@@ -206,10 +234,38 @@ fn write_objects(
         out.extend_from_slice(b"\nendobj\n");
     }
     let id = new_id(trailer.id.as_ref(), &layout.id_seed);
+    let entries = all_entries(offsets, layout.complete.as_deref());
     match layout.kind {
-        XrefKind::Table => xref_table(out, base, &offsets, trailer, &id, layout.next_number),
-        XrefKind::Stream => xref_stream(out, base, offsets, trailer, &id, layout.next_number),
+        XrefKind::Table => xref_table(out, base, &entries, trailer, &id, layout.next_number),
+        XrefKind::Stream => xref_stream(out, base, entries, trailer, &id, layout.next_number),
     }
+}
+
+/// The entries of the update's section: the new objects, and for a
+/// repaired file every other object too, with free entries for the gaps
+/// and object 0 (§7.5.4: the section is then one complete subsection).
+fn all_entries(
+    offsets: Vec<(ObjRef, u64)>,
+    complete: Option<&[(u32, Entry)]>,
+) -> Vec<(u32, Entry)> {
+    let new = offsets
+        .into_iter()
+        .map(|(r, offset)| (r.num, Entry::InUse { offset, gen: r.gen }));
+    let Some(old) = complete else {
+        let mut entries: Vec<_> = new.collect();
+        entries.sort_by_key(|e| e.0);
+        return entries;
+    };
+    let mut map: std::collections::BTreeMap<u32, Entry> = old.iter().copied().collect();
+    map.extend(new);
+    map.insert(0, Entry::Free);
+    let mut entries = Vec::with_capacity(map.len());
+    for (num, entry) in map {
+        let next = entries.last().map_or(0, |(n, _): &(u32, Entry)| n + 1);
+        entries.extend((next..num).map(|n| (n, Entry::Free)));
+        entries.push((num, entry));
+    }
+    entries
 }
 
 /// Writes the signature dictionary with a blank /ByteRange and a zero
@@ -262,16 +318,18 @@ fn trailer_entries(dict: &mut Dictionary, trailer: &Trailer, id: &Object, size: 
         dict.insert(b"Info", info.clone());
     }
     dict.insert(b"ID", id.clone());
-    dict.insert(b"Prev", Object::Integer(trailer.prev as i64));
+    if let Some(prev) = trailer.prev {
+        dict.insert(b"Prev", Object::Integer(prev as i64));
+    }
 }
 
 /// Runs of consecutive object numbers: the subsections (§7.5.4) or /Index
 /// pairs (§7.5.8.2).
-fn runs(sorted: &[(ObjRef, u64)]) -> Vec<&[(ObjRef, u64)]> {
+fn runs(sorted: &[(u32, Entry)]) -> Vec<&[(u32, Entry)]> {
     let mut runs = Vec::new();
     let mut start = 0;
     for i in 1..=sorted.len() {
-        if i == sorted.len() || sorted[i].0.num != sorted[i - 1].0.num + 1 {
+        if i == sorted.len() || sorted[i].0 != sorted[i - 1].0 + 1 {
             runs.push(&sorted[start..i]);
             start = i;
         }
@@ -282,22 +340,25 @@ fn runs(sorted: &[(ObjRef, u64)]) -> Vec<&[(ObjRef, u64)]> {
 fn xref_table(
     out: &mut Vec<u8>,
     base: u64,
-    offsets: &[(ObjRef, u64)],
+    entries: &[(u32, Entry)],
     trailer: &Trailer,
     id: &Object,
     size: u32,
 ) {
-    let mut sorted = offsets.to_vec();
-    sorted.sort_by_key(|(r, _)| r.num);
     let xref_offset = base + out.len() as u64;
     out.extend_from_slice(b"xref\n");
-    for run in runs(&sorted) {
-        let _ = writeln!(out, "{} {}", run[0].0.num, run.len());
-        for (r, offset) in run {
+    for run in runs(entries) {
+        let _ = writeln!(out, "{} {}", run[0].0, run.len());
+        for (num, entry) in run {
             // Each entry is exactly 20 bytes, ending in CR LF (§7.5.4).
-            let _ = write!(out, "{offset:010} {:05} n\r\n", r.gen);
+            let _ = match entry {
+                Entry::InUse { offset, gen } => write!(out, "{offset:010} {gen:05} n\r\n"),
+                _ if *num == 0 => write!(out, "0000000000 65535 f\r\n"),
+                _ => write!(out, "0000000000 00000 f\r\n"),
+            };
         }
     }
+    let size = entries.last().map_or(size, |(n, _)| size.max(n + 1));
     let mut dict = Dictionary::new();
     trailer_entries(&mut dict, trailer, id, size);
     out.extend_from_slice(b"trailer\n");
@@ -305,43 +366,64 @@ fn xref_table(
     let _ = write!(out, "\nstartxref\n{xref_offset}\n%%EOF\n");
 }
 
+/// One row of a cross-reference stream (§7.5.8.3): type, field 2, field 3.
+fn row(entry: &Entry) -> (u8, u64, u64) {
+    match *entry {
+        Entry::Free => (0, 0, 0),
+        Entry::InUse { offset, gen } => (1, offset, u64::from(gen)),
+        Entry::Compressed { stream, index } => (2, u64::from(stream), u64::from(index)),
+    }
+}
+
+/// Bytes needed to write `max` big-endian.
+fn width(max: u64) -> usize {
+    (1..=8).find(|w| max < 1u64 << (8 * w)).unwrap_or(8)
+}
+
 /// An uncompressed cross-reference stream; it lists itself too.
 fn xref_stream(
     out: &mut Vec<u8>,
     base: u64,
-    mut offsets: Vec<(ObjRef, u64)>,
+    mut entries: Vec<(u32, Entry)>,
     trailer: &Trailer,
     id: &Object,
     number: u32,
 ) {
     let xref_offset = base + out.len() as u64;
-    let own = ObjRef::new(number, 0);
-    offsets.push((own, xref_offset));
-    offsets.sort_by_key(|(r, _)| r.num);
-    // Offset field wide enough for the largest offset, which is our own.
-    let width = (1..=8).find(|w| xref_offset < 1u64 << (8 * w)).unwrap_or(8);
-    let mut data = Vec::with_capacity(offsets.len() * (3 + width));
+    let number = entries.last().map_or(number, |(n, _)| number.max(n + 1));
+    let own = (
+        number,
+        Entry::InUse {
+            offset: xref_offset,
+            gen: 0,
+        },
+    );
+    entries.push(own);
+    let rows: Vec<_> = entries.iter().map(|(_, e)| row(e)).collect();
+    let w2 = width(rows.iter().map(|r| r.1).max().unwrap_or(0));
+    let w3 = width(rows.iter().map(|r| r.2).max().unwrap_or(0)).max(2);
+    let mut data = Vec::with_capacity(entries.len() * (1 + w2 + w3));
+    for (kind, f2, f3) in rows {
+        data.push(kind);
+        data.extend_from_slice(&f2.to_be_bytes()[8 - w2..]);
+        data.extend_from_slice(&f3.to_be_bytes()[8 - w3..]);
+    }
     let mut index = Vec::new();
-    for run in runs(&offsets) {
-        index.push(Object::Integer(i64::from(run[0].0.num)));
+    for run in runs(&entries) {
+        index.push(Object::Integer(i64::from(run[0].0)));
         index.push(Object::Integer(run.len() as i64));
-        for (r, offset) in run {
-            data.push(1);
-            data.extend_from_slice(&offset.to_be_bytes()[8 - width..]);
-            data.extend_from_slice(&r.gen.to_be_bytes());
-        }
     }
     let mut dict = Dictionary::new();
     dict.insert(b"Type", Object::name(b"XRef"));
     trailer_entries(&mut dict, trailer, id, number + 1);
-    let widths = [1, width as i64, 2];
+    let widths = [1, w2 as i64, w3 as i64];
     dict.insert(
         b"W",
         Object::Array(widths.iter().map(|&w| Object::Integer(w)).collect()),
     );
     dict.insert(b"Index", Object::Array(index));
     dict.insert(b"Length", Object::Integer(data.len() as i64));
-    let _ = writeln!(out, "{} 0 obj", own.num);
+    let _ = writeln!(out, "{number} 0 obj");
     dict.write_to(out);
     out.extend_from_slice(b"\nstream\n");
     out.extend_from_slice(&data);
@@ -366,10 +448,12 @@ mod tests {
             root: ObjRef::new(1, 0),
             info: None,
             id: None,
-            prev: 500,
+            prev: Some(500),
         };
         let layout = Layout {
             original_len: 1000,
+            header: 0,
+            complete: None,
             leading_eol: true,
             kind,
             contents_capacity: 4,

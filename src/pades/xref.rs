@@ -6,7 +6,7 @@
 //! place (§7.5.4), so a lookup reads just that entry. A cross-reference
 //! stream is decoded once and kept (a few bytes per object).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::filter;
 use super::lexer::{parse_unsigned, Lexer, ParseError};
@@ -48,7 +48,13 @@ struct Subsection {
     offset: u64,
     /// Entry width: 20 by the standard; 19 and 21 seen from sloppy writers.
     width: u64,
+    /// The entries, read token by token when they are not of one width
+    /// (space-padded or short fields, a comment between them).
+    irregular: Option<Vec<Entry>>,
 }
+
+/// Entries of an irregular subsection read into memory at most.
+const MAX_IRREGULAR: u32 = 1 << 20;
 
 struct XrefStream {
     widths: [usize; 3],
@@ -60,6 +66,8 @@ struct XrefStream {
 enum Table {
     Classic(Vec<Subsection>),
     Stream(XrefStream),
+    /// Rebuilt by scanning the file (`super::repair`).
+    Rebuilt(BTreeMap<u32, Entry>),
 }
 
 struct Section {
@@ -99,9 +107,50 @@ impl Xref {
         Ok(Self { sections })
     }
 
+    /// One section holding a rebuilt object map and trailer.
+    pub fn rebuilt(entries: BTreeMap<u32, Entry>, trailer: Dictionary) -> Self {
+        Self {
+            sections: vec![Section {
+                table: Table::Rebuilt(entries),
+                trailer,
+                hidden: None,
+            }],
+        }
+    }
+
+    /// The rebuilt object map, when the file was repaired for reading.
+    pub fn rebuilt_entries(&self) -> Option<&BTreeMap<u32, Entry>> {
+        match self.sections.first().map(|s| &s.table) {
+            Some(Table::Rebuilt(entries)) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// Adds `entry` for `num` to a rebuilt map, unless `num` is known.
+    pub fn add_rebuilt(&mut self, num: u32, entry: Entry) {
+        if let Some(Table::Rebuilt(entries)) = self.sections.first_mut().map(|s| &mut s.table) {
+            entries.entry(num).or_insert(entry);
+        }
+    }
+
+    /// Sets a trailer value of a rebuilt map (the catalog found by scan).
+    pub fn set_trailer_value(&mut self, key: &[u8], value: Object) {
+        if let Some(section) = self.sections.first_mut() {
+            section.trailer.insert(key, value);
+        }
+    }
+
     pub fn kind(&self) -> XrefKind {
         match self.sections.first().map(|s| &s.table) {
             Some(Table::Stream(_)) => XrefKind::Stream,
+            // Object-stream members need a stream (type 2 entries, §7.5.8.3).
+            Some(Table::Rebuilt(entries))
+                if entries
+                    .values()
+                    .any(|e| matches!(e, Entry::Compressed { .. })) =>
+            {
+                XrefKind::Stream
+            }
             _ => XrefKind::Table,
         }
     }
@@ -134,11 +183,13 @@ impl Xref {
             let scanned = match &section.table {
                 Table::Classic(subsections) => subsections.len(),
                 Table::Stream(stream) => stream.index.len(),
+                Table::Rebuilt(_) => 1,
             };
             src.budget().charge(16 + 16 * scanned as u64)?;
             let entry = match &section.table {
                 Table::Classic(subsections) => classic_lookup(src, subsections, num)?,
                 Table::Stream(stream) => stream.lookup(num),
+                Table::Rebuilt(entries) => entries.get(&num).copied(),
             };
             // In a hybrid file the table may list hidden objects as free;
             // the /XRefStm entries come before the older sections.
@@ -225,7 +276,10 @@ fn load_classic<S: Source>(
         if subsections.len() >= MAX_SUBSECTIONS {
             return Err(malformed(format!("{}: too many subsections", context())));
         }
-        pos = sub.offset + u64::from(sub.count) * sub.width;
+        pos = match &sub.irregular {
+            Some(_) => sub.width,
+            None => sub.offset + u64::from(sub.count) * sub.width,
+        };
         subsections.push(sub);
     }
     let trailer_context = || format!("trailer of the cross-reference table at offset {offset}");
@@ -265,16 +319,81 @@ fn subsection_at<S: Source>(
     if first.checked_add(count).is_none() {
         return Err(bad("is out of range"));
     }
-    let width = entry_width(src, entries, count)?;
-    if entries + u64::from(count) * width > src.len() {
-        return Err(bad("runs past the end of the file"));
+    let width = entry_width(src, entries, count).unwrap_or(0);
+    if width > 0 && regular(src, entries, count, width)? {
+        if entries + u64::from(count) * width > src.len() {
+            return Err(bad("runs past the end of the file"));
+        }
+        return Ok(Some(Subsection {
+            first,
+            count,
+            offset: entries,
+            width,
+            irregular: None,
+        }));
     }
+    if count > MAX_IRREGULAR {
+        return Err(bad(
+            "has irregular entries and is too long to read them one by one",
+        ));
+    }
+    let (parsed, end) = parse_at(src, entries, context, |lx| {
+        let mut parsed = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            parsed.push(token_entry(lx)?);
+        }
+        Ok((parsed, lx.offset()))
+    })?;
+    src.budget()
+        .retain(parsed.len() * std::mem::size_of::<Entry>())?;
+    // `width` carries where the next subsection starts.
     Ok(Some(Subsection {
         first,
         count,
         offset: entries,
-        width,
+        width: end,
+        irregular: Some(parsed),
     }))
+}
+
+/// True when the last entry at the fixed `width` looks like an entry and
+/// what follows it starts a subsection header or the trailer: then every
+/// entry is at its place (§7.5.4). Otherwise the entries are read as
+/// tokens, as qpdf and poppler do for space-padded or short fields.
+fn regular<S: Source>(src: &mut S, entries: u64, count: u32, width: u64) -> Result<bool, PdfError> {
+    let last = entries + u64::from(count.saturating_sub(1)) * width;
+    let bytes = src.read_at(last, width as usize + 8)?.to_vec();
+    let digits = |r: std::ops::Range<usize>| {
+        bytes
+            .get(r)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    };
+    let entry_ok = digits(0..10)
+        && bytes.get(10) == Some(&b' ')
+        && digits(11..16)
+        && bytes.get(16) == Some(&b' ')
+        && matches!(bytes.get(17), Some(b'n' | b'f'));
+    let next = bytes.get(width as usize..).unwrap_or_default();
+    let next = next.iter().copied().find(|b| !b.is_ascii_whitespace());
+    Ok(entry_ok && matches!(next, Some(b'0'..=b'9' | b't') | None))
+}
+
+/// One entry read as tokens: offset, generation, `n` or `f`.
+fn token_entry(lx: &mut Lexer<'_>) -> Result<Entry, ParseError> {
+    let offset = lx.unsigned()?;
+    let gen = lx.unsigned()?;
+    let gen = u16::try_from(gen).unwrap_or(u16::MAX);
+    if lx.eat_keyword(b"n")? {
+        Ok(if offset > 0 {
+            Entry::InUse { offset, gen }
+        } else {
+            Entry::Free
+        })
+    } else if lx.eat_keyword(b"f")? {
+        Ok(Entry::Free)
+    } else {
+        lx.syntax("expected 'n' or 'f' in a cross-reference entry")
+    }
 }
 
 /// The width of the entries: 18 bytes of fields and the end-of-line that
@@ -308,6 +427,9 @@ fn classic_lookup<S: Source>(
     else {
         return Ok(None);
     };
+    if let Some(entries) = &sub.irregular {
+        return Ok(entries.get((num - sub.first) as usize).copied());
+    }
     let at = sub.offset + u64::from(num - sub.first) * sub.width;
     let bytes = src.read_exact_at(at, 18, "cross-reference entry")?;
     let bad = || {
@@ -516,6 +638,21 @@ mod tests {
             Some(Entry::InUse { offset: 42, gen: 2 })
         );
         assert_eq!(xref.lookup(&mut src, 3).expect("ok"), None);
+    }
+
+    #[test]
+    fn irregular_entries_are_read_as_tokens() {
+        let pdf = b"xref\n0 4\n0000000000 65535 f \n 0000000009 00000 n \n% a comment\n000000307 0000 n\n0000000403  00000  n \ntrailer\n<< /Size 4 >>\n";
+        let mut src = Bytes::new(pdf);
+        let xref = Xref::load(&mut src, 0).expect("loads");
+        let offsets: Vec<_> = (1..4)
+            .map(|n| xref.lookup(&mut src, n).expect("ok"))
+            .collect();
+        assert_eq!(
+            offsets,
+            [9, 307, 403].map(|offset| Some(Entry::InUse { offset, gen: 0 }))
+        );
+        assert_eq!(xref.size(), 4);
     }
 
     #[test]

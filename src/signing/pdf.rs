@@ -2,7 +2,7 @@
 //! the PDF side of a signature around the common HSM task.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -23,6 +23,12 @@ pub struct PdfOptions {
     pub contact_info: Option<String>,
     /// A visible appearance: page (1-based) and rectangle x, y, w, h.
     pub visible: Option<(u32, [f32; 4])>,
+    /// An existing empty signature field to fill, or the new field's name.
+    pub field_name: Option<String>,
+    /// Language of the appearance text ("da" by default, "en").
+    pub language: Option<String>,
+    /// IANA zone of the time shown (default Europe/Copenhagen).
+    pub time_zone: Option<String>,
 }
 
 /// Characters of each of reason, location and contact_info.
@@ -59,6 +65,8 @@ pub struct SignedPdf {
     pub signed_pdf: Vec<u8>,
     pub certificate: Vec<u8>,
     pub signature_id: String,
+    /// The object map was rebuilt by scanning (damaged xref data).
+    pub repaired: bool,
 }
 
 impl SigningCore {
@@ -109,7 +117,7 @@ impl SigningCore {
             .check(&authorization, &[document_digest], now, trail)
             .await?;
         let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
-        let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity);
+        let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity)?;
         let (prepared, byte_range_digest) = blocking_if_large(pdf.len(), {
             let pdf = pdf.clone();
             move || {
@@ -131,23 +139,22 @@ impl SigningCore {
             .await?;
         // The update and B-LT/B-LTA data; `audited` settles the token.
         trail.reservation = Some(reservation);
-        let outcome = async {
-            let mut prepared = prepared;
-            prepared.embed(&signed.cms[0])?;
-            let mut signed_pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| (*shared).clone());
-            signed_pdf.extend_from_slice(prepared.update());
-            if level >= Level::BLt {
-                let certificate = signed.certificate.clone();
-                signed_pdf =
-                    ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
-            }
-            Ok(SignedPdf {
-                signed_pdf,
-                certificate: signed.certificate,
-                signature_id: signed.signature_id,
-            })
-        };
-        outcome.await
+        let mut prepared = prepared;
+        prepared.embed(&signed.cms[0])?;
+        let repaired = prepared.repaired();
+        let mut signed_pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
+        signed_pdf.extend_from_slice(prepared.update());
+        if level >= Level::BLt {
+            let certificate = signed.certificate.clone();
+            signed_pdf =
+                ltv::extend(self, signed_pdf, certificate, signed.revocation, level).await?;
+        }
+        Ok(SignedPdf {
+            signed_pdf,
+            certificate: signed.certificate,
+            signature_id: signed.signature_id,
+            repaired,
+        })
     }
 
     /// Hash-only PAdES: the client prepared the PDF with the same library
@@ -285,52 +292,148 @@ impl From<&Signatory> for PdfSigner {
 
 /// The PDF side of a signature, for the server and the hash-only client
 /// alike: /Name for persons only (SPEC §5: no personal name in a seal),
-/// and the visible appearance's text.
+/// and the visible appearance's text in the requested language (Danish
+/// by default) with the time in the signer's zone.
 pub fn pdf_request(
     signer: &PdfSigner,
     options: &PdfOptions,
     now: SystemTime,
     contents_capacity: usize,
-) -> pades::SignatureRequest {
-    let (name, first_line) = match signer {
-        PdfSigner::Person { name } => (Some(name.clone()), format!("Digitally signed by {name}")),
-        PdfSigner::Seal {
-            organization_name,
-            cvr,
-        } => (None, format!("Sealed by {organization_name} (CVR {cvr})")),
+) -> Result<pades::SignatureRequest, pades::PdfError> {
+    let english = match options.language.as_deref() {
+        None | Some("da") => false,
+        Some("en") => true,
+        Some(other) => {
+            return Err(pades::PdfError::InvalidRequest(format!(
+                "language {other:?} is not offered; use \"da\" or \"en\""
+            )))
+        }
     };
-    pades::SignatureRequest {
+    let time = local_time(now, options.time_zone.as_deref())?;
+    let name = match signer {
+        PdfSigner::Person { name } => Some(name.clone()),
+        PdfSigner::Seal { .. } => None,
+    };
+    let lines = appearance_lines(signer, options.reason.as_deref(), &time, english);
+    Ok(pades::SignatureRequest {
         name,
         reason: options.reason.clone(),
         location: options.location.clone(),
         contact_info: options.contact_info.clone(),
         signing_time: now,
-        appearance: options.visible.map(|(page, rect)| pades::Appearance {
-            page,
-            rect,
-            lines: vec![first_line, utc(now)],
-        }),
+        appearance: options
+            .visible
+            .map(|(page, rect)| pades::Appearance { page, rect, lines }),
         contents_capacity,
-        field_name: None,
-    }
+        field_name: options.field_name.clone(),
+    })
 }
 
-/// `2026-11-28 12:00:00 UTC`.
-fn utc(time: SystemTime) -> String {
-    let since = time
+/// The lines of a visible signature: who, (a seal's CVR), when, why.
+fn appearance_lines(
+    signer: &PdfSigner,
+    reason: Option<&str>,
+    time: &str,
+    english: bool,
+) -> Vec<String> {
+    let pick = |da: &str, en: &str| if english { en } else { da }.to_owned();
+    let mut lines = match signer {
+        PdfSigner::Person { name } => {
+            vec![pick("Digitalt signeret af ", "Digitally signed by ") + name]
+        }
+        PdfSigner::Seal {
+            organization_name,
+            cvr,
+        } => vec![
+            pick("Elektronisk segl: ", "Electronic seal: ") + organization_name,
+            format!("CVR {cvr}"),
+        ],
+    };
+    lines.push(pick("Tidspunkt: ", "Time: ") + time);
+    if let Some(reason) = reason.filter(|r| !r.trim().is_empty()) {
+        lines.push(pick("Årsag: ", "Reason: ") + reason);
+    }
+    lines
+}
+
+/// The signer's zone when none is asked for.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Copenhagen";
+
+/// `2026-12-02 07:05:39 CET` in `zone` (an IANA name; the tz database is
+/// bundled in the binary, so it does not depend on the host's).
+fn local_time(now: SystemTime, zone: Option<&str>) -> Result<String, pades::PdfError> {
+    let zone = zone.unwrap_or(DEFAULT_TIME_ZONE);
+    let tz = jiff::tz::TimeZone::get(zone).map_err(|_| {
+        pades::PdfError::InvalidRequest(format!(
+            "unknown time zone {zone:?} (an IANA name such as Europe/Copenhagen)"
+        ))
+    })?;
+    let since = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    der::DateTime::from_unix_duration(Duration::from_secs(since.as_secs()))
-        .map(|t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-                t.year(),
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minutes(),
-                t.seconds()
-            )
-        })
-        .unwrap_or_default()
+    let seconds = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    let stamp = jiff::Timestamp::from_second(seconds)
+        .map_err(|_| pades::PdfError::InvalidRequest("the signing time is out of range".into()))?;
+    Ok(stamp
+        .to_zoned(tz)
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn danish_by_default_with_copenhagen_time_reason_and_cvr() {
+        // 2026-12-02 06:05:39 UTC is 07:05:39 in Copenhagen (CET).
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_796_191_539);
+        let seal = PdfSigner::Seal {
+            organization_name: "Qsign Udvikling ApS".into(),
+            cvr: "12345678".into(),
+        };
+        let options = PdfOptions {
+            visible: Some((1, [0.0, 0.0, 100.0, 40.0])),
+            reason: Some("Godkendt".into()),
+            ..Default::default()
+        };
+        let request = pdf_request(&seal, &options, now, 100).expect("request");
+        let lines = request.appearance.expect("visible").lines;
+        assert_eq!(
+            lines,
+            [
+                "Elektronisk segl: Qsign Udvikling ApS",
+                "CVR 12345678",
+                "Tidspunkt: 2026-12-02 07:05:39 CET",
+                "Årsag: Godkendt"
+            ]
+        );
+        assert!(request.name.is_none());
+        let english = PdfOptions {
+            language: Some("en".into()),
+            time_zone: Some("UTC".into()),
+            ..options
+        };
+        let person = PdfSigner::Person {
+            name: "Karen Blixen".into(),
+        };
+        let lines = pdf_request(&person, &english, now, 100)
+            .expect("ok")
+            .appearance
+            .expect("v")
+            .lines;
+        assert_eq!(lines[0], "Digitally signed by Karen Blixen");
+        assert_eq!(lines[1], "Time: 2026-12-02 06:05:39 UTC");
+        let bad = PdfOptions {
+            language: Some("xx".into()),
+            ..Default::default()
+        };
+        assert!(pdf_request(&person, &bad, now, 100).is_err());
+        let bad = PdfOptions {
+            time_zone: Some("Mars/Olympus".into()),
+            ..Default::default()
+        };
+        assert!(pdf_request(&person, &bad, now, 100).is_err());
+    }
 }

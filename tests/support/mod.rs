@@ -302,6 +302,9 @@ pub fn sign_pdf_request(
         location: None,
         contact_info: None,
         appearance: None,
+        field_name: None,
+        language: None,
+        time_zone: None,
     }
 }
 
