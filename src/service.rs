@@ -4,6 +4,7 @@
 //! holds the TLS set-up that the HTTP endpoint shares.
 
 pub mod codec;
+pub mod csc;
 mod guard;
 mod status;
 pub mod tls;

@@ -95,6 +95,10 @@ pub enum CscErrorKind {
     InvalidRequest,
     InvalidToken,
     AccessDenied,
+    /// No such method or version.
+    NotFound,
+    /// The request body is over the limit.
+    TooLarge,
     TooManyRequests,
     ServerError,
     TemporarilyUnavailable,
@@ -207,6 +211,11 @@ impl Csc {
 
     pub fn settings(&self) -> &CscSettings {
         &self.settings
+    }
+
+    /// Largest request body: a PDF of the size limit, in base64, and JSON.
+    pub fn max_request_bytes(&self) -> usize {
+        self.core.limits.max_document_bytes / 3 * 4 + (64 << 10)
     }
 
     /// SPEC §13 (§9's rules): the bearer is an IdP token for our audience.

@@ -248,6 +248,7 @@ impl SigningCore {
             crls: Some(crls),
             ocsp: self.ocsp.is_some().then_some(ocsp),
             ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
+            csc: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub struct Revocation {
     pub ocsp: Option<OcspSource>,
     /// DER of the issuing CA's and the root's certificates, for `GET /ca/...`.
     pub ca_certificates: Option<(Bytes, Bytes)>,
+    /// The CSC API under `/csc/` (SPEC §13), when enabled.
+    pub csc: Option<Arc<crate::signing::csc::Csc>>,
 }
 
 /// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
@@ -170,6 +172,9 @@ async fn route(
     rate: &Rate,
 ) -> Reply {
     let path = request.uri().path();
+    if let (Some(csc), true) = (&revocation.csc, path.starts_with("/csc/")) {
+        return crate::service::csc::handle(request, csc).await;
+    }
     let ocsp_get = path
         .strip_prefix(OCSP_PATH)
         .and_then(|rest| rest.strip_prefix('/'))
