@@ -31,6 +31,8 @@ struct File {
     database: Option<DatabaseFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
+    #[serde(default)]
+    csc: CscConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,6 +373,35 @@ pub struct Config {
     /// None: no database; spent tokens go to `[token] replay_journal`.
     pub database: Option<DatabaseConfig>,
     pub profiles: Vec<Profile>,
+    /// `[csc]`: the CSC API on the HTTP listener (SPEC §13).
+    pub csc: CscConfig,
+}
+
+/// `[csc]`: the Cloud Signature Consortium API (SPEC §13), served on the
+/// HTTP listener (`[tsa] listen`) under `/csc/`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CscConfig {
+    pub enabled: bool,
+    /// Required `aud` of the bearer tokens.
+    pub audience: String,
+    /// How long a one-time key waits for its signHash (SPEC §13: 300).
+    pub key_lifetime_seconds: u64,
+    /// Prepared one-time keys per `sub`, and in all.
+    pub max_keys_per_subject: usize,
+    pub max_keys: usize,
+}
+
+impl Default for CscConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            audience: "qsign-csc".into(),
+            key_lifetime_seconds: 300,
+            max_keys_per_subject: 4,
+            max_keys: 256,
+        }
+    }
 }
 
 impl Config {
@@ -506,8 +537,23 @@ impl Config {
             ocsp: file.ocsp.map(|o| ocsp(o, &resolve)).transpose()?,
             database: file.database.map(|d| database(d, &resolve)).transpose()?,
             profiles: file.profiles,
+            csc: csc(file.csc)?,
         })
     }
+}
+
+fn csc(file: CscConfig) -> Result<CscConfig, Error> {
+    if !(1..=300).contains(&file.key_lifetime_seconds) {
+        return Err(invalid(
+            "[csc] key_lifetime_seconds must be between 1 and 300 (SPEC §13: at most 5 minutes)",
+        ));
+    }
+    if file.audience.is_empty() || file.max_keys_per_subject == 0 || file.max_keys == 0 {
+        return Err(invalid(
+            "[csc] audience must not be empty, max_keys_per_subject and max_keys at least 1",
+        ));
+    }
+    Ok(file)
 }
 
 fn tsa(file: TsaFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TsaConfig, Error> {

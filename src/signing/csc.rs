@@ -40,15 +40,21 @@ pub struct CscSettings {
     pub key_algorithm: KeyAlgorithm,
 }
 
-impl Default for CscSettings {
-    fn default() -> Self {
+impl From<&crate::config::CscConfig> for CscSettings {
+    fn from(config: &crate::config::CscConfig) -> Self {
         Self {
-            audience: "qsign-csc".into(),
-            key_lifetime: Duration::from_secs(300),
-            max_keys_per_subject: 4,
-            max_keys: 256,
+            audience: config.audience.clone(),
+            key_lifetime: Duration::from_secs(config.key_lifetime_seconds),
+            max_keys_per_subject: config.max_keys_per_subject,
+            max_keys: config.max_keys,
             key_algorithm: KeyAlgorithm::EcP256,
         }
+    }
+}
+
+impl Default for CscSettings {
+    fn default() -> Self {
+        (&crate::config::CscConfig::default()).into()
     }
 }
 
