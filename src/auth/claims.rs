@@ -142,6 +142,7 @@ impl Claims {
             seal_profiles,
             digests: match (&self.digests, digests_required) {
                 (None, false) => Vec::new(),
+                (Some(encoded), false) if encoded.is_empty() => Vec::new(),
                 (encoded, _) => digests(required(encoded, "digests")?)?,
             },
             expires_at,

@@ -45,7 +45,9 @@ async fn dispatch(request: Request<Incoming>, csc: &Csc) -> Result<Value, CscErr
         return Ok(wire::info(version, csc));
     }
     if request.method() != Method::POST {
-        return Err(CscError::invalid_request("CSC methods are called with POST"));
+        return Err(CscError::invalid_request(
+            "CSC methods are called with POST",
+        ));
     }
     let bearer = bearer(&request);
     let user = csc.authenticate(bearer.as_deref())?;
@@ -77,7 +79,13 @@ async fn dispatch(request: Request<Incoming>, csc: &Csc) -> Result<Value, CscErr
             let request: wire::SignDocRequest = parse(&body)?;
             let (documents, level) = request.documents()?;
             let signed = csc
-                .sign_doc(&user, &request.credential_id, &request.sad, documents, level)
+                .sign_doc(
+                    &user,
+                    &request.credential_id,
+                    &request.sad,
+                    documents,
+                    level,
+                )
                 .await?;
             Ok(wire::signed_documents(&signed))
         }
@@ -121,7 +129,8 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CscError> {
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| CscError::invalid_request(format!("invalid JSON request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| CscError::invalid_request(format!("invalid JSON request: {e}")))
 }
 
 /// CSC v1.0.4.0 §10.1, v2.0 §10.1: the status of each error code.

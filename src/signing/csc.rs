@@ -227,7 +227,10 @@ impl Csc {
     /// SPEC §13 (§9's rules): the bearer is an IdP token for our audience.
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<Activation, CscError> {
         let bearer = bearer.ok_or_else(|| {
-            CscError::new(CscErrorKind::InvalidToken, "an Authorization: Bearer token is required")
+            CscError::new(
+                CscErrorKind::InvalidToken,
+                "an Authorization: Bearer token is required",
+            )
         })?;
         self.core
             .verifier
@@ -277,7 +280,14 @@ impl Csc {
             .run(move |session| {
                 let ca = session.issuing_ca()?;
                 let now = SystemTime::now();
-                pki::issue(&subject(&signatory), public_key, &core.policy, &core.issuer, &ca, now)
+                pki::issue(
+                    &subject(&signatory),
+                    public_key,
+                    &core.policy,
+                    &core.issuer,
+                    &ca,
+                    now,
+                )
             })
             .await?;
         let info = self.info(&issued);
@@ -331,7 +341,9 @@ impl Csc {
         now: SystemTime,
     ) -> Result<Activation, CscError> {
         if hashes.is_empty() {
-            return Err(CscError::invalid_request("missing parameter hash: SCAL 2 binds the SAD to the hashes"));
+            return Err(CscError::invalid_request(
+                "missing parameter hash: SCAL 2 binds the SAD to the hashes",
+            ));
         }
         let sad = self
             .core
@@ -339,7 +351,9 @@ impl Csc {
             .verify(sad, now)
             .map_err(|e| CscError::invalid_request(format!("invalid SAD: {e}")))?;
         if sad.subject != user.subject {
-            return Err(CscError::invalid_request("invalid SAD: it was issued to another user"));
+            return Err(CscError::invalid_request(
+                "invalid SAD: it was issued to another user",
+            ));
         }
         let mut approved = sad.digests.clone();
         let mut asked = hashes.to_vec();
@@ -419,7 +433,9 @@ impl Csc {
             .verify(sad, SystemTime::now())
             .map_err(|e| CscError::invalid_request(format!("invalid SAD: {e}")))?;
         if activation.subject != user.subject {
-            return Err(CscError::invalid_request("invalid SAD: it was issued to another user"));
+            return Err(CscError::invalid_request(
+                "invalid SAD: it was issued to another user",
+            ));
         }
         let authorization = Authorization {
             activation_token: sad.to_owned(),
@@ -440,7 +456,10 @@ impl Csc {
         match (pdfs.len(), detached.is_empty()) {
             (1, true) => {
                 let pdf = pdfs.pop().unwrap_or_default();
-                let out = self.core.sign_pdf(pdf, PdfOptions::default(), authorization).await?;
+                let out = self
+                    .core
+                    .sign_pdf(pdf, PdfOptions::default(), authorization)
+                    .await?;
                 signed.documents.push(out.signed_pdf);
             }
             (0, false) => {
@@ -470,7 +489,8 @@ impl Csc {
 /// The reaper: destroys keys unused for `key_lifetime`; ends with the facade.
 async fn reap(csc: Weak<Csc>) {
     let period = match csc.upgrade() {
-        Some(csc) => (csc.settings.key_lifetime / 4).clamp(Duration::from_millis(100), Duration::from_secs(15)),
+        Some(csc) => (csc.settings.key_lifetime / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(15)),
         None => return,
     };
     loop {

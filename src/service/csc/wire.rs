@@ -101,11 +101,24 @@ pub(super) struct InfoRequest {
 }
 
 /// v1.0.4.0 §11.5, v2.0 §11.5 `credentials/info`.
-pub(super) fn credential_info(version: Version, request: &InfoRequest, info: &CredentialInfo) -> Value {
+pub(super) fn credential_info(
+    version: Version,
+    request: &InfoRequest,
+    info: &CredentialInfo,
+) -> Value {
     let certificates: Vec<String> = match request.certificates.as_deref() {
         Some("none") => vec![],
-        Some("chain") => info.certificates.iter().map(|c| STANDARD.encode(c)).collect(),
-        _ => info.certificates.iter().take(1).map(|c| STANDARD.encode(c)).collect(),
+        Some("chain") => info
+            .certificates
+            .iter()
+            .map(|c| STANDARD.encode(c))
+            .collect(),
+        _ => info
+            .certificates
+            .iter()
+            .take(1)
+            .map(|c| STANDARD.encode(c))
+            .collect(),
     };
     let mut cert = json!({ "status": "valid", "certificates": certificates });
     if request.cert_info {
@@ -199,9 +212,11 @@ pub(super) struct AuthorizeRequest {
 
 impl AuthorizeRequest {
     pub(super) fn activation_token(&self) -> Result<&str, CscError> {
-        let from_auth_data = self.auth_data.iter().flatten().find(|a| {
-            a.id == "activation_token" || a.id.eq_ignore_ascii_case("otp")
-        });
+        let from_auth_data = self
+            .auth_data
+            .iter()
+            .flatten()
+            .find(|a| a.id == "activation_token" || a.id.eq_ignore_ascii_case("otp"));
         self.otp
             .as_deref()
             .or(from_auth_data.map(|a| a.value.as_str()))
@@ -242,7 +257,11 @@ impl SignHashRequest {
             )));
         }
         let ec = csc.settings().key_algorithm.is_ec();
-        let ours: &[&str] = if ec { &[ECDSA_SHA256, EC_PUBLIC_KEY] } else { &[RSA_SHA256, RSA] };
+        let ours: &[&str] = if ec {
+            &[ECDSA_SHA256, EC_PUBLIC_KEY]
+        } else {
+            &[RSA_SHA256, RSA]
+        };
         if !ours.contains(&self.sign_algo.as_str()) {
             return Err(CscError::invalid_request(format!(
                 "invalid parameter signAlgo: this credential signs with {}",
@@ -268,7 +287,9 @@ pub(super) fn hashes(encoded: Option<&[String]>) -> Result<Vec<[u8; 32]>, CscErr
                 .or_else(|_| URL_SAFE_NO_PAD.decode(text))
                 .ok()
                 .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                .ok_or_else(|| CscError::invalid_request("invalid parameter hash: base64 SHA-256 values"))
+                .ok_or_else(|| {
+                    CscError::invalid_request("invalid parameter hash: base64 SHA-256 values")
+                })
         })
         .collect()
 }
@@ -330,14 +351,18 @@ impl SignDocRequest {
                 return Err(format_error());
             }
             if d.hash_algorithm.as_deref().is_some_and(|h| h != SHA256) {
-                return Err(CscError::invalid_request("invalid parameter hashAlgorithmOID: only SHA-256"));
+                return Err(CscError::invalid_request(
+                    "invalid parameter hashAlgorithmOID: only SHA-256",
+                ));
             }
             for hash in hashes(Some(&d.hashes))? {
                 out.push(DocumentToSign::Cades(Document::Digest(hash.to_vec())));
             }
         }
         if out.is_empty() {
-            return Err(CscError::invalid_request("missing parameter documents or documentDigests"));
+            return Err(CscError::invalid_request(
+                "missing parameter documents or documentDigests",
+            ));
         }
         Ok((out, level))
     }
@@ -355,7 +380,11 @@ fn merge_level(level: &mut Option<Level>, text: Option<&str>) -> Result<(), CscE
         "Ades-B-T" | "AdES-B-T" | "Ades-T" => Level::BT,
         "Ades-B-LT" | "AdES-B-LT" | "Ades-LT" => Level::BLt,
         "Ades-B-LTA" | "AdES-B-LTA" | "Ades-LTA" => Level::BLta,
-        _ => return Err(CscError::invalid_request("invalid parameter conformance_level")),
+        _ => {
+            return Err(CscError::invalid_request(
+                "invalid parameter conformance_level",
+            ))
+        }
     };
     match level.replace(parsed) {
         Some(earlier) if earlier != parsed => Err(CscError::invalid_request(

@@ -9,7 +9,7 @@ use std::time::Instant;
 use spki::SubjectPublicKeyInfoOwned;
 use uuid::Uuid;
 
-use super::{CscError, CscErrorKind, CscSettings, Credential};
+use super::{Credential, CscError, CscErrorKind, CscSettings};
 use crate::hsm::{HeldKeyId, HeldKeys, KeyAlgorithm};
 use crate::{Error, ErrorKind};
 
@@ -34,12 +34,15 @@ impl Prepared {
 
     /// Signs the batch; the key is gone afterwards whatever happened.
     pub(super) async fn sign(&self, digests: Vec<[u8; 32]>) -> Result<Vec<Vec<u8>>, Error> {
-        self.held.sign_once(self.key, digests).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::FailedPrecondition,
-                "the one-time key expired: call credentials/info again",
-            )
-        })
+        self.held
+            .sign_once(self.key, digests)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::FailedPrecondition,
+                    "the one-time key expired: call credentials/info again",
+                )
+            })
     }
 }
 
@@ -133,7 +136,10 @@ impl Keys {
 
     /// The unexpired key of `subject` for `credential`, out of the store.
     pub(super) fn take(&self, subject: Uuid, credential: &Credential) -> Option<Prepared> {
-        let prepared = self.state().prepared.remove(&(subject, credential.clone()))?;
+        let prepared = self
+            .state()
+            .prepared
+            .remove(&(subject, credential.clone()))?;
         (prepared.made.elapsed() < self.settings.key_lifetime).then_some(prepared)
     }
 
@@ -148,10 +154,15 @@ impl Keys {
                 .filter(|(_, p)| p.made.elapsed() >= lifetime)
                 .map(|(k, _)| k.clone())
                 .collect();
-            old.iter().filter_map(|k| state.prepared.remove(k)).collect()
+            old.iter()
+                .filter_map(|k| state.prepared.remove(k))
+                .collect()
         };
         if !expired.is_empty() {
-            tracing::info!(count = expired.len(), "CSC: destroying unused one-time keys");
+            tracing::info!(
+                count = expired.len(),
+                "CSC: destroying unused one-time keys"
+            );
         }
     }
 
