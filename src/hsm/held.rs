@@ -86,7 +86,18 @@ impl HeldKeys {
         &self,
         algorithm: KeyAlgorithm,
     ) -> Result<(HeldKeyId, SubjectPublicKeyInfoOwned), Error> {
-        self.call(move |w| w.generate(algorithm)).await
+        let (done, result) = oneshot::channel();
+        let sent = self.send(Box::new(move |w: &mut Worker| {
+            // A caller that went away (cancelled) never learns the id: the
+            // key would be held for nothing, so it goes at once.
+            if let Err(Ok((id, _))) = done.send(w.generate(algorithm)) {
+                w.destroy(id);
+            }
+        }));
+        if !sent {
+            return Err(closed().into());
+        }
+        Ok(result.await.map_err(|_| panicked())??)
     }
 
     /// Signs each SHA-256 digest with key `id` (X.509/CMS encoding), then
@@ -119,12 +130,9 @@ impl HeldKeys {
             let _ = done.send(work(w));
         }));
         if !sent {
-            return Err(HsmError::Token("the held-keys session is closed").into());
+            return Err(closed().into());
         }
-        let outcome = result
-            .await
-            .map_err(|_| HsmError::Task("the held-keys task panicked".into()))?;
-        Ok(outcome?)
+        Ok(result.await.map_err(|_| panicked())??)
     }
 
     fn send(&self, command: Command) -> bool {
@@ -146,6 +154,14 @@ impl HeldKeys {
             let _ = thread.join();
         }
     }
+}
+
+fn closed() -> HsmError {
+    HsmError::Token("the held-keys session is closed")
+}
+
+fn panicked() -> HsmError {
+    HsmError::Task("the held-keys task panicked".into())
 }
 
 impl Drop for HeldKeys {

@@ -475,9 +475,10 @@ impl Csc {
         Ok(signed)
     }
 
-    /// Shutdown (SPEC §12): every prepared key is destroyed now.
+    /// Shutdown (SPEC §12): every prepared key is destroyed before this
+    /// returns; later CSC calls that need a key fail.
     pub fn shutdown(&self) {
-        self.keys.clear();
+        self.keys.close();
     }
 
     /// Prepared keys right now (metrics, tests).
@@ -520,4 +521,38 @@ fn audit(activation: &Activation, signatory: &Signatory, prepared: &Prepared, ha
         signed_attribute_digests = ?digests,
         "signed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_ids_round_trip() {
+        for id in ["person", "seal:dev", "seal:acme-seal.2"] {
+            assert_eq!(id.parse::<Credential>().unwrap().to_string(), id);
+        }
+        for bad in ["", "Person", "seal:", "seal:a b", "org:dev", "person:x"] {
+            let e = bad.parse::<Credential>().unwrap_err();
+            assert_eq!(e.kind, CscErrorKind::InvalidRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn core_errors_keep_their_meaning() {
+        let kind = |k| CscError::from(Error::new(k, "x")).kind;
+        assert_eq!(
+            kind(ErrorKind::Unauthenticated),
+            CscErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            kind(ErrorKind::PermissionDenied),
+            CscErrorKind::AccessDenied
+        );
+        assert_eq!(
+            kind(ErrorKind::Unavailable),
+            CscErrorKind::TemporarilyUnavailable
+        );
+        assert_eq!(kind(ErrorKind::Internal), CscErrorKind::ServerError);
+    }
 }

@@ -402,3 +402,37 @@ pub(super) fn signed_documents(signed: &SignedDocuments) -> Value {
         "SignatureObject": encode(&signed.signatures),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_base64_sha256() {
+        let digest = [7u8; 32];
+        let standard = STANDARD.encode(digest);
+        let url = URL_SAFE_NO_PAD.encode(digest);
+        let parsed = hashes(Some(&[standard.clone(), url, standard.replace('=', "")])).unwrap();
+        assert_eq!(parsed, vec![digest; 3]);
+        assert!(hashes(Some(&[STANDARD.encode([1u8; 20])])).is_err());
+        assert!(hashes(Some(&[])).is_err());
+        assert!(hashes(None).is_err());
+    }
+
+    #[test]
+    fn one_conformance_level_per_request() {
+        let mut level = None;
+        merge_level(&mut level, Some("Ades-B-T")).unwrap();
+        merge_level(&mut level, None).unwrap();
+        merge_level(&mut level, Some("AdES-B-T")).unwrap();
+        assert_eq!(level, Some(Level::BT));
+        assert!(merge_level(&mut level, Some("Ades-B-B")).is_err());
+        assert!(merge_level(&mut None, Some("PAdES-E-BES")).is_err());
+    }
+
+    #[test]
+    fn generalized_time_is_csc_text() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(generalized_time(t), "20231114221320Z");
+    }
+}

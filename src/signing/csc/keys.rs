@@ -166,10 +166,12 @@ impl Keys {
         }
     }
 
-    /// Destroys every prepared key (shutdown).
-    pub(super) fn clear(&self) {
+    /// Destroys every prepared key and closes the held-keys session
+    /// (shutdown): returns once the token holds none of them.
+    pub(super) fn close(&self) {
         let all: Vec<_> = self.state().prepared.drain().collect();
         drop(all);
+        self.held.close();
     }
 
     pub(super) fn len(&self) -> usize {
