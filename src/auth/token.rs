@@ -347,6 +347,23 @@ mod tests {
     }
 
     #[test]
+    fn bearer_needs_its_own_audience_and_no_digests() {
+        let idp = DevIdp::generate();
+        let v = verifier(&idp);
+        let mut c = claims();
+        c.audience = "qsign-csc".into();
+        c.digests.clear();
+        let bearer = mint(&idp, &c);
+        let user = v.verify_bearer(&bearer, "qsign-csc", t0()).unwrap();
+        assert!(user.digests.is_empty());
+        assert!(matches!(refused(&v, &bearer), AuthError::WrongAudience { .. }));
+        // An activation token is no bearer: its audience is another.
+        let activation = mint(&idp, &claims());
+        let e = v.verify_bearer(&activation, "qsign-csc", t0()).unwrap_err();
+        assert!(matches!(e, AuthError::WrongAudience { .. }));
+    }
+
+    #[test]
     fn good_token_verifies() {
         let idp = DevIdp::generate();
         let mut c = claims();
