@@ -29,12 +29,27 @@ class DevIdp:
 
     def sad(self, hash_b64s, lifetime=300) -> str:
         """A token whose digests are exactly these (standard base64) hashes."""
+        return self.token(digests=[b64url(base64.b64decode(h)) for h in hash_b64s],
+                          lifetime=lifetime)
+
+    def bearer(self, lifetime=300) -> str:
+        """A bearer for the CSC API: aud qsign-csc, no digests (SPEC §13)."""
+        return self.token(aud='qsign-csc', lifetime=lifetime)
+
+    def token(self, lifetime=300, **extra) -> str:
         now = int(time.time())
-        claims = dict(self.claims, iat=now, exp=now + lifetime, jti=str(uuid.uuid4()),
-                      digests=[b64url(base64.b64decode(h)) for h in hash_b64s])
+        claims = dict(self.claims, iat=now, exp=now + lifetime, jti=str(uuid.uuid4()), **extra)
         header = {'alg': 'ES256', 'typ': 'JWT', 'kid': self.kid}
         signing_input = (b64url(json.dumps(header).encode()) + '.'
                          + b64url(json.dumps(claims).encode()))
         der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         return signing_input + '.' + b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))
+
+
+if __name__ == '__main__':
+    # csc_sad.py STATE_DIR CLAIMS_JSON [HASH_B64 ...]: a SAD for the hashes,
+    # or with no hash a bearer for the same person.
+    import sys
+    idp = DevIdp(sys.argv[1], json.loads(sys.argv[2]))
+    print(idp.sad(sys.argv[3:]) if sys.argv[3:] else idp.bearer())
