@@ -727,6 +727,35 @@ jwks_file = "jwks.json"
     }
 
     #[test]
+    fn csc_table_is_defaulted_and_bounded() {
+        let parse = |csc: &str| -> Result<Config, Error> {
+            let file: File = toml::from_str(&format!("{BASE}[csc]\n{csc}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/etc/qsign"))
+        };
+        let file: File = toml::from_str(BASE).unwrap();
+        let csc = Config::validate(file, Path::new("/")).unwrap().csc;
+        assert_eq!(csc, CscConfig::default());
+        assert!(csc.enabled && csc.audience == "qsign-csc" && csc.key_lifetime_seconds == 300);
+        let short = parse("key_lifetime_seconds = 2\naudience = \"csc\"")
+            .unwrap()
+            .csc;
+        assert_eq!(
+            (short.key_lifetime_seconds, short.audience.as_str()),
+            (2, "csc")
+        );
+        for bad in [
+            "key_lifetime_seconds = 301",
+            "key_lifetime_seconds = 0",
+            "max_keys = 0",
+            "audience = \"\"",
+            "unknown = 1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn tsa_table_is_optional_and_defaulted() {
         let file: File = toml::from_str(BASE).unwrap();
         assert!(Config::validate(file, Path::new("/"))

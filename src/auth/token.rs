@@ -356,7 +356,10 @@ mod tests {
         let bearer = mint(&idp, &c);
         let user = v.verify_bearer(&bearer, "qsign-csc", t0()).unwrap();
         assert!(user.digests.is_empty());
-        assert!(matches!(refused(&v, &bearer), AuthError::WrongAudience { .. }));
+        assert!(matches!(
+            refused(&v, &bearer),
+            AuthError::WrongAudience { .. }
+        ));
         // An activation token is no bearer: its audience is another.
         let activation = mint(&idp, &claims());
         let e = v.verify_bearer(&activation, "qsign-csc", t0()).unwrap_err();
