@@ -12,7 +12,10 @@
 //! `key_lifetime` (CSC v1.0.4.0 §11.5 / v2.0 §11.6 `credentials/info` says
 //! nothing on key lifetime: this is qsign's one-time-certificate rule).
 
+mod error;
 mod keys;
+
+pub use error::{CscError, CscErrorKind};
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,7 +27,7 @@ use keys::{Keys, Prepared};
 use super::{refused, subject, Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::auth::{Activation, ProfileId, Signatory};
 use crate::hsm::KeyAlgorithm;
-use crate::{pki, Error, ErrorKind};
+use crate::{pki, Error};
 
 /// `[csc]`: the facade's settings.
 #[derive(Clone, Debug)]
@@ -91,67 +94,6 @@ impl fmt::Display for Credential {
             Self::Person => f.write_str("person"),
             Self::Seal(id) => write!(f, "seal:{id}"),
         }
-    }
-}
-
-/// CSC v1.0.4.0 §10.1 / v2.0 §10.1 error codes (the HTTP status is the
-/// front door's choice from the kind).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CscErrorKind {
-    InvalidRequest,
-    InvalidToken,
-    AccessDenied,
-    /// No such method or version.
-    NotFound,
-    /// The request body is over the limit.
-    TooLarge,
-    TooManyRequests,
-    ServerError,
-    TemporarilyUnavailable,
-}
-
-#[derive(Debug)]
-pub struct CscError {
-    pub kind: CscErrorKind,
-    pub description: String,
-}
-
-impl CscError {
-    pub fn new(kind: CscErrorKind, description: impl Into<String>) -> Self {
-        Self {
-            kind,
-            description: description.into(),
-        }
-    }
-
-    pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(CscErrorKind::InvalidRequest, description)
-    }
-}
-
-/// A core error: the caller's faults are `invalid_request` (a SAD is the
-/// request's), rights `access_denied`, the service's own 5xx.
-impl From<Error> for CscError {
-    fn from(e: Error) -> Self {
-        let kind = match e.kind() {
-            ErrorKind::Unauthenticated
-            | ErrorKind::InvalidArgument
-            | ErrorKind::FailedPrecondition => CscErrorKind::InvalidRequest,
-            ErrorKind::PermissionDenied => CscErrorKind::AccessDenied,
-            ErrorKind::ResourceExhausted => CscErrorKind::TooManyRequests,
-            ErrorKind::Unavailable => CscErrorKind::TemporarilyUnavailable,
-            ErrorKind::Internal => {
-                tracing::error!(error = %e, "CSC: internal error");
-                CscErrorKind::ServerError
-            }
-        };
-        Self::new(kind, e.message())
-    }
-}
-
-impl From<crate::auth::AuthError> for CscError {
-    fn from(e: crate::auth::AuthError) -> Self {
-        Error::from(e).into()
     }
 }
 
@@ -526,6 +468,7 @@ fn audit(activation: &Activation, signatory: &Signatory, prepared: &Prepared, ha
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn credential_ids_round_trip() {
