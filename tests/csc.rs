@@ -342,6 +342,7 @@ async fn refusals_are_csc_errors_and_leave_no_key() {
         .await;
     assert_refused(&answer, 400, "invalid_request", "expired credential");
     server.prepare(&bearer_mette, "seal:dev").await;
+    assert_eq!(env().leftover_keys(server.label), 2, "a prepared key pair");
     server
         .assert_no_keys("a credential never used (the reaper)")
         .await;
@@ -358,6 +359,11 @@ async fn refusals_are_csc_errors_and_leave_no_key() {
         .await;
     assert_eq!(status, 200, "another sub has its own room");
     assert_eq!(server.csc.prepared(), 2);
+    assert_eq!(
+        env().leftover_keys(server.label),
+        4,
+        "two prepared key pairs"
+    );
     server.csc.shutdown();
     server.assert_no_keys("shutdown").await;
 }
