@@ -45,6 +45,9 @@ struct Pair {
 
 struct Worker {
     session: Session,
+    /// To open a new session when the token failed under this one.
+    context: Pkcs11,
+    slot: Slot,
     label: String,
     keys: HashMap<HeldKeyId, Pair>,
     next: u64,
@@ -62,6 +65,8 @@ impl HeldKeys {
         let (sender, receiver) = mpsc::channel::<Command>();
         let mut worker = Worker {
             session,
+            context: context.clone(),
+            slot,
             label,
             keys: HashMap::new(),
             next: 0,
@@ -171,7 +176,35 @@ impl Drop for HeldKeys {
 }
 
 impl Worker {
+    /// A new key; when the token failed (SPEC §12: gone, logged out) the
+    /// session is replaced, so that the next call works once it is back.
     fn generate(
+        &mut self,
+        algorithm: KeyAlgorithm,
+    ) -> Result<(HeldKeyId, SubjectPublicKeyInfoOwned), HsmError> {
+        let generated = self.try_generate(algorithm);
+        if let Err(e) = &generated {
+            if e.kind() == crate::ErrorKind::Unavailable {
+                self.reopen();
+            }
+        }
+        generated
+    }
+
+    /// The keys of the old session die with it (PKCS#11 v3.0 §4.4): they
+    /// are forgotten, and their `sign_once` finds none.
+    fn reopen(&mut self) {
+        match self.context.open_rw_session(self.slot) {
+            Ok(session) => {
+                tracing::warn!("CSC: the token failed; a new held-keys session replaces the old");
+                self.keys.clear();
+                self.session = session;
+            }
+            Err(e) => tracing::warn!(error = %e, "CSC: cannot open a new held-keys session yet"),
+        }
+    }
+
+    fn try_generate(
         &mut self,
         algorithm: KeyAlgorithm,
     ) -> Result<(HeldKeyId, SubjectPublicKeyInfoOwned), HsmError> {
