@@ -27,11 +27,19 @@ struct CscServer {
 
 impl CscServer {
     async fn start(label: &'static str, settings: CscSettings) -> Self {
+        Self::start_with(label, settings, |_| {}).await
+    }
+
+    async fn start_with(
+        label: &'static str,
+        settings: CscSettings,
+        tweak: impl FnOnce(&mut qsign::config::Config),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
-        let core = env().core(label, |_| {});
+        let core = env().core(label, tweak);
         let csc = Csc::start(core.clone(), settings).expect("CSC facade");
         let mut services = core.revocation_services();
         services.csc = Some(csc.clone());
@@ -364,6 +372,31 @@ async fn refusals_are_csc_errors_and_leave_no_key() {
         4,
         "two prepared key pairs"
     );
+    server.csc.shutdown();
+    server.assert_no_keys("shutdown").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_is_a_caller_with_limits() {
+    let settings = CscSettings::default();
+    let server = CscServer::start_with("csc-rate", settings, |c| {
+        c.limits.requests_per_second_per_caller = 1;
+    })
+    .await;
+    let jens = bearer(&Who::jens());
+    server.prepare(&jens, "person").await;
+    // A burst: within one second at most one more gets through.
+    let body = json!({ "credentialID": "person" });
+    let info = || server.call("v1", "credentials/info", &jens, body.clone());
+    let (a, b, c) = tokio::join!(info(), info(), info());
+    let burst = [a, b, c];
+    let refused = burst.iter().filter(|a| a.0 == 429).count();
+    assert!(refused >= 1, "over the per-sub rate: {burst:?}");
+    for answer in burst.iter().filter(|a| a.0 != 200) {
+        assert_refused(answer, 429, "too_many_requests", "over the per-sub rate");
+    }
+    // Another user is another caller.
+    server.prepare(&bearer(&Who::sealer()), "seal:dev").await;
     server.csc.shutdown();
     server.assert_no_keys("shutdown").await;
 }

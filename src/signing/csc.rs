@@ -196,6 +196,13 @@ impl Csc {
         person.into_iter().chain(seals).collect()
     }
 
+    /// SPEC §12's per-caller limits, the bearer's `sub` as the caller: every
+    /// call that costs the HSM holds an admission (429 beyond the limits).
+    fn admit(&self, user: &Activation) -> Result<crate::limits::Admission, CscError> {
+        let caller = crate::limits::Caller::Subject(user.subject);
+        Ok(self.core.limiter.callers.admit(caller)?)
+    }
+
     /// The credential `id` if it is the bearer's, with its signatory.
     fn credential(&self, user: &Activation, id: &str) -> Result<(Credential, Signatory), CscError> {
         let credential: Credential = id.parse()?;
@@ -210,6 +217,7 @@ impl Csc {
     /// `credentials/info`: prepares the one-time key and its certificate
     /// (SPEC §13), bound to the bearer's `sub` and the credential.
     pub async fn prepare(&self, user: &Activation, id: &str) -> Result<CredentialInfo, CscError> {
+        let _admission = self.admit(user)?;
         let (credential, signatory) = self.credential(user, id)?;
         let slot = self.keys.admit(user.subject, &credential)?;
         let (key, public_key) = self.keys.generate(self.settings.key_algorithm).await?;
@@ -320,6 +328,7 @@ impl Csc {
         sad: &str,
         hashes: &[[u8; 32]],
     ) -> Result<Vec<Vec<u8>>, CscError> {
+        let _admission = self.admit(user)?;
         let credential: Credential = id.parse()?;
         if hashes.len() > self.core.limits.max_batch {
             return Err(CscError::invalid_request(format!(
@@ -368,6 +377,7 @@ impl Csc {
         documents: Vec<DocumentToSign>,
         level: Option<Level>,
     ) -> Result<SignedDocuments, CscError> {
+        let _admission = self.admit(user)?;
         let (credential, _) = self.credential(user, id)?;
         let activation = self
             .core
