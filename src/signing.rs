@@ -16,6 +16,8 @@
 //!
 //! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
 //! B-LTA adds an archive-time-stamp-v3 to each SignerInfo (`archive`).
+//! `csc` is the CSC API's flow (SPEC §13): a one-time key made at
+//! `credentials/info`, kept on a dedicated session until `signHash`.
 
 mod archive;
 pub mod csc;
