@@ -55,7 +55,11 @@ if [ "$verifiers" = 1 ]; then
   venv=${QSIGN_VALIDATE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qsign-validate}
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/python" -c 'import pyhanko' 2>/dev/null ||
-    "$venv/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-certvalidator==0.33.0' asn1crypto cryptography
+    "$venv/bin/pip" install -q 'pyhanko[async-http]==0.38.0' 'pyhanko-certvalidator==0.33.0' asn1crypto cryptography requests
+  # The CSC tests (SPEC §13): pyHanko's CSC client needs aiohttp, the
+  # independent client requests.
+  "$venv/bin/python" -c 'import aiohttp, requests' 2>/dev/null ||
+    "$venv/bin/pip" install -q 'pyhanko[async-http]==0.38.0' requests
   [ "$("$venv/bin/pip" show pkilint 2>/dev/null | sed -n 's/^Version: //p')" = 0.13.3 ] ||
     "$venv/bin/pip" install -q 'pkilint==0.13.3'
   echo "QSIGN_VALIDATE_PY=$venv/bin/python"

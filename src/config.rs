@@ -35,6 +35,8 @@ struct File {
     audit: Option<AuditFile>,
     #[serde(default)]
     profiles: Vec<Profile>,
+    #[serde(default)]
+    csc: CscConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +402,35 @@ pub struct Config {
     /// None: no audit log (tests' default cores, benches).
     pub audit: Option<AuditConfig>,
     pub profiles: Vec<Profile>,
+    /// `[csc]`: the CSC API on the HTTP listener (SPEC §13).
+    pub csc: CscConfig,
+}
+
+/// `[csc]`: the Cloud Signature Consortium API (SPEC §13), served on the
+/// HTTP listener (`[tsa] listen`) under `/csc/`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CscConfig {
+    pub enabled: bool,
+    /// Required `aud` of the bearer tokens.
+    pub audience: String,
+    /// How long a one-time key waits for its signHash (SPEC §13: 300).
+    pub key_lifetime_seconds: u64,
+    /// Prepared one-time keys per `sub`, and in all.
+    pub max_keys_per_subject: usize,
+    pub max_keys: usize,
+}
+
+impl Default for CscConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            audience: "qsign-csc".into(),
+            key_lifetime_seconds: 300,
+            max_keys_per_subject: 4,
+            max_keys: 256,
+        }
+    }
 }
 
 impl Config {
@@ -537,8 +568,23 @@ impl Config {
             database: file.database.map(|d| database(d, &resolve)).transpose()?,
             registry: crate::registry::settings::validate(file.registry, file.mail, &resolve)?,
             profiles: file.profiles,
+            csc: csc(file.csc)?,
         })
     }
+}
+
+fn csc(file: CscConfig) -> Result<CscConfig, Error> {
+    if !(1..=300).contains(&file.key_lifetime_seconds) {
+        return Err(invalid(
+            "[csc] key_lifetime_seconds must be between 1 and 300 (SPEC §13: at most 5 minutes)",
+        ));
+    }
+    if file.audience.is_empty() || file.max_keys_per_subject == 0 || file.max_keys == 0 {
+        return Err(invalid(
+            "[csc] audience must not be empty, max_keys_per_subject and max_keys at least 1",
+        ));
+    }
+    Ok(file)
 }
 
 fn tsa(file: TsaFile, resolve: &impl Fn(&Path) -> PathBuf) -> Result<TsaConfig, Error> {
@@ -736,6 +782,35 @@ jwks_file = "jwks.json"
         let file: File = toml::from_str(&format!("{BASE}[tsa]\n{tsa}"))
             .map_err(|e| Error::invalid_argument(e.to_string()))?;
         Config::validate(file, Path::new("/etc/qsign"))
+    }
+
+    #[test]
+    fn csc_table_is_defaulted_and_bounded() {
+        let parse = |csc: &str| -> Result<Config, Error> {
+            let file: File = toml::from_str(&format!("{BASE}[csc]\n{csc}"))
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/etc/qsign"))
+        };
+        let file: File = toml::from_str(BASE).unwrap();
+        let csc = Config::validate(file, Path::new("/")).unwrap().csc;
+        assert_eq!(csc, CscConfig::default());
+        assert!(csc.enabled && csc.audience == "qsign-csc" && csc.key_lifetime_seconds == 300);
+        let short = parse("key_lifetime_seconds = 2\naudience = \"csc\"")
+            .unwrap()
+            .csc;
+        assert_eq!(
+            (short.key_lifetime_seconds, short.audience.as_str()),
+            (2, "csc")
+        );
+        for bad in [
+            "key_lifetime_seconds = 301",
+            "key_lifetime_seconds = 0",
+            "max_keys = 0",
+            "audience = \"\"",
+            "unknown = 1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod eddsa;
 mod ephemeral;
+mod held;
 mod mechanism;
 mod pool;
 
@@ -26,6 +27,7 @@ use crate::signer::SignatureValue;
 use crate::{Error, ErrorKind};
 
 pub use ephemeral::EphemeralKey;
+pub use held::{HeldKeyId, HeldKeys};
 pub use mechanism::KeyAlgorithm;
 use pool::{Lease, Pool};
 use tokio::sync::oneshot;
@@ -175,6 +177,9 @@ struct Inner {
     // Keeps the login alive while pool sessions come and go (closing the
     // last session of an application logs it out, PKCS#11 v3.0 §5.6).
     login: std::sync::Mutex<Session>,
+    /// For sessions outside the pool ([`Hsm::held_keys`]).
+    context: Pkcs11,
+    slot: Slot,
 }
 
 impl Hsm {
@@ -194,8 +199,22 @@ impl Hsm {
                 settings: Arc::new(settings),
                 generated: Arc::default(),
                 login: std::sync::Mutex::new(login),
+                context: module.context.clone(),
+                slot,
             }),
         })
+    }
+
+    /// A dedicated session for keys that outlive one request (the CSC
+    /// one-time keys, SPEC §13), labelled like the ephemeral keys.
+    pub fn held_keys(&self) -> Result<HeldKeys, HsmError> {
+        let inner = &self.inner;
+        HeldKeys::open(
+            &inner.context,
+            inner.slot,
+            inner.settings.ephemeral_label.clone(),
+            inner.generated.clone(),
+        )
     }
 
     pub fn settings(&self) -> &HsmSettings {

@@ -24,6 +24,8 @@ use crate::{Error, ErrorKind};
 pub enum Caller {
     Certificate([u8; 32]),
     Address(IpAddr),
+    /// A bearer's `sub` (the CSC API, SPEC §13): limited per user.
+    Subject(uuid::Uuid),
 }
 
 impl Caller {
@@ -42,6 +44,7 @@ impl std::fmt::Display for Caller {
                 write!(f, "certificate {}", hex::encode(fingerprint))
             }
             Caller::Address(address) => write!(f, "address {address}"),
+            Caller::Subject(subject) => write!(f, "subject {subject}"),
         }
     }
 }

@@ -391,7 +391,7 @@ fn serve(
     runtime.block_on(async {
         // The TSA first: once the gRPC port answers, both are listening.
         let tsa_server = match tsa_listen {
-            Some(address) => Some(tsa_endpoint(&core, address, tls.as_ref()).await?),
+            Some(address) => Some(tsa_endpoint(&core, &config, address, tls.as_ref()).await?),
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -404,8 +404,12 @@ fn serve(
             tracing::info!("shutting down");
         };
         let served = qsign::service::serve(core, listener, tls.as_ref(), shutdown).await;
-        if let Some(task) = tsa_server {
+        if let Some((task, csc)) = tsa_server {
             task.abort();
+            // SPEC §12, §13: no prepared CSC key outlives the process.
+            if let Some(csc) = csc {
+                csc.shutdown();
+            }
         }
         served.map_err(|e| e.to_string())
     })?;
@@ -416,11 +420,13 @@ fn serve(
 
 /// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`
 /// (HTTPS with `tls`).
+/// With `[csc] enabled`, the CSC API is served there too (SPEC §13).
 async fn tsa_endpoint(
     core: &std::sync::Arc<qsign::signing::SigningCore>,
+    config: &qsign::config::Config,
     address: SocketAddr,
     tls: Option<&qsign::service::Tls>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<HttpEndpoint, String> {
     let tsa = core
         .tsa
         .clone()
@@ -429,17 +435,32 @@ async fn tsa_endpoint(
         format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
     })?;
     tracing::info!(%address, ocsp = core.ocsp.is_some(), tls = tls.is_some(), "RFC 3161 time-stamping, the CAs' CRLs and OCSP over HTTP");
+    let mut services = core.revocation_services();
+    let csc = match config.csc.enabled {
+        true => Some(
+            qsign::signing::csc::Csc::start(core.clone(), (&config.csc).into())
+                .map_err(|e| format!("cannot start the CSC API: {e}"))?,
+        ),
+        false => None,
+    };
+    services.csc = csc.clone();
     let serving = qsign::tsa::http::serve(
         core.hsm.clone(),
         tsa,
-        core.revocation_services(),
+        services,
         core.limiter.clone(),
         listener,
         tls.map(|t| t.acceptor(qsign::service::tls::ALPN_HTTP1)),
         std::future::pending(),
     );
-    Ok(tokio::spawn(serving))
+    Ok((tokio::spawn(serving), csc))
 }
+
+/// The HTTP endpoint's task, and the CSC facade to shut down with it.
+type HttpEndpoint = (
+    tokio::task::JoinHandle<()>,
+    Option<std::sync::Arc<qsign::signing::csc::Csc>>,
+);
 
 fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
     let (config, module) =

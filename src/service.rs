@@ -1,10 +1,12 @@
 //! The gRPC layer: the only module that knows tonic. It turns protobuf
 //! messages into [`SigningCore`] calls and errors into statuses
 //! (`status::status`), and serves health and reflection beside it. `tls`
-//! holds the TLS set-up that the HTTP endpoint shares.
+//! holds the TLS set-up that the HTTP endpoint shares; `csc` is the CSC API
+//! over HTTP/JSON (SPEC §13) that the HTTP endpoint routes `/csc/` to.
 
 pub mod administration;
 pub mod codec;
+pub mod csc;
 mod guard;
 mod status;
 pub mod tls;

@@ -20,8 +20,11 @@
 //!
 //! PAdES B-LT and B-LTA add updates after the signature (`ltv`); CAdES
 //! B-LTA adds an archive-time-stamp-v3 to each SignerInfo (`archive`).
+//! `csc` is the CSC API's flow (SPEC §13): a one-time key made at
+//! `credentials/info`, kept on a dedicated session until `signHash`.
 
 mod archive;
+pub mod csc;
 mod ltv;
 
 pub use ltv::DOC_TIMESTAMP_CAPACITY;
@@ -459,7 +462,7 @@ impl SigningCore {
 /// A failure after the reservation. The service's own (HSM, TSA, database:
 /// UNAVAILABLE, INTERNAL) releases the token; any other spends it, or the
 /// same request could make the HSM work again and again.
-async fn refused(reservation: Reservation, error: Error) -> Error {
+pub(crate) async fn refused(reservation: Reservation, error: Error) -> Error {
     if matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
         reservation.release().await;
     } else if let Err(e) = reservation.commit().await {
@@ -495,7 +498,7 @@ async fn blocking_if_large<T: Send + 'static>(
 }
 
 /// The certificate subject of a signatory (SPEC §5).
-fn subject(signatory: &Signatory) -> Subject<'_> {
+pub(crate) fn subject(signatory: &Signatory) -> Subject<'_> {
     match signatory {
         Signatory::Person {
             given_name,

@@ -49,20 +49,24 @@ enum Audience {
 
 impl Claims {
     /// RFC 7519 §4.1.1, §4.1.3: `iss` equals ours, `aud` includes ours.
-    pub(super) fn check_issuer_audience(&self, policy: &TokenPolicy) -> Result<(), AuthError> {
-        if required(&self.iss, "iss")? != &policy.issuer {
+    pub(super) fn check_issuer_audience(
+        &self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<(), AuthError> {
+        if required(&self.iss, "iss")? != issuer {
             return Err(AuthError::WrongIssuer {
-                expected: policy.issuer.clone(),
+                expected: issuer.to_owned(),
             });
         }
-        let ours = |aud: &String| *aud == policy.audience;
+        let ours = |aud: &String| *aud == audience;
         let listed = match required(&self.aud, "aud")? {
             Audience::One(aud) => ours(aud),
             Audience::Many(auds) => auds.iter().any(ours),
         };
         if !listed {
             return Err(AuthError::WrongAudience {
-                expected: policy.audience.clone(),
+                expected: audience.to_owned(),
             });
         }
         Ok(())
@@ -103,7 +107,13 @@ impl Claims {
     }
 
     /// The identity claims, checked for shape (SPEC §3).
-    pub(super) fn into_activation(self, expires_at: SystemTime) -> Result<Activation, AuthError> {
+    /// Without `digests_required` (a bearer, SPEC §13) absent `digests`
+    /// give an empty list.
+    pub(super) fn into_activation(
+        self,
+        expires_at: SystemTime,
+        digests_required: bool,
+    ) -> Result<Activation, AuthError> {
         let jti = required(&self.jti, "jti")?;
         if jti.is_empty() || jti.len() > MAX_JTI_LEN {
             return Err(malformed(format!(
@@ -130,7 +140,11 @@ impl Claims {
             org_cvr,
             org_name: name(self.org_name, "org_name")?.ok_or_else(|| missing("org_name"))?,
             seal_profiles,
-            digests: digests(required(&self.digests, "digests")?)?,
+            digests: match (&self.digests, digests_required) {
+                (None, false) => Vec::new(),
+                (Some(encoded), false) if encoded.is_empty() => Vec::new(),
+                (encoded, _) => digests(required(encoded, "digests")?)?,
+            },
             expires_at,
         })
     }
@@ -218,9 +232,9 @@ mod tests {
         let policy = TokenPolicy::new(ISS, AUD);
         let claims: Claims =
             serde_json::from_value(claims.clone()).map_err(|e| malformed(e.to_string()))?;
-        claims.check_issuer_audience(&policy)?;
+        claims.check_issuer_audience(&policy.issuer, &policy.audience)?;
         let exp = claims.check_times(&policy, t0())?;
-        claims.into_activation(exp)
+        claims.into_activation(exp, true)
     }
 
     fn with(claim: &str, value: Value) -> Value {

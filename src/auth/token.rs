@@ -129,6 +129,28 @@ impl Verifier {
     /// Checks the signature, `iss`, `aud`, `iat`/`nbf`/`exp` and the shape of
     /// every claim. Does not consume the `jti`: see [`Verifier::consume`].
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<Activation, AuthError> {
+        self.verify_for(token, &self.policy.audience, true, now)
+    }
+
+    /// A bearer token of another front door (SPEC §9, §13): the same keys,
+    /// issuer and times, `aud` = `audience`, `digests` optional (empty when
+    /// absent). Never reserved: a bearer is reused for its lifetime.
+    pub fn verify_bearer(
+        &self,
+        token: &str,
+        audience: &str,
+        now: SystemTime,
+    ) -> Result<Activation, AuthError> {
+        self.verify_for(token, audience, false, now)
+    }
+
+    fn verify_for(
+        &self,
+        token: &str,
+        audience: &str,
+        digests_required: bool,
+        now: SystemTime,
+    ) -> Result<Activation, AuthError> {
         let token = token.trim_ascii();
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -143,9 +165,9 @@ impl Verifier {
         let signing_input = &token[..token.len() - signature.len() - 1];
         self.check_signature(alg, header.kid.as_deref(), signing_input, signature)?;
         let claims: Claims = decode_json(payload, "payload")?;
-        claims.check_issuer_audience(&self.policy)?;
+        claims.check_issuer_audience(&self.policy.issuer, audience)?;
         let expires_at = claims.check_times(&self.policy, now)?;
-        claims.into_activation(expires_at)
+        claims.into_activation(expires_at, digests_required)
     }
 
     /// The payload of a compact JWS whose signature verifies against the
@@ -344,6 +366,26 @@ mod tests {
 
     fn refused(v: &Verifier, token: &str) -> AuthError {
         v.verify(token, t0()).unwrap_err()
+    }
+
+    #[test]
+    fn bearer_needs_its_own_audience_and_no_digests() {
+        let idp = DevIdp::generate();
+        let v = verifier(&idp);
+        let mut c = claims();
+        c.audience = "qsign-csc".into();
+        c.digests.clear();
+        let bearer = mint(&idp, &c);
+        let user = v.verify_bearer(&bearer, "qsign-csc", t0()).unwrap();
+        assert!(user.digests.is_empty());
+        assert!(matches!(
+            refused(&v, &bearer),
+            AuthError::WrongAudience { .. }
+        ));
+        // An activation token is no bearer: its audience is another.
+        let activation = mint(&idp, &claims());
+        let e = v.verify_bearer(&activation, "qsign-csc", t0()).unwrap_err();
+        assert!(matches!(e, AuthError::WrongAudience { .. }));
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub(super) fn generate_persistent(
     algorithm.subject_public_key_info(&attributes)
 }
 
-fn generate(
+pub(super) fn generate(
     session: &Session,
     algorithm: KeyAlgorithm,
     label: &str,

@@ -19,6 +19,13 @@ use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use super::HsmError;
 
+/// RFC 8017 §9.2 note 1: the DER DigestInfo of a SHA-256 digest, up to the
+/// digest itself (which follows).
+pub(super) const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
 /// Key algorithms qsign generates (SPEC §2 `KeyAlgorithm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
@@ -36,6 +43,11 @@ impl KeyAlgorithm {
             Self::Rsa2048 => "RSA-2048",
             Self::Rsa3072 => "RSA-3072",
         }
+    }
+
+    /// Whether this is an ECDSA key (else RSA PKCS#1 v1.5).
+    pub fn is_ec(self) -> bool {
+        self.curve().is_some()
     }
 
     fn curve(self) -> Option<ObjectIdentifier> {
@@ -196,7 +208,7 @@ struct EcdsaSigValue<'a> {
 }
 
 /// `r || s` (PKCS#11) to `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }`.
-fn ecdsa_sig_value(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
+pub(super) fn ecdsa_sig_value(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
     if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(HsmError::Token("ECDSA signature has an odd length"));
     }

@@ -104,6 +104,8 @@ pub struct Revocation {
     pub documents: Vec<(&'static str, GetSource)>,
     /// The audit log's checkpoint and verifier key, with `[audit]`.
     pub audit: Option<AuditSource>,
+    /// The CSC API under `/csc/` (SPEC §13), when enabled.
+    pub csc: Option<Arc<crate::signing::csc::Csc>>,
 }
 
 /// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
@@ -204,6 +206,9 @@ async fn route(
     rate: &Rate,
 ) -> Reply {
     let path = request.uri().path();
+    if let (Some(csc), true) = (&revocation.csc, path.starts_with("/csc/")) {
+        return crate::service::csc::handle(request, csc).await;
+    }
     let ocsp_get = path
         .strip_prefix(OCSP_PATH)
         .and_then(|rest| rest.strip_prefix('/'))
