@@ -6,6 +6,7 @@
 //! worker thread, off the async workers.
 
 mod ephemeral;
+mod link;
 mod mechanism;
 mod pool;
 
@@ -25,6 +26,8 @@ use crate::signer::SignatureValue;
 use crate::{Error, ErrorKind};
 
 pub use ephemeral::EphemeralKey;
+pub use link::Health;
+use link::Link;
 pub use mechanism::KeyAlgorithm;
 use pool::{Lease, Pool};
 use tokio::sync::oneshot;
@@ -45,6 +48,8 @@ pub enum HsmError {
     Der(#[from] der::Error),
     #[error("HSM task failed: {0}")]
     Task(String),
+    #[error("the token is unreachable; reconnecting")]
+    Down,
 }
 
 impl HsmError {
@@ -52,13 +57,22 @@ impl HsmError {
         use cryptoki::error::Error as CkError;
         match self {
             Self::Pkcs11(CkError::Pkcs11(rv, _)) if token_gone(*rv) => ErrorKind::Unavailable,
-            Self::Pkcs11(CkError::LibraryLoading(_)) | Self::NoToken(_) => ErrorKind::Unavailable,
+            Self::Pkcs11(CkError::LibraryLoading(_)) | Self::NoToken(_) | Self::Down => {
+                ErrorKind::Unavailable
+            }
             _ => ErrorKind::Internal,
         }
     }
+
+    /// The token, not the request, failed (see `token_gone`).
+    fn token_gone(&self) -> bool {
+        self.kind() == ErrorKind::Unavailable
+    }
 }
 
-/// Return values that mean the token, not the request, is the problem.
+/// Return values that mean the token, not the request, is the problem
+/// (PKCS#11 v2.40 §5.1, v3.0 §5.1 return values): the session is closed and
+/// the token looked for again (`link`).
 fn token_gone(rv: RvError) -> bool {
     matches!(
         rv,
@@ -169,32 +183,41 @@ pub struct Hsm {
 struct Inner {
     pool: Pool,
     settings: Arc<HsmSettings>,
-    /// Ephemeral key pairs generated so far (a metric; tests count with it).
-    generated: Arc<AtomicU64>,
-    // Keeps the login alive while pool sessions come and go (closing the
-    // last session of an application logs it out, PKCS#11 v3.0 §5.6).
-    login: std::sync::Mutex<Session>,
+    keys: Arc<KeyCounts>,
+}
+
+/// Ephemeral key pairs: plain counters, exported as metrics elsewhere.
+#[derive(Default)]
+struct KeyCounts {
+    /// Generations asked for (a failed one costs the HSM too).
+    generated: AtomicU64,
+    /// Pairs whose guard has not dropped yet.
+    alive: AtomicU64,
 }
 
 impl Hsm {
+    /// Finds the token by label, logs in, and starts the pool and its
+    /// recovery (`link`): from here a lost token is found again by itself.
     pub fn open(module: &Module, pin: &AuthPin, settings: HsmSettings) -> Result<Self, HsmError> {
-        let slot = module
-            .slot(&settings.token_label)?
-            .ok_or_else(|| HsmError::NoToken(settings.token_label.clone()))?;
-        let login = module.context.open_rw_session(slot)?;
-        match login.login(UserType::User, Some(pin)) {
-            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let pool = Pool::new(module.context.clone(), slot, settings.sessions)?;
+        let link = Link::open(
+            module.context.clone(),
+            pin.clone(),
+            settings.token_label.clone(),
+            settings.issuing_key_label.clone(),
+        )?;
+        let pool = Pool::new(link, settings.sessions)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 settings: Arc::new(settings),
-                generated: Arc::default(),
-                login: std::sync::Mutex::new(login),
+                keys: Arc::default(),
             }),
         })
+    }
+
+    /// Up or Down as the token comes and goes; gRPC health follows it.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.inner.pool.link().health()
     }
 
     pub fn settings(&self) -> &HsmSettings {
@@ -205,7 +228,13 @@ impl Hsm {
     /// work requests caused (a Prometheus counter later; tests use it to
     /// show a refused request cost no key).
     pub fn ephemeral_keys_generated(&self) -> u64 {
-        self.inner.generated.load(Ordering::Relaxed)
+        self.inner.keys.generated.load(Ordering::Relaxed)
+    }
+
+    /// Ephemeral key pairs that exist now (a gauge): 0 whenever no request
+    /// is in the HSM.
+    pub fn ephemeral_keys_alive(&self) -> u64 {
+        self.inner.keys.alive.load(Ordering::Relaxed)
     }
 
     /// The async boundary: waits for a permit, then runs `work` on a
@@ -236,14 +265,18 @@ impl Hsm {
         F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     {
         let settings = self.inner.settings.clone();
-        let generated = self.inner.generated.clone();
+        let keys = self.inner.keys.clone();
         self.inner.pool.submit(Box::new(move |lease| {
             let outcome = lease.map_err(Error::from).and_then(|lease| {
-                work(&HsmSession {
+                let outcome = work(&HsmSession {
                     lease,
                     settings: &settings,
-                    generated: &generated,
-                })
+                    keys: &keys,
+                });
+                if matches!(&outcome, Err(e) if e.kind() == ErrorKind::Unavailable) {
+                    lease.suspect();
+                }
+                outcome
             });
             reply(outcome);
         }))?;
@@ -254,8 +287,7 @@ impl Hsm {
     /// to use private keys until the next [`Hsm::open`]. For maintenance and
     /// for tests of the HSM-unavailable path (SPEC §7).
     pub fn logout(&self) -> Result<(), HsmError> {
-        let login = self.inner.login.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(login.logout()?)
+        self.inner.pool.link().logout()
     }
 
     /// Runs `work` on a session's worker and waits for it on the calling
@@ -280,7 +312,7 @@ fn panicked() -> Error {
 pub struct HsmSession<'a> {
     lease: &'a Lease,
     settings: &'a HsmSettings,
-    generated: &'a AtomicU64,
+    keys: &'a KeyCounts,
 }
 
 impl<'a> HsmSession<'a> {
@@ -295,8 +327,13 @@ impl<'a> HsmSession<'a> {
         algorithm: KeyAlgorithm,
     ) -> Result<EphemeralKey<'_>, HsmError> {
         // Counted when asked for: a failed generation costs the HSM too.
-        self.generated.fetch_add(1, Ordering::Relaxed);
-        EphemeralKey::generate(self.lease, algorithm, &self.settings.ephemeral_label)
+        self.keys.generated.fetch_add(1, Ordering::Relaxed);
+        EphemeralKey::generate(
+            self.lease,
+            algorithm,
+            &self.settings.ephemeral_label,
+            &self.keys.alive,
+        )
     }
 
     /// The issuing CA key, through this session's in-token session copy.
