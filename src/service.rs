@@ -247,12 +247,13 @@ pub async fn serve(
         .saturating_mul(2)
         .saturating_add(1 << 20);
     let limiter = core.limiter.clone();
-    let hsm_health = core.hsm.health();
+    let mut hsm_health = core.hsm.health();
     let signing = SigningServiceServer::new(Service::new(core))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let signing = Guard::new(signing, limiter.clone(), max_message);
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    report(&mut hsm_health, &health_reporter).await;
     let follower = tokio::spawn(follow_hsm(hsm_health, health_reporter));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -290,25 +291,30 @@ pub async fn serve(
     served.map_err(|e| Error::internal("gRPC server failed").with_source(e))
 }
 
-/// SPEC §12: health is NOT_SERVING while the token is unreachable, for the
-/// service and the server as a whole ("").
+/// SPEC §12: health is NOT_SERVING while the token is unreachable.
 async fn follow_hsm(
     mut hsm: tokio::sync::watch::Receiver<Health>,
     reporter: tonic_health::server::HealthReporter,
 ) {
-    loop {
-        let status = match *hsm.borrow_and_update() {
-            Health::Up => tonic_health::ServingStatus::Serving,
-            Health::Down => tonic_health::ServingStatus::NotServing,
-        };
-        reporter
-            .set_service_status(SigningServiceServer::<Service>::NAME, status)
-            .await;
-        reporter.set_service_status("", status).await;
-        if hsm.changed().await.is_err() {
-            return;
-        }
+    while hsm.changed().await.is_ok() {
+        report(&mut hsm, &reporter).await;
     }
+}
+
+/// The token's health as the status of the service and of the server as a
+/// whole ("").
+async fn report(
+    hsm: &mut tokio::sync::watch::Receiver<Health>,
+    reporter: &tonic_health::server::HealthReporter,
+) {
+    let status = match *hsm.borrow_and_update() {
+        Health::Up => tonic_health::ServingStatus::Serving,
+        Health::Down => tonic_health::ServingStatus::NotServing,
+    };
+    reporter
+        .set_service_status(SigningServiceServer::<Service>::NAME, status)
+        .await;
+    reporter.set_service_status("", status).await;
 }
 
 /// tonic learns the peer address through this (`Request::remote_addr`).

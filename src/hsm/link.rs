@@ -117,16 +117,15 @@ impl Link {
         self.wake.notify_all();
     }
 
-    /// A new logged-in session (a pool worker's).
+    /// A new session (a pool worker's), logged in by the login session:
+    /// a lost login shows as CKR_USER_NOT_LOGGED_IN and is recovered here.
     pub(super) fn open_session(&self) -> Result<Session, HsmError> {
         let (context, slot) = {
             let connection = self.connection();
             let slot = connection.slot.ok_or(HsmError::Down)?;
             (connection.context.clone(), slot)
         };
-        let session = context.open_rw_session(slot)?;
-        login(&session, &self.pin)?;
-        Ok(session)
+        Ok(context.open_rw_session(slot)?)
     }
 
     /// After a failure that may be the token's: a new session that reaches
