@@ -237,6 +237,19 @@ impl Hsm {
         self.inner.keys.alive.load(Ordering::Relaxed)
     }
 
+    /// Shutdown: when this is the last handle, the workers finish the jobs
+    /// queued (their guards destroy their keys) and every session closes,
+    /// the login session last. Returns the ephemeral key pairs still
+    /// alive: 0, unless another handle keeps the pool open.
+    pub fn close(self) -> u64 {
+        let keys = self.inner.keys.clone();
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => drop(inner),
+            Err(_) => tracing::warn!("the HSM is still in use; its sessions stay open"),
+        }
+        keys.alive.load(Ordering::Relaxed)
+    }
+
     /// The async boundary: waits for a permit, then runs `work` on a
     /// session's worker thread, off the async workers. Cancelling the
     /// caller does not cancel `work`; its guards still clean up.
@@ -396,6 +409,21 @@ impl<'a> HsmSession<'a> {
         Ok(self
             .session()
             .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?)
+    }
+
+    /// The labels of every token object (persistent, not session), e.g.
+    /// to show that nothing but the CA, TSA and OCSP keys stays behind.
+    pub fn token_object_labels(&self) -> Result<Vec<String>, HsmError> {
+        let session = self.session();
+        let mut labels = Vec::new();
+        for object in session.find_objects(&[Attribute::Token(true)])? {
+            for attribute in session.get_attributes(object, &[AttributeType::Label])? {
+                if let Attribute::Label(label) = attribute {
+                    labels.push(String::from_utf8_lossy(&label).into_owned());
+                }
+            }
+        }
+        Ok(labels)
     }
 
     /// Tries to read `CKA_VALUE`; `Ok(None)` when the token refuses

@@ -162,7 +162,7 @@ impl Link {
         match self.connect() {
             Ok(()) => {}
             Err(e) if module_lost(&e) => {
-                tracing::info!(error = %e, "re-initialising the PKCS#11 module");
+                tracing::debug!(error = %e, "re-initialising the PKCS#11 module");
                 self.reinitialize()?;
                 self.connect()?;
             }
@@ -229,16 +229,18 @@ impl Link {
 /// with back-off, until the token is back or the pool stops.
 pub(super) fn recover<G>(link: &Link, close_sessions: impl Fn() -> G) {
     let mut delay = FIRST_RETRY;
+    let mut attempts = 0u32;
     while link.wait(None) {
+        attempts += 1;
         let attempt = {
             let _closed = close_sessions();
             link.reconnect()
         };
         match attempt {
             Ok(()) => {
-                delay = FIRST_RETRY;
                 link.health.send_replace(Health::Up);
-                tracing::info!("the HSM token is back; serving again");
+                tracing::info!(attempts, "the HSM token is back; serving again");
+                (delay, attempts) = (FIRST_RETRY, 0);
             }
             Err(e) => {
                 tracing::debug!(error = %e, retry_in = ?delay, "the HSM token is still unreachable");

@@ -1,6 +1,7 @@
 //! The SoftHSM fixture, an in-process server, token minting and the
 //! external verifiers (openssl, the shared pyHanko validators).
 
+pub mod binary;
 pub mod pki;
 pub mod postgres;
 pub mod tools;
