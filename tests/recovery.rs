@@ -16,18 +16,18 @@ use crate::support::binary::{self, sign, sign_with, Load, Qsign};
 use crate::support::{env, key_label, tools};
 
 /// p11-kit's client module (Debian `p11-kit-modules`).
-const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
+pub const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
 /// The request deadline of these servers: failures must come before it.
 const DEADLINE: Duration = Duration::from_secs(5);
 
 /// `p11-kit server` exporting the fixture's token on a unix socket; it forks
 /// one process per connection, all in its own process group.
-struct P11KitServer {
+pub struct P11KitServer {
     child: Child,
 }
 
 impl P11KitServer {
-    fn start(socket: &Path) -> Self {
+    pub fn start(socket: &Path) -> Self {
         let _ = std::fs::remove_file(socket);
         let child = Command::new("p11-kit")
             .args(["server", "--foreground", "--name"])
@@ -64,7 +64,7 @@ impl Drop for P11KitServer {
     }
 }
 
-fn p11_kit_available() -> bool {
+pub fn p11_kit_available() -> bool {
     let module = Path::new(P11_KIT_CLIENT).exists();
     if !module {
         assert!(

@@ -39,7 +39,7 @@ struct Entry {
 /// Spent tokens kept in memory in front of a database: replays of recent
 /// tokens cost no database work; older ones ask the database. About 150
 /// bytes each.
-pub(super) const REMEMBERED_WITH_LEDGER: usize = 4096;
+pub(super) const REMEMBERED_WITH_LEDGER: usize = 1024;
 
 #[derive(Default)]
 pub(super) struct ReplayCache {
