@@ -207,3 +207,48 @@ pub async fn wait_for(done: impl Fn() -> bool, what: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// In process, on a token of its own (a logout would log every test out of
+/// the fixture's): a lost login (CKR_USER_NOT_LOGGED_IN) fails the request
+/// UNAVAILABLE, turns Down, and the recovery logs in again: Up, signing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_login_is_recovered_in_process() {
+    use qsign::hsm::{Health, Hsm, HsmSettings, KeyAlgorithm};
+    let module = &env().module;
+    let (token, key) = ("qsign-relogin", "relogin-key");
+    let pin: cryptoki::types::AuthPin = "relogin-pin-1234".to_owned().into();
+    if module.slot(token).unwrap().is_none() {
+        let so_pin = "relogin-so-1234".to_owned().into();
+        module.init_token(token, &so_pin, &pin).expect("token");
+    }
+    let settings = HsmSettings {
+        token_label: token.into(),
+        sessions: 1,
+        issuing_key_label: key.into(),
+        ephemeral_label: key_label("relogin"),
+    };
+    let hsm = Hsm::open(module, &pin, settings).expect("open");
+    hsm.run_blocking(move |s| {
+        if !s.has_private_key(key)? {
+            s.generate_persistent(KeyAlgorithm::EcP256, key)?;
+        }
+        Ok(())
+    })
+    .expect("probe key");
+    let ephemeral = |hsm: &Hsm| {
+        hsm.run_blocking(|s| Ok(s.generate_ephemeral(KeyAlgorithm::EcP256).map(drop)?))
+    };
+    ephemeral(&hsm).expect("signs before");
+    let mut health = hsm.health();
+    hsm.logout().expect("logout");
+    let failed = ephemeral(&hsm).expect_err("logged out");
+    assert_eq!(failed.kind(), qsign::ErrorKind::Unavailable, "{failed}");
+    // Down, then Up (the two may come faster than a look at each).
+    wait_for(|| health.has_changed().unwrap_or(false), "Down").await;
+    let up = health.wait_for(|h| *h == Health::Up);
+    let up = tokio::time::timeout(Duration::from_secs(10), up).await;
+    up.expect("Up in time").expect("health");
+    ephemeral(&hsm).expect("signs after");
+    assert_eq!(hsm.ephemeral_keys_alive(), 0);
+    assert_eq!(hsm.close(), 0);
+}
