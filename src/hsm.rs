@@ -57,9 +57,12 @@ impl HsmError {
         use cryptoki::error::Error as CkError;
         match self {
             Self::Pkcs11(CkError::Pkcs11(rv, _)) if token_gone(*rv) => ErrorKind::Unavailable,
-            Self::Pkcs11(CkError::LibraryLoading(_)) | Self::NoToken(_) | Self::Down => {
-                ErrorKind::Unavailable
-            }
+            // A key the configuration names and the token does not show:
+            // the token is not (all) there, e.g. its storage went away.
+            Self::Pkcs11(CkError::LibraryLoading(_))
+            | Self::NoToken(_)
+            | Self::NoKey(_)
+            | Self::Down => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }

@@ -53,7 +53,10 @@ impl P11KitServer {
     /// die at once (SIGKILL to the process group).
     fn kill(&mut self) {
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -251,4 +254,78 @@ async fn a_lost_login_is_recovered_in_process() {
     ephemeral(&hsm).expect("signs after");
     assert_eq!(hsm.ephemeral_keys_alive(), 0);
     assert_eq!(hsm.close(), 0);
+}
+
+/// The issue's own finding: SoftHSM's token directory moved away under a
+/// running server and back (on a copy of the fixture's token). B-LT reads
+/// token objects, so it fails UNAVAILABLE (not INTERNAL) while the
+/// directory is gone, and signs again once it is back, no restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_softhsm_token_directory_moved_away_and_back() {
+    let temp = tempfile::tempdir().unwrap();
+    let tokens = temp.path().join("tokens");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(env().dir.join("tokens"))
+        .arg(&tokens)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let conf = temp.path().join("softhsm2.conf");
+    let template = include_str!("../softhsm/softhsm2.conf.in");
+    std::fs::write(
+        &conf,
+        template.replace("@TOKENDIR@", tokens.to_str().unwrap()),
+    )
+    .unwrap();
+    let port = free_port();
+    let limits = [("request_timeout_seconds", "5")];
+    let config = binary::config("moved", &qsign::state::softhsm_module(), port, &limits);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "softhsm_conf = \"softhsm2.conf\"",
+        &format!("softhsm_conf = \"{}\"", conf.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let qsign = Qsign::start(&config, port, &[]);
+    let mut client = qsign.client().await;
+    let b_lt = |data: &[u8]| binary::sign_at(data, qsign::proto::Level::BLt);
+    let first = b_lt(b"before").send(&mut client).await;
+    assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
+
+    let away = temp.path().join("tokens.away");
+    std::fs::rename(&tokens, &away).unwrap();
+    let failed = b_lt(b"while away").send(&mut client).await;
+    assert_eq!(
+        failed.code,
+        Code::Unavailable,
+        "{failed:?}\n{}",
+        qsign.log()
+    );
+    assert!(failed.elapsed < DEADLINE, "{failed:?}");
+    let not_serving = ServingStatus::NotServing as i32;
+    assert!(
+        qsign.await_health(not_serving, DEADLINE).await,
+        "{}",
+        qsign.log()
+    );
+    std::fs::rename(&away, &tokens).unwrap();
+    let serving = ServingStatus::Serving as i32;
+    let back = qsign.await_health(serving, Duration::from_secs(30)).await;
+    assert!(back, "{}", qsign.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = b_lt(b"after").send(&mut client).await;
+        if again.code == Code::Ok {
+            break;
+        }
+        assert_eq!(again.code, Code::Unavailable, "{again:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not back: {again:?}\n{}",
+            qsign.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_clean(qsign, "moved");
 }

@@ -225,6 +225,27 @@ pub async fn sign(client: &mut SigningServiceClient<Channel>, data: &[u8]) -> Ou
     sign_with(client, data, token).await
 }
 
+/// A SignDetached request of `data`'s digest at `level`, fresh token.
+pub struct Signing {
+    request: qsign::proto::SignDetachedRequest,
+}
+
+pub fn sign_at(data: &[u8], level: qsign::proto::Level) -> Signing {
+    let token = env().token(&Who::jens(), &[sha256(data)]);
+    let mut request = request(vec![digest(sha256(data))], token, "");
+    request.level = level as i32;
+    Signing { request }
+}
+
+impl Signing {
+    pub async fn send(self, client: &mut SigningServiceClient<Channel>) -> Outcome {
+        let started = Instant::now();
+        let token = self.request.activation_token.clone();
+        let reply = client.sign_detached(self.request).await;
+        outcome(reply.map(drop), started, token)
+    }
+}
+
 /// SignDetached of `data`'s digest at B-B with `token`.
 pub async fn sign_with(
     client: &mut SigningServiceClient<Channel>,
@@ -235,6 +256,10 @@ pub async fn sign_with(
     let reply = client
         .sign_detached(request(vec![digest(sha256(data))], token.clone(), ""))
         .await;
+    outcome(reply.map(drop), started, token)
+}
+
+fn outcome(reply: Result<(), tonic::Status>, started: Instant, token: String) -> Outcome {
     let (code, message) = match reply {
         Ok(_) => (Code::Ok, String::new()),
         Err(status) => (status.code(), status.message().to_owned()),
