@@ -74,7 +74,7 @@ impl HsmError {
 }
 
 /// Return values that mean the token, not the request, is the problem
-/// (PKCS#11 v2.40 §5.1, v3.0 §5.1 return values): the session is closed and
+/// (PKCS#11 v2.40 §5.1 return values; §11.1 in v2.20): the session is closed and
 /// the token looked for again (`link`).
 fn token_gone(rv: RvError) -> bool {
     matches!(
@@ -300,8 +300,9 @@ impl Hsm {
     }
 
     /// Logs the application out of the token: every session loses the right
-    /// to use private keys until the next [`Hsm::open`]. For maintenance and
-    /// for tests of the HSM-unavailable path (SPEC §7).
+    /// to use private keys until the recovery (`link`) logs in again after
+    /// the next request fails. For tests of the HSM-unavailable path (SPEC
+    /// §7, §12).
     pub fn logout(&self) -> Result<(), HsmError> {
         self.inner.pool.link().logout()
     }

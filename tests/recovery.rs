@@ -158,6 +158,7 @@ pub fn stop_clean(mut qsign: Qsign, label: &str) {
     let log = qsign.log();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
     assert!(log.contains("ephemeral_keys_alive=0"), "{log}");
+    assert!(!log.contains("still in use"), "every session closed\n{log}");
     assert_eq!(env().leftover_keys(label), 0);
 }
 

@@ -13,7 +13,7 @@
 //!
 //! A module whose device went away (a p11-kit client whose server was
 //! restarted, a network HSM's client library) reconnects only through
-//! C_Finalize and C_Initialize (PKCS#11 v3.0 §5.4). That drops every
+//! C_Finalize and C_Initialize (PKCS#11 v2.40 and v3.0 §5.4). That drops every
 //! session of the process, so it happens only when the token cannot be
 //! found or reached at all, with every pooled session closed first: one
 //! `Hsm` per module where a token can be lost.
@@ -173,7 +173,7 @@ impl Link {
         self.probe(login)
     }
 
-    /// PKCS#11 v3.0 §5.4: C_Finalize, then C_Initialize. No session of the
+    /// PKCS#11 v2.40 §5.4: C_Finalize, then C_Initialize. No session of the
     /// old initialisation may survive it: its handle could name a session
     /// of the new one.
     fn reinitialize(&self) -> Result<(), HsmError> {
@@ -264,7 +264,7 @@ fn find_slot(context: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
 }
 
 /// C_Login unless the application is logged in already: a login covers
-/// every session of the application (PKCS#11 v3.0 §5.6, §11.6 C_Login).
+/// every session of the application (PKCS#11 v2.40 §5.6 C_Login).
 fn login(session: &Session, pin: &AuthPin) -> Result<(), HsmError> {
     if session.get_session_info()?.session_state() == SessionState::RwUser {
         return Ok(());
@@ -275,7 +275,8 @@ fn login(session: &Session, pin: &AuthPin) -> Result<(), HsmError> {
     }
 }
 
-/// The module cannot reach the token at all (§11.1 return values): only a
+/// The module cannot reach the token at all (PKCS#11 v2.40 §5.1 return
+/// values; §11.1 in v2.20): only a
 /// fresh initialisation may find it again.
 fn module_lost(error: &HsmError) -> bool {
     match error {
