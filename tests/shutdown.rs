@@ -9,18 +9,13 @@ use tonic::Code;
 use crate::cli::free_port;
 use crate::limits::{prefix, raw_call, FIRST};
 use crate::recovery::{stop_clean, wait_for};
-use crate::support::binary::{self, Load, Outcome, Qsign};
+use crate::support::binary::{self, sign_with, Load, Qsign};
 
-/// Answered by the server, or refused before it accepted anything: the
-/// client could not connect (the listener is closed) or the server refused
-/// a new stream (HTTP/2 GOAWAY, REFUSED_STREAM); never a request cut.
-fn answered_or_not_accepted(outcome: &Outcome) -> bool {
-    let refused = ["tcp connect error", "Connection refused", "REFUSED_STREAM"];
-    outcome.code == Code::Ok
-        || (outcome.code == Code::Unavailable
-            && refused.iter().any(|r| outcome.message.contains(r)))
-}
-
+/// SIGTERM under load: every request is answered, or was never accepted:
+/// a failed one's activation is not spent, so it signs after a restart.
+/// (A stream the client opened after the server's final GOAWAY was not
+/// processed, RFC 9113 §6.8; tonic reports the GOAWAY's NO_ERROR as
+/// INTERNAL "h2 protocol error", a refused connection as UNAVAILABLE.)
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_under_load_answers_what_was_accepted_and_exits_0() {
     let port = free_port();
@@ -29,14 +24,18 @@ async fn sigterm_under_load_answers_what_was_accepted_and_exits_0() {
     let qsign = Qsign::start(&config, port, &[]);
     let load = Load::start(&qsign, 4).await;
     wait_for(|| load.count() >= 20, "the load to get going").await;
-    let before = load.count();
     stop_clean(qsign, "sigterm");
     let outcomes = load.stop().await;
-    let ok = outcomes.iter().filter(|o| o.code == Code::Ok).count();
-    assert!(ok >= before.min(20), "{ok} signatures");
-    for outcome in &outcomes {
-        assert!(answered_or_not_accepted(outcome), "{outcome:?}");
+    assert!(outcomes.iter().filter(|o| o.code == Code::Ok).count() >= 20);
+
+    let qsign = Qsign::start(&config, port, &[]);
+    let mut client = qsign.client().await;
+    let failed = outcomes.iter().filter(|o| o.code != Code::Ok);
+    for outcome in failed.take(100) {
+        let again = sign_with(&mut client, &outcome.data, outcome.token.clone()).await;
+        assert_eq!(again.code, Code::Ok, "{outcome:?} was spent: {again:?}");
     }
+    stop_clean(qsign, "sigterm");
 }
 
 #[tokio::test(flavor = "multi_thread")]

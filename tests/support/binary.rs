@@ -170,6 +170,8 @@ pub struct Outcome {
     pub message: String,
     pub elapsed: Duration,
     pub token: String,
+    /// What was signed (the token covers its digest).
+    pub data: Vec<u8>,
 }
 
 /// `clients` tasks signing one digest each (B-B) back to back until
@@ -242,7 +244,7 @@ impl Signing {
         let started = Instant::now();
         let token = self.request.activation_token.clone();
         let reply = client.sign_detached(self.request).await;
-        outcome(reply.map(drop), started, token)
+        outcome(reply.map(drop), started, token, Vec::new())
     }
 }
 
@@ -256,10 +258,15 @@ pub async fn sign_with(
     let reply = client
         .sign_detached(request(vec![digest(sha256(data))], token.clone(), ""))
         .await;
-    outcome(reply.map(drop), started, token)
+    outcome(reply.map(drop), started, token, data.to_vec())
 }
 
-fn outcome(reply: Result<(), tonic::Status>, started: Instant, token: String) -> Outcome {
+fn outcome(
+    reply: Result<(), tonic::Status>,
+    started: Instant,
+    token: String,
+    data: Vec<u8>,
+) -> Outcome {
     let (code, message) = match reply {
         Ok(_) => (Code::Ok, String::new()),
         Err(status) => (status.code(), status.message().to_owned()),
@@ -269,5 +276,6 @@ fn outcome(reply: Result<(), tonic::Status>, started: Instant, token: String) ->
         message,
         elapsed: started.elapsed(),
         token,
+        data,
     }
 }
