@@ -6,7 +6,9 @@
 #   softhsm/setup.sh                 install only
 #   softhsm/setup.sh --verifiers     also what the tests check output with:
 #                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
-#                                    PostgreSQL (the tests start their own server) and a
+#                                    p11-kit's remoting (the HSM-recovery tests serve the
+#                                    token through it), PostgreSQL (the tests start their
+#                                    own server) and a
 #                                    Python venv with pyHanko and pkilint
 #                                    (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
@@ -30,6 +32,8 @@ if [ "$verifiers" = 1 ]; then
   command -v pdfsig >/dev/null || need+=(poppler-utils)
   command -v certutil >/dev/null || need+=(libnss3-tools)
   command -v faketime >/dev/null || need+=(faketime)
+  command -v p11-kit >/dev/null || need+=(p11-kit)
+  ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || need+=(p11-kit-modules)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
   # The appearance font, and PDF producers for the generated corpus

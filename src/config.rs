@@ -172,6 +172,9 @@ pub struct Limits {
     /// beyond them a new connection is closed at once.
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// SIGTERM or SIGINT: requests in flight get this long to finish
+    /// before their connections are cut.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for Limits {
@@ -190,6 +193,7 @@ impl Default for Limits {
             max_connection_age_seconds: 3600,
             max_connections: 1024,
             max_connections_per_address: 64,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -206,6 +210,9 @@ impl Limits {
     }
     pub fn crl_cache(&self) -> Duration {
         Duration::from_secs(self.crl_cache_seconds)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
     }
 
     fn validate(&self) -> Result<(), Error> {

@@ -8,6 +8,7 @@
 mod eddsa;
 mod ephemeral;
 mod held;
+mod link;
 mod mechanism;
 mod pool;
 
@@ -28,6 +29,8 @@ use crate::{Error, ErrorKind};
 
 pub use ephemeral::EphemeralKey;
 pub use held::{HeldKeyId, HeldKeys};
+pub use link::Health;
+use link::Link;
 pub use mechanism::KeyAlgorithm;
 use pool::{Lease, Pool};
 use tokio::sync::oneshot;
@@ -48,6 +51,8 @@ pub enum HsmError {
     Der(#[from] der::Error),
     #[error("HSM task failed: {0}")]
     Task(String),
+    #[error("the token is unreachable; reconnecting")]
+    Down,
 }
 
 impl HsmError {
@@ -55,13 +60,25 @@ impl HsmError {
         use cryptoki::error::Error as CkError;
         match self {
             Self::Pkcs11(CkError::Pkcs11(rv, _)) if token_gone(*rv) => ErrorKind::Unavailable,
-            Self::Pkcs11(CkError::LibraryLoading(_)) | Self::NoToken(_) => ErrorKind::Unavailable,
+            // A key the configuration names and the token does not show:
+            // the token is not (all) there, e.g. its storage went away.
+            Self::Pkcs11(CkError::LibraryLoading(_))
+            | Self::NoToken(_)
+            | Self::NoKey(_)
+            | Self::Down => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }
+
+    /// The token, not the request, failed (see `token_gone`).
+    fn token_gone(&self) -> bool {
+        self.kind() == ErrorKind::Unavailable
+    }
 }
 
-/// Return values that mean the token, not the request, is the problem.
+/// Return values that mean the token, not the request, is the problem
+/// (PKCS#11 v2.40 §5.1 return values; §11.1 in v2.20): the session is closed and
+/// the token looked for again (`link`).
 fn token_gone(rv: RvError) -> bool {
     matches!(
         rv,
@@ -172,35 +189,34 @@ pub struct Hsm {
 struct Inner {
     pool: Pool,
     settings: Arc<HsmSettings>,
-    /// Ephemeral key pairs generated so far (a metric; tests count with it).
-    generated: Arc<AtomicU64>,
-    // Keeps the login alive while pool sessions come and go (closing the
-    // last session of an application logs it out, PKCS#11 v3.0 §5.6).
-    login: std::sync::Mutex<Session>,
-    /// For sessions outside the pool ([`Hsm::held_keys`]).
-    context: Pkcs11,
-    slot: Slot,
+    keys: Arc<KeyCounts>,
+}
+
+/// Ephemeral key pairs: plain counters, exported as metrics elsewhere.
+#[derive(Default)]
+struct KeyCounts {
+    /// Generations asked for (a failed one costs the HSM too).
+    generated: AtomicU64,
+    /// Pairs whose guard has not dropped yet.
+    alive: AtomicU64,
 }
 
 impl Hsm {
+    /// Finds the token by label, logs in, and starts the pool and its
+    /// recovery (`link`): from here a lost token is found again by itself.
     pub fn open(module: &Module, pin: &AuthPin, settings: HsmSettings) -> Result<Self, HsmError> {
-        let slot = module
-            .slot(&settings.token_label)?
-            .ok_or_else(|| HsmError::NoToken(settings.token_label.clone()))?;
-        let login = module.context.open_rw_session(slot)?;
-        match login.login(UserType::User, Some(pin)) {
-            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let pool = Pool::new(module.context.clone(), slot, settings.sessions)?;
+        let link = Link::open(
+            module.context.clone(),
+            pin.clone(),
+            settings.token_label.clone(),
+            settings.issuing_key_label.clone(),
+        )?;
+        let pool = Pool::new(link, settings.sessions)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 settings: Arc::new(settings),
-                generated: Arc::default(),
-                login: std::sync::Mutex::new(login),
-                context: module.context.clone(),
-                slot,
+                keys: Arc::default(),
             }),
         })
     }
@@ -210,11 +226,15 @@ impl Hsm {
     pub fn held_keys(&self) -> Result<HeldKeys, HsmError> {
         let inner = &self.inner;
         HeldKeys::open(
-            &inner.context,
-            inner.slot,
+            inner.pool.link().clone(),
             inner.settings.ephemeral_label.clone(),
-            inner.generated.clone(),
+            inner.keys.clone(),
         )
+    }
+
+    /// Up or Down as the token comes and goes; gRPC health follows it.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.inner.pool.link().health()
     }
 
     pub fn settings(&self) -> &HsmSettings {
@@ -225,7 +245,26 @@ impl Hsm {
     /// work requests caused (a Prometheus counter later; tests use it to
     /// show a refused request cost no key).
     pub fn ephemeral_keys_generated(&self) -> u64 {
-        self.inner.generated.load(Ordering::Relaxed)
+        self.inner.keys.generated.load(Ordering::Relaxed)
+    }
+
+    /// Ephemeral key pairs that exist now (a gauge): 0 whenever no request
+    /// is in the HSM.
+    pub fn ephemeral_keys_alive(&self) -> u64 {
+        self.inner.keys.alive.load(Ordering::Relaxed)
+    }
+
+    /// Shutdown: when this is the last handle, the workers finish the jobs
+    /// queued (their guards destroy their keys) and every session closes,
+    /// the login session last. Returns the ephemeral key pairs still
+    /// alive: 0, unless another handle keeps the pool open.
+    pub fn close(self) -> u64 {
+        let keys = self.inner.keys.clone();
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => drop(inner),
+            Err(_) => tracing::warn!("the HSM is still in use; its sessions stay open"),
+        }
+        keys.alive.load(Ordering::Relaxed)
     }
 
     /// The async boundary: waits for a permit, then runs `work` on a
@@ -256,14 +295,18 @@ impl Hsm {
         F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     {
         let settings = self.inner.settings.clone();
-        let generated = self.inner.generated.clone();
+        let keys = self.inner.keys.clone();
         self.inner.pool.submit(Box::new(move |lease| {
             let outcome = lease.map_err(Error::from).and_then(|lease| {
-                work(&HsmSession {
+                let outcome = work(&HsmSession {
                     lease,
                     settings: &settings,
-                    generated: &generated,
-                })
+                    keys: &keys,
+                });
+                if matches!(&outcome, Err(e) if e.kind() == ErrorKind::Unavailable) {
+                    lease.suspect();
+                }
+                outcome
             });
             reply(outcome);
         }))?;
@@ -271,11 +314,11 @@ impl Hsm {
     }
 
     /// Logs the application out of the token: every session loses the right
-    /// to use private keys until the next [`Hsm::open`]. For maintenance and
-    /// for tests of the HSM-unavailable path (SPEC §7).
+    /// to use private keys until the recovery (`link`) logs in again after
+    /// the next request fails. For tests of the HSM-unavailable path (SPEC
+    /// §7, §12).
     pub fn logout(&self) -> Result<(), HsmError> {
-        let login = self.inner.login.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(login.logout()?)
+        self.inner.pool.link().logout()
     }
 
     /// Runs `work` on a session's worker and waits for it on the calling
@@ -300,7 +343,7 @@ fn panicked() -> Error {
 pub struct HsmSession<'a> {
     lease: &'a Lease,
     settings: &'a HsmSettings,
-    generated: &'a AtomicU64,
+    keys: &'a KeyCounts,
 }
 
 impl<'a> HsmSession<'a> {
@@ -315,8 +358,13 @@ impl<'a> HsmSession<'a> {
         algorithm: KeyAlgorithm,
     ) -> Result<EphemeralKey<'_>, HsmError> {
         // Counted when asked for: a failed generation costs the HSM too.
-        self.generated.fetch_add(1, Ordering::Relaxed);
-        EphemeralKey::generate(self.lease, algorithm, &self.settings.ephemeral_label)
+        self.keys.generated.fetch_add(1, Ordering::Relaxed);
+        EphemeralKey::generate(
+            self.lease,
+            algorithm,
+            &self.settings.ephemeral_label,
+            &self.keys.alive,
+        )
     }
 
     /// The issuing CA key, through this session's in-token session copy.
@@ -379,6 +427,21 @@ impl<'a> HsmSession<'a> {
         Ok(self
             .session()
             .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?)
+    }
+
+    /// The labels of every token object (persistent, not session), e.g.
+    /// to show that nothing but the CA, TSA and OCSP keys stays behind.
+    pub fn token_object_labels(&self) -> Result<Vec<String>, HsmError> {
+        let session = self.session();
+        let mut labels = Vec::new();
+        for object in session.find_objects(&[Attribute::Token(true)])? {
+            for attribute in session.get_attributes(object, &[AttributeType::Label])? {
+                if let Attribute::Label(label) = attribute {
+                    labels.push(String::from_utf8_lossy(&label).into_owned());
+                }
+            }
+        }
+        Ok(labels)
     }
 
     /// Tries to read `CKA_VALUE`; `Ok(None)` when the token refuses

@@ -386,12 +386,17 @@ fn serve(
         .transpose()
         .map_err(|e| e.to_string())?;
     let core = qsign::app::signing_core(&config, &module).map_err(|e| e.to_string())?;
+    let hsm = core.hsm.clone();
     let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
     let runtime = runtime()?;
     runtime.block_on(async {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         // The TSA first: once the gRPC port answers, both are listening.
         let tsa_server = match tsa_listen {
-            Some(address) => Some(tsa_endpoint(&core, &config, address, tls.as_ref()).await?),
+            Some(address) => {
+                let shutdown = stopped(stopping.clone());
+                Some(tsa_endpoint(&core, &config, address, tls.as_ref(), shutdown).await?)
+            }
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -399,11 +404,8 @@ fn serve(
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         tracing::info!(address = %config.listen, tls = tls.is_some(), mtls, "qsign serving");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        };
-        let served = qsign::service::serve(core, listener, tls.as_ref(), shutdown).await;
+        let serving = qsign::service::serve(core, listener, tls.as_ref(), stopped(stopping));
+        let served = until_signalled(serving, stop, config.limits.shutdown_grace()).await;
         if let Some((task, csc)) = tsa_server {
             task.abort();
             // SPEC §12, §13: no prepared CSC key outlives the process.
@@ -411,11 +413,83 @@ fn serve(
                 csc.shutdown();
             }
         }
-        served.map_err(|e| e.to_string())
+        served
     })?;
+    // Cancels what the grace cut; their key guards run as they drop.
     drop(runtime);
+    close(hsm);
     module.finalize();
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves until SIGTERM or SIGINT, then tells the listeners to stop
+/// accepting (`stop`) and gives the requests in flight `grace` to finish;
+/// a second signal, or the end of the grace, cuts them.
+async fn until_signalled(
+    serving: impl std::future::Future<Output = Result<(), qsign::Error>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    grace: std::time::Duration,
+) -> Result<(), String> {
+    tokio::pin!(serving);
+    let mut signals = Signals::new()?;
+    tokio::select! {
+        served = &mut serving => return served.map_err(|e| e.to_string()),
+        name = signals.next() => tracing::info!(signal = name, grace_seconds = grace.as_secs(), "stopping: no new connections, finishing the requests in flight"),
+    }
+    stop.send_replace(true);
+    tokio::select! {
+        served = &mut serving => served.map_err(|e| e.to_string()),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("the shutdown grace is over; cutting the connections still open");
+            Ok(())
+        }
+        name = signals.next() => {
+            tracing::warn!(signal = name, "second signal; cutting the connections still open");
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM (service managers, Kubernetes) and SIGINT (Ctrl-C).
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+        Ok(Self {
+            terminate: listen(SignalKind::terminate())?,
+            interrupt: listen(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Completes once `stop` says so (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Closes the token: the workers finish their jobs (each destroying its
+/// key), then every session closes.
+fn close(hsm: qsign::hsm::Hsm) {
+    match hsm.close() {
+        0 => tracing::info!(ephemeral_keys_alive = 0, "HSM sessions closed"),
+        alive => tracing::error!(
+            ephemeral_keys_alive = alive,
+            "HSM sessions closed with ephemeral keys alive"
+        ),
+    }
 }
 
 /// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`
@@ -426,6 +500,7 @@ async fn tsa_endpoint(
     config: &qsign::config::Config,
     address: SocketAddr,
     tls: Option<&qsign::service::Tls>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<HttpEndpoint, String> {
     let tsa = core
         .tsa
@@ -451,7 +526,7 @@ async fn tsa_endpoint(
         core.limiter.clone(),
         listener,
         tls.map(|t| t.acceptor(qsign::service::tls::ALPN_HTTP1)),
-        std::future::pending(),
+        shutdown,
     );
     Ok((tokio::spawn(serving), csc))
 }

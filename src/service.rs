@@ -15,12 +15,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
+use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use crate::auth::CallingSystem;
-use crate::hsm::KeyAlgorithm;
+use crate::hsm::{Health, KeyAlgorithm};
 use crate::limits::{Accept, Guarded};
 use crate::proto::administration_service_server::AdministrationServiceServer;
 use crate::proto::signing_service_server::{SigningService, SigningServiceServer};
@@ -284,14 +285,14 @@ pub async fn serve(
         .saturating_mul(2)
         .saturating_add(1 << 20);
     let limiter = core.limiter.clone();
+    let mut hsm_health = core.hsm.health();
     let signing = SigningServiceServer::new(Service::new(core.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let signing = Guard::new(signing, limiter.clone(), max_message);
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<SigningServiceServer<Service>>()
-        .await;
+    report(&mut hsm_health, &health_reporter).await;
+    let follower = tokio::spawn(follow_hsm(hsm_health, health_reporter));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -334,7 +335,34 @@ pub async fn serve(
                 .await
         }
     };
+    follower.abort();
     served.map_err(|e| Error::internal("gRPC server failed").with_source(e))
+}
+
+/// SPEC §12: health is NOT_SERVING while the token is unreachable.
+async fn follow_hsm(
+    mut hsm: tokio::sync::watch::Receiver<Health>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    while hsm.changed().await.is_ok() {
+        report(&mut hsm, &reporter).await;
+    }
+}
+
+/// The token's health as the status of the service and of the server as a
+/// whole ("").
+async fn report(
+    hsm: &mut tokio::sync::watch::Receiver<Health>,
+    reporter: &tonic_health::server::HealthReporter,
+) {
+    let status = match *hsm.borrow_and_update() {
+        Health::Up => tonic_health::ServingStatus::Serving,
+        Health::Down => tonic_health::ServingStatus::NotServing,
+    };
+    reporter
+        .set_service_status(SigningServiceServer::<Service>::NAME, status)
+        .await;
+    reporter.set_service_status("", status).await;
 }
 
 /// tonic learns the peer address through this (`Request::remote_addr`).

@@ -7,6 +7,9 @@
 //! Memory is bounded by the token lifetime: at most `max_lifetime + leeway`
 //! worth of signatures are remembered. Pruning pops a min-heap ordered by
 //! expiry, so each `jti` costs O(log n) once, never a scan of the cache.
+//! With a database the database is the record: memory keeps the requests
+//! in flight and at most [`REMEMBERED_WITH_LEDGER`] spent tokens (those
+//! furthest from expiry), so it does not grow with the signatures made.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -33,6 +36,11 @@ struct Entry {
     state: State,
 }
 
+/// Spent tokens kept in memory in front of a database: replays of recent
+/// tokens cost no database work; older ones ask the database. About 150
+/// bytes each.
+pub(super) const REMEMBERED_WITH_LEDGER: usize = 1024;
+
 #[derive(Default)]
 pub(super) struct ReplayCache {
     inner: Mutex<Seen>,
@@ -43,8 +51,13 @@ pub(super) struct ReplayCache {
 #[derive(Default)]
 struct Seen {
     entries: HashMap<TokenId, Entry>,
+    /// Spent entries only: a reservation is always settled (committed or
+    /// released) by its guard.
     by_expiry: BinaryHeap<Reverse<(SystemTime, TokenId)>>,
     journal: Option<Journal>,
+    /// At most this many spent entries (`bounded`); none: the lifetime
+    /// bounds them.
+    limit: Option<usize>,
 }
 
 /// Spent tokens on disk, one `hex(sha256(jti)) unix-expiry` line each, so
@@ -59,6 +72,18 @@ struct Journal {
 }
 
 impl ReplayCache {
+    /// A cache in front of a shared record: at most `limit` spent tokens.
+    pub(super) fn bounded(limit: usize) -> Self {
+        let seen = Seen {
+            limit: Some(limit),
+            ..Seen::default()
+        };
+        Self {
+            inner: Mutex::new(seen),
+            _lock: None,
+        }
+    }
+
     /// A cache that also keeps its spent tokens in `path`, loading the
     /// unexpired ones written by an earlier run. Locks `path.lock` first:
     /// a second server on the same journal would not see this one's tokens,
@@ -145,7 +170,24 @@ impl ReplayCache {
 impl Seen {
     fn record(&mut self, id: TokenId, until: SystemTime, state: State) {
         self.entries.insert(id, Entry { until, state });
-        self.by_expiry.push(Reverse((until, id)));
+        if state == State::Spent {
+            self.by_expiry.push(Reverse((until, id)));
+            while self.limit.is_some_and(|limit| self.by_expiry.len() > limit) {
+                self.forget_first();
+            }
+        }
+    }
+
+    /// Forgets the spent entry that expires first.
+    fn forget_first(&mut self) {
+        if let Some(Reverse((until, id))) = self.by_expiry.pop() {
+            // A heap entry may outlive its map entry; only a spent entry
+            // of the same expiry goes.
+            let entry = self.entries.get(&id);
+            if entry.is_some_and(|e| e.until == until && e.state == State::Spent) {
+                self.entries.remove(&id);
+            }
+        }
     }
 
     fn spent(&self) -> HashMap<TokenId, SystemTime> {
@@ -162,13 +204,7 @@ impl Seen {
             if *until > now {
                 break;
             }
-            if let Some(Reverse((until, id))) = self.by_expiry.pop() {
-                // A heap entry may outlive a released reservation; only an
-                // entry of the same expiry goes.
-                if self.entries.get(&id).map(|e| e.until) == Some(until) {
-                    self.entries.remove(&id);
-                }
-            }
+            self.forget_first();
         }
     }
 }
@@ -326,6 +362,26 @@ mod tests {
         );
         drop(first);
         ReplayCache::with_journal(&path, at(10)).expect("the lock goes with its server");
+    }
+
+    #[test]
+    fn in_front_of_a_database_memory_is_bounded() {
+        let cache = ReplayCache::bounded(3);
+        for (i, jti) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            spend(&cache, jti, at(100 + i as u64), at(10));
+        }
+        assert_eq!(cache.len(), 3, "the two closest to expiry are forgotten");
+        // A reservation is never forgotten while it is held.
+        cache.reserve(token_id("f"), at(50), at(10)).unwrap();
+        spend(&cache, "g", at(200), at(10));
+        assert!(matches!(
+            cache.reserve(token_id("f"), at(50), at(11)),
+            Err(AuthError::Replayed)
+        ));
+        assert!(matches!(
+            cache.reserve(token_id("e"), at(104), at(11)),
+            Err(AuthError::Replayed)
+        ));
     }
 
     #[test]

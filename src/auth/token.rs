@@ -116,7 +116,7 @@ impl Verifier {
     /// with this process's memory in front of it; instead of a journal.
     pub fn with_ledger(mut self, ledger: Arc<dyn SpentLedger>) -> Self {
         self.single_use = Arc::new(SingleUse {
-            seen: ReplayCache::default(),
+            seen: ReplayCache::bounded(super::replay::REMEMBERED_WITH_LEDGER),
             ledger: Some(ledger),
         });
         self

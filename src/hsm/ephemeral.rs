@@ -3,6 +3,8 @@
 //! success, error, panic and client cancellation — the way cryptoki's own
 //! `Drop for Session` cleans up.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::Session;
 use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SubjectPublicKeyInfoOwned};
@@ -22,6 +24,8 @@ struct KeyPairHandles<'s> {
     lease: &'s Lease,
     public: ObjectHandle,
     private: ObjectHandle,
+    /// The pool's gauge of pairs alive, counted down on drop.
+    alive: &'s AtomicU64,
 }
 
 impl<'s> EphemeralKey<'s> {
@@ -29,13 +33,16 @@ impl<'s> EphemeralKey<'s> {
         lease: &'s Lease,
         algorithm: KeyAlgorithm,
         label: &str,
+        alive: &'s AtomicU64,
     ) -> Result<Self, HsmError> {
         let session = lease.session();
         let (public, private) = generate(session, algorithm, label, false)?;
+        alive.fetch_add(1, Ordering::Relaxed);
         let handles = KeyPairHandles {
             lease,
             public,
             private,
+            alive,
         };
         let attributes = session.get_attributes(public, algorithm.public_attributes())?;
         Ok(Self {
@@ -69,6 +76,8 @@ impl Drop for KeyPairHandles<'_> {
                 self.lease.poison();
             }
         }
+        // Destroyed, or about to go with its session.
+        self.alive.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -11,18 +11,17 @@
 //! session at shutdown destroys what is left (PKCS#11 v3.0 §4.4).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 
-use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
-use cryptoki::slot::Slot;
 use spki::SubjectPublicKeyInfoOwned;
 use tokio::sync::oneshot;
 
-use super::{ephemeral, mechanism, HsmError, KeyAlgorithm};
+use super::link::Link;
+use super::{ephemeral, mechanism, HsmError, KeyAlgorithm, KeyCounts};
 use crate::Error;
 
 /// A held key, by number; never reused within a process.
@@ -45,32 +44,30 @@ struct Pair {
 
 struct Worker {
     session: Session,
-    /// To open a new session when the token failed under this one.
-    context: Pkcs11,
-    slot: Slot,
+    /// Opens a new session when the token failed under this one (through
+    /// the pool's link, so a re-initialised module is found too).
+    link: Arc<Link>,
     label: String,
     keys: HashMap<HeldKeyId, Pair>,
     next: u64,
-    generated: Arc<AtomicU64>,
+    counts: Arc<KeyCounts>,
 }
 
 impl HeldKeys {
     pub(super) fn open(
-        context: &Pkcs11,
-        slot: Slot,
+        link: Arc<Link>,
         label: String,
-        generated: Arc<AtomicU64>,
+        counts: Arc<KeyCounts>,
     ) -> Result<Self, HsmError> {
-        let session = context.open_rw_session(slot)?;
+        let session = link.open_session()?;
         let (sender, receiver) = mpsc::channel::<Command>();
         let mut worker = Worker {
             session,
-            context: context.clone(),
-            slot,
+            link,
             label,
             keys: HashMap::new(),
             next: 0,
-            generated,
+            counts,
         };
         let thread = std::thread::Builder::new()
             .name("qsign-hsm-held".into())
@@ -194,7 +191,7 @@ impl Worker {
     /// The keys of the old session die with it (PKCS#11 v3.0 §4.4): they
     /// are forgotten, and their `sign_once` finds none.
     fn reopen(&mut self) {
-        match self.context.open_rw_session(self.slot) {
+        match self.link.open_session() {
             Ok(session) => {
                 tracing::warn!("CSC: the token failed; a new held-keys session replaces the old");
                 self.keys.clear();
@@ -208,7 +205,7 @@ impl Worker {
         &mut self,
         algorithm: KeyAlgorithm,
     ) -> Result<(HeldKeyId, SubjectPublicKeyInfoOwned), HsmError> {
-        self.generated.fetch_add(1, Ordering::Relaxed);
+        self.counts.generated.fetch_add(1, Ordering::Relaxed);
         let (public, private) = ephemeral::generate(&self.session, algorithm, &self.label, false)?;
         let id = HeldKeyId(self.next);
         self.next += 1;

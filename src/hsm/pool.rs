@@ -1,23 +1,28 @@
 //! A pool of logged-in sessions, each owned by one worker thread. A session
-//! is never held across `.await`; a session whose clean-up failed is closed
-//! rather than reused, which also destroys any session object it still owns
-//! (PKCS#11 v3.0 §4.4: session objects live as long as their session).
+//! is never held across `.await`; a session whose clean-up failed, or whose
+//! job failed as if the token were gone, is closed rather than reused, which
+//! also destroys any session object it still owns (PKCS#11 v3.0 §4.4:
+//! session objects live as long as their session). Recovery from a lost
+//! token is `link`'s.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 
-use cryptoki::context::Pkcs11;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
-use cryptoki::slot::Slot;
 use der::Decode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::link::{self, Link};
 use super::{find_one, HsmError, KeyAlgorithm};
 
 /// Work for a session: gets the session (or why none could be opened).
 pub(super) type Job = Box<dyn FnOnce(Result<&Lease, HsmError>) + Send>;
+
+/// A worker's idle session; locked while its job runs, so that recovery
+/// can wait for running jobs and close every session.
+type Idle = Mutex<Option<PooledSession>>;
 
 /// One worker thread per session: a session stays on its thread for its
 /// whole life (cryptoki's `Session` is not `Sync`), and the token's per
@@ -26,6 +31,8 @@ pub(super) struct Pool {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     permits: Arc<Semaphore>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    link: Arc<Link>,
+    idle: Arc<[Idle]>,
 }
 
 struct PooledSession {
@@ -35,28 +42,50 @@ struct PooledSession {
     algorithms: RefCell<HashMap<String, KeyAlgorithm>>,
 }
 
+impl PooledSession {
+    fn new(session: Session) -> Self {
+        Self {
+            session,
+            copies: RefCell::default(),
+            algorithms: RefCell::default(),
+        }
+    }
+}
+
 impl Pool {
-    /// Starts `size` workers; each opens its session on first use.
-    pub(super) fn new(context: Pkcs11, slot: Slot, size: usize) -> Result<Self, HsmError> {
+    /// Starts `size` workers, each opening its session on first use, and
+    /// the recovery thread.
+    pub(super) fn new(link: Link, size: usize) -> Result<Self, HsmError> {
         let size = size.max(1);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
-        let workers = (0..size)
+        let link = Arc::new(link);
+        let idle: Arc<[Idle]> = (0..size).map(|_| Mutex::new(None)).collect();
+        let mut workers = (0..size)
             .map(|i| {
-                let (context, receiver) = (context.clone(), receiver.clone());
-                std::thread::Builder::new()
-                    .name(format!("qsign-hsm-{i}"))
-                    .spawn(move || work(&context, slot, &receiver))
-                    .map_err(|_| HsmError::Token("cannot start an HSM worker thread"))
+                let (link, idle, receiver) = (link.clone(), idle.clone(), receiver.clone());
+                spawn(format!("qsign-hsm-{i}"), move || {
+                    work(&link, &idle[i], &receiver)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let (recovering, closing) = (link.clone(), idle.clone());
+        workers.push(spawn("qsign-hsm-recovery".into(), move || {
+            link::recover(&recovering, || close_all(&closing))
+        })?);
         Ok(Self {
             jobs: Mutex::new(Some(sender)),
             // Twice the workers: the next job waits in the queue, not in
             // the async caller, so a worker never idles between two jobs.
             permits: Arc::new(Semaphore::new(2 * size)),
             workers: Mutex::new(workers),
+            link,
+            idle,
         })
+    }
+
+    pub(super) fn link(&self) -> &Arc<Link> {
+        &self.link
     }
 
     /// Waits until a job may be queued; bounds the HSM work in flight.
@@ -78,10 +107,12 @@ impl Pool {
 }
 
 impl Drop for Pool {
-    /// Closes the queue and waits for the workers: their sessions close
-    /// before the module may be finalised.
+    /// Closes the queue, lets the workers finish the jobs queued (their key
+    /// guards destroy their keys) and waits for them; then every session
+    /// closes, the login one last, before the module may be finalised.
     fn drop(&mut self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.link.stop();
         for worker in self
             .workers
             .lock()
@@ -90,42 +121,87 @@ impl Drop for Pool {
         {
             let _ = worker.join();
         }
+        drop(close_all(&self.idle));
     }
 }
 
-/// A worker's loop: one session, reopened after a failure.
-fn work(context: &Pkcs11, slot: Slot, receiver: &Mutex<mpsc::Receiver<Job>>) {
-    let mut idle: Option<PooledSession> = None;
+fn spawn(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, HsmError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .map_err(|_| HsmError::Token("cannot start an HSM worker thread"))
+}
+
+/// Closes every idle session, waiting for running jobs; the sessions stay
+/// closed while the guards are held.
+fn close_all(idle: &[Idle]) -> Vec<MutexGuard<'_, Option<PooledSession>>> {
+    idle.iter()
+        .map(|slot| {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            slot.take();
+            slot
+        })
+        .collect()
+}
+
+/// A worker's loop: one session, reopened after a failure; while the token
+/// is Down, jobs fail at once.
+fn work(link: &Link, idle: &Idle, receiver: &Mutex<mpsc::Receiver<Job>>) {
     loop {
         let job = match receiver.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(job) => job,
             Err(_) => return,
         };
-        let pooled = match idle.take() {
-            Some(pooled) => pooled,
-            None => match context.open_rw_session(slot) {
-                Ok(session) => PooledSession {
-                    session,
-                    copies: RefCell::default(),
-                    algorithms: RefCell::default(),
-                },
-                Err(e) => {
-                    job(Err(e.into()));
-                    continue;
+        if !link.is_up() {
+            job(Err(HsmError::Down));
+            continue;
+        }
+        let mut slot = idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let pooled = match slot
+            .take()
+            .map_or_else(|| link.open_session().map(PooledSession::new), Ok)
+        {
+            Ok(pooled) => pooled,
+            Err(e) => {
+                drop(slot);
+                if e.token_gone() {
+                    link.lost(&e);
                 }
-            },
+                job(Err(e));
+                continue;
+            }
         };
         let lease = Lease {
             pooled,
             healthy: Cell::new(true),
+            suspect: Cell::new(false),
         };
         // A panic in the job has already dropped its guards (destroying
         // its keys); the session is closed all the same.
         let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&lease))));
-        if finished.is_ok() && lease.healthy.get() {
-            idle = Some(lease.pooled);
-        } else {
-            tracing::warn!("closing an HSM session after a failure");
+        if finished.is_ok() && lease.healthy.get() && !lease.suspect.get() {
+            *slot = Some(lease.pooled);
+            continue;
+        }
+        tracing::warn!("closing an HSM session after a failure");
+        drop(lease);
+        if finished.is_ok() {
+            *slot = reopen(link);
+        }
+    }
+}
+
+/// After a job that failed as if the token were gone: a new session that
+/// reaches the token's keys, or the token is lost.
+fn reopen(link: &Link) -> Option<PooledSession> {
+    match link.fresh_session() {
+        Ok(session) => Some(PooledSession::new(session)),
+        Err(e) => {
+            link.lost(&e);
+            None
         }
     }
 }
@@ -134,6 +210,8 @@ fn work(context: &Pkcs11, slot: Slot, receiver: &Mutex<mpsc::Receiver<Job>>) {
 pub(super) struct Lease {
     pooled: PooledSession,
     healthy: Cell<bool>,
+    /// The job failed UNAVAILABLE: the token may be gone.
+    suspect: Cell<bool>,
 }
 
 impl Lease {
@@ -148,6 +226,12 @@ impl Lease {
     /// Marks the session unfit for reuse: it is closed after the job.
     pub(super) fn poison(&self) {
         self.healthy.set(false);
+    }
+
+    /// The job failed as if the token were gone: the session is closed
+    /// and the token checked with a new one.
+    pub(super) fn suspect(&self) {
+        self.suspect.set(true);
     }
 
     /// A session copy of the persistent private key `label`, made once per

@@ -2,6 +2,7 @@
 //! external verifiers (openssl, the shared pyHanko validators).
 
 pub mod admin;
+pub mod binary;
 pub mod pki;
 pub mod postgres;
 pub mod tools;

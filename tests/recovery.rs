@@ -1,0 +1,332 @@
+//! SPEC §12 recovery: a network HSM lost and back under load (the fixture's
+//! SoftHSM token behind p11-kit's remoting, its server killed and started
+//! again) and a `kill -9` of qsign under load, both ending in a serving,
+//! clean qsign without operator action.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::cli::free_port;
+use crate::support::binary::{self, sign, sign_with, Load, Qsign};
+use crate::support::{env, key_label, tools};
+
+/// p11-kit's client module (Debian `p11-kit-modules`).
+pub const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
+/// The request deadline of these servers: failures must come before it.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// `p11-kit server` exporting the fixture's token on a unix socket; it forks
+/// one process per connection, all in its own process group.
+pub struct P11KitServer {
+    child: Child,
+}
+
+impl P11KitServer {
+    pub fn start(socket: &Path) -> Self {
+        let _ = std::fs::remove_file(socket);
+        let child = Command::new("p11-kit")
+            .args(["server", "--foreground", "--name"])
+            .arg(socket)
+            .arg("--provider")
+            .arg(qsign::state::softhsm_module())
+            .arg("pkcs11:token=qsign")
+            .env("SOFTHSM2_CONF", env().dir.join(qsign::state::SOFTHSM_CONF))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("p11-kit server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "p11-kit server made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child }
+    }
+
+    /// As a network HSM is lost: the server and every connection process
+    /// die at once (SIGKILL to the process group).
+    fn kill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for P11KitServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn p11_kit_available() -> bool {
+    let module = Path::new(P11_KIT_CLIENT).exists();
+    if !module {
+        assert!(
+            !tools::in_ci(),
+            "{P11_KIT_CLIENT} is required under CI=true (softhsm/setup.sh --verifiers)"
+        );
+    }
+    tools::require("p11-kit") && module
+}
+
+/// Every request of a load ended OK or UNAVAILABLE (never INTERNAL, never
+/// a hang) within the deadline.
+fn ok_or_unavailable_in_time(outcomes: &[binary::Outcome]) {
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome.code, Code::Ok | Code::Unavailable),
+            "{outcome:?}"
+        );
+        assert!(
+            outcome.elapsed < DEADLINE + Duration::from_secs(1),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_hsm_lost_and_back_under_load() {
+    if !p11_kit_available() {
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let socket = temp.path().join("p11-kit.sock");
+    let mut hsm = P11KitServer::start(&socket);
+    let port = free_port();
+    let limits = [
+        ("request_timeout_seconds", "5"),
+        ("requests_per_second_per_caller", "10000"),
+    ];
+    let config = binary::config("recovery", Path::new(P11_KIT_CLIENT), port, &limits);
+    let address = format!("unix:path={}", socket.display());
+    let qsign = Qsign::start(&config, port, &[("P11_KIT_SERVER_ADDRESS", &address)]);
+    let mut client = qsign.client().await;
+    let first = sign(&mut client, b"before the outage").await;
+    assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
+
+    let load = Load::start(&qsign, 4).await;
+    wait_for(|| load.count() >= 20, "the load to get going").await;
+    hsm.kill();
+    let not_serving = ServingStatus::NotServing as i32;
+    assert!(
+        qsign.await_health(not_serving, DEADLINE).await,
+        "NOT_SERVING while the token is gone\n{}",
+        qsign.log()
+    );
+    let failed = sign(&mut client, b"during the outage").await;
+    assert_eq!(failed.code, Code::Unavailable, "{failed:?}");
+    assert!(failed.elapsed < DEADLINE, "{failed:?}");
+    // Long enough for several attempts with back-off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let hsm = P11KitServer::start(&socket);
+    let serving = ServingStatus::Serving as i32;
+    assert!(
+        qsign.await_health(serving, Duration::from_secs(30)).await,
+        "SERVING again without a restart\n{}",
+        qsign.log()
+    );
+    let outcomes = load.stop().await;
+    ok_or_unavailable_in_time(&outcomes);
+    let lost = outcomes.iter().filter(|o| o.code == Code::Unavailable);
+    assert!(lost.count() > 0, "the load saw the outage");
+    let after = sign(&mut client, b"after the outage").await;
+    assert_eq!(after.code, Code::Ok, "{after:?}\n{}", qsign.log());
+    // The failed request's activation was not spent: it signs now.
+    let reused = sign_with(&mut client, b"during the outage", failed.token).await;
+    assert_eq!(reused.code, Code::Ok, "{reused:?}");
+    assert!(qsign.log().contains("the HSM token is back"));
+
+    stop_clean(qsign, "recovery");
+    drop(hsm);
+}
+
+/// SIGTERM: exit 0 with no ephemeral key alive and no key object of the
+/// test's label in the token.
+pub fn stop_clean(mut qsign: Qsign, label: &str) {
+    qsign.signal("TERM");
+    let status = qsign.wait(Duration::from_secs(40));
+    let log = qsign.log();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
+    assert!(log.contains("ephemeral_keys_alive=0"), "{log}");
+    assert!(!log.contains("still in use"), "every session closed\n{log}");
+    assert_eq!(env().leftover_keys(label), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_under_load_then_restart_on_the_same_state() {
+    let port = free_port();
+    let limits = [("requests_per_second_per_caller", "10000")];
+    let config = binary::config("crash", &qsign::state::softhsm_module(), port, &limits);
+    let qsign = Qsign::start(&config, port, &[]);
+    let load = Load::start(&qsign, 4).await;
+    wait_for(|| load.count() >= 20, "the load to get going").await;
+    qsign.signal("KILL");
+    drop(qsign);
+    let outcomes = load.stop().await;
+    assert!(outcomes.iter().any(|o| o.code == Code::Ok));
+
+    let qsign = Qsign::start(&config, port, &[]);
+    let mut client = qsign.client().await;
+    let signed = sign(&mut client, b"after the crash").await;
+    assert_eq!(signed.code, Code::Ok, "{signed:?}\n{}", qsign.log());
+    persistent_keys_only();
+    stop_clean(qsign, "crash");
+}
+
+/// The token holds the development state's persistent keys and nothing
+/// else: an ephemeral key or a session copy is never a token object.
+fn persistent_keys_only() {
+    use qsign::state::{ISSUING_KEY_LABEL, OCSP_KEY_LABEL, ROOT_KEY_LABEL, TSA_KEY_LABEL};
+    let labels = env()
+        .hsm
+        .run_blocking(|s| Ok(s.token_object_labels()?))
+        .expect("token objects");
+    let expected = [
+        ROOT_KEY_LABEL,
+        ISSUING_KEY_LABEL,
+        TSA_KEY_LABEL,
+        OCSP_KEY_LABEL,
+    ];
+    for label in &labels {
+        assert!(expected.contains(&label.as_str()), "token object {label:?}");
+    }
+    assert!(!labels.iter().any(|l| l.starts_with(&key_label(""))));
+}
+
+/// Polls `done` every 50 ms for up to 30 s.
+pub async fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited too long for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// In process, on a token of its own (a logout would log every test out of
+/// the fixture's): a lost login (CKR_USER_NOT_LOGGED_IN) fails the request
+/// UNAVAILABLE, turns Down, and the recovery logs in again: Up, signing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_login_is_recovered_in_process() {
+    use qsign::hsm::{Health, Hsm, HsmSettings, KeyAlgorithm};
+    let module = &env().module;
+    let (token, key) = ("qsign-relogin", "relogin-key");
+    let pin: cryptoki::types::AuthPin = "relogin-pin-1234".to_owned().into();
+    if module.slot(token).unwrap().is_none() {
+        let so_pin = "relogin-so-1234".to_owned().into();
+        module.init_token(token, &so_pin, &pin).expect("token");
+    }
+    let settings = HsmSettings {
+        token_label: token.into(),
+        sessions: 1,
+        issuing_key_label: key.into(),
+        ephemeral_label: key_label("relogin"),
+    };
+    let hsm = Hsm::open(module, &pin, settings).expect("open");
+    hsm.run_blocking(move |s| {
+        if !s.has_private_key(key)? {
+            s.generate_persistent(KeyAlgorithm::EcP256, key)?;
+        }
+        Ok(())
+    })
+    .expect("probe key");
+    let ephemeral = |hsm: &Hsm| {
+        hsm.run_blocking(|s| Ok(s.generate_ephemeral(KeyAlgorithm::EcP256).map(drop)?))
+    };
+    ephemeral(&hsm).expect("signs before");
+    let mut health = hsm.health();
+    hsm.logout().expect("logout");
+    let failed = ephemeral(&hsm).expect_err("logged out");
+    assert_eq!(failed.kind(), qsign::ErrorKind::Unavailable, "{failed}");
+    // Down, then Up (the two may come faster than a look at each).
+    wait_for(|| health.has_changed().unwrap_or(false), "Down").await;
+    let up = health.wait_for(|h| *h == Health::Up);
+    let up = tokio::time::timeout(Duration::from_secs(10), up).await;
+    up.expect("Up in time").expect("health");
+    ephemeral(&hsm).expect("signs after");
+    assert_eq!(hsm.ephemeral_keys_alive(), 0);
+    assert_eq!(hsm.close(), 0);
+}
+
+/// The issue's own finding: SoftHSM's token directory moved away under a
+/// running server and back (on a copy of the fixture's token). B-LT reads
+/// token objects, so it fails UNAVAILABLE (not INTERNAL) while the
+/// directory is gone, and signs again once it is back, no restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_softhsm_token_directory_moved_away_and_back() {
+    let temp = tempfile::tempdir().unwrap();
+    let tokens = temp.path().join("tokens");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(env().dir.join("tokens"))
+        .arg(&tokens)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let conf = temp.path().join("softhsm2.conf");
+    let template = include_str!("../softhsm/softhsm2.conf.in");
+    std::fs::write(
+        &conf,
+        template.replace("@TOKENDIR@", tokens.to_str().unwrap()),
+    )
+    .unwrap();
+    let port = free_port();
+    let limits = [("request_timeout_seconds", "5")];
+    let config = binary::config("moved", &qsign::state::softhsm_module(), port, &limits);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "softhsm_conf = \"softhsm2.conf\"",
+        &format!("softhsm_conf = \"{}\"", conf.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let qsign = Qsign::start(&config, port, &[]);
+    let mut client = qsign.client().await;
+    let b_lt = |data: &[u8]| binary::sign_at(data, qsign::proto::Level::BLt);
+    let first = b_lt(b"before").send(&mut client).await;
+    assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
+
+    let away = temp.path().join("tokens.away");
+    std::fs::rename(&tokens, &away).unwrap();
+    let failed = b_lt(b"while away").send(&mut client).await;
+    assert_eq!(
+        failed.code,
+        Code::Unavailable,
+        "{failed:?}\n{}",
+        qsign.log()
+    );
+    assert!(failed.elapsed < DEADLINE, "{failed:?}");
+    let not_serving = ServingStatus::NotServing as i32;
+    assert!(
+        qsign.await_health(not_serving, DEADLINE).await,
+        "{}",
+        qsign.log()
+    );
+    std::fs::rename(&away, &tokens).unwrap();
+    let serving = ServingStatus::Serving as i32;
+    let back = qsign.await_health(serving, Duration::from_secs(30)).await;
+    assert!(back, "{}", qsign.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = b_lt(b"after").send(&mut client).await;
+        if again.code == Code::Ok {
+            break;
+        }
+        assert_eq!(again.code, Code::Unavailable, "{again:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not back: {again:?}\n{}",
+            qsign.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_clean(qsign, "moved");
+}
