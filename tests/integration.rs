@@ -10,6 +10,7 @@ mod cades_lta;
 mod certificate;
 mod cli;
 mod crl;
+mod deployment;
 mod csc;
 mod detached;
 mod errors;

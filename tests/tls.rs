@@ -53,7 +53,7 @@ fn mtls(pki: &TestPki) -> Tls {
 
 /// A gRPC client over TLS to 127.0.0.1 (the server certificate's IP SAN),
 /// showing the client certificate `client` (a name of the test PKI).
-async fn connect(
+pub(crate) async fn connect(
     address: SocketAddr,
     pki: &TestPki,
     client: Option<&str>,
