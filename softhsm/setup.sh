@@ -7,7 +7,8 @@
 #   softhsm/setup.sh --verifiers     also what the tests check output with:
 #                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
 #                                    PostgreSQL (the tests start their own server) and a
-#                                    Python venv with pyHanko and pkilint
+#                                    Python venv with pyHanko, pkilint and
+#                                    prometheus-client
 #                                    (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
 #                                    "qsign") in DIR: DIR/softhsm2.conf,
@@ -51,6 +52,9 @@ if [ "$verifiers" = 1 ]; then
     "$venv/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-certvalidator==0.33.0' asn1crypto cryptography
   [ "$("$venv/bin/pip" show pkilint 2>/dev/null | sed -n 's/^Version: //p')" = 0.13.3 ] ||
     "$venv/bin/pip" install -q 'pkilint==0.13.3'
+  # The reference Prometheus/OpenMetrics text parser (tests/metrics.rs).
+  "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null ||
+    "$venv/bin/pip" install -q 'prometheus-client==0.21.1'
   echo "QSIGN_VALIDATE_PY=$venv/bin/python"
 fi
 

@@ -237,7 +237,17 @@ impl Hsm {
     {
         let settings = self.inner.settings.clone();
         let generated = self.inner.generated.clone();
+        // The request's span (its request id) follows the job to the worker.
+        let span = tracing::Span::current();
+        let queued = std::time::Instant::now();
         self.inner.pool.submit(Box::new(move |lease| {
+            let _entered = span.enter();
+            let metrics = crate::metrics::metrics();
+            metrics
+                .hsm_queue_wait
+                .observe(queued.elapsed().as_secs_f64());
+            metrics.hsm_sessions_busy.inc();
+            let started = std::time::Instant::now();
             let outcome = lease.map_err(Error::from).and_then(|lease| {
                 work(&HsmSession {
                     lease,
@@ -245,6 +255,8 @@ impl Hsm {
                     generated: &generated,
                 })
             });
+            metrics.hsm_job.observe(started.elapsed().as_secs_f64());
+            metrics.hsm_sessions_busy.dec();
             reply(outcome);
         }))?;
         Ok(())
@@ -296,6 +308,7 @@ impl<'a> HsmSession<'a> {
     ) -> Result<EphemeralKey<'_>, HsmError> {
         // Counted when asked for: a failed generation costs the HSM too.
         self.generated.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().ephemeral_keys_generated.inc();
         EphemeralKey::generate(self.lease, algorithm, &self.settings.ephemeral_label)
     }
 

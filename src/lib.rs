@@ -16,6 +16,7 @@ pub mod proto {
 }
 pub mod hsm;
 pub mod limits;
+pub mod metrics;
 pub mod pades;
 pub mod pki;
 pub mod service;

@@ -5,6 +5,7 @@
 
 pub mod codec;
 mod guard;
+pub mod observe;
 mod status;
 pub mod tls;
 
@@ -24,6 +25,7 @@ use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::Error;
 use guard::Guard;
+use observe::Observe;
 pub use status::status;
 pub use tls::Tls;
 
@@ -249,7 +251,7 @@ pub async fn serve(
     let signing = SigningServiceServer::new(Service::new(core))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let signing = Guard::new(signing, limiter.clone(), max_message);
+    let signing = Observe::new(Guard::new(signing, limiter.clone(), max_message));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SigningServiceServer<Service>>()
@@ -269,7 +271,7 @@ pub async fn serve(
         // No max_connection_age_grace: tonic 0.14 then skips the graceful
         // close; requests in progress end by the guard's deadline anyway.
         .max_connection_age(config.max_connection_age())
-        .add_service(health)
+        .add_service(Observe::new(health))
         .add_service(reflection)
         .add_service(signing);
     let incoming = Accept::new(listener, limiter.connections(), config.idle_timeout());

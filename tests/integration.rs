@@ -16,6 +16,7 @@ mod levels;
 mod limits;
 mod lint;
 mod ltv;
+mod metrics;
 mod ocsp;
 mod pades;
 mod replay;

@@ -37,6 +37,8 @@ impl<'s> EphemeralKey<'s> {
             public,
             private,
         };
+        // Alive from here until `KeyPairHandles::drop`.
+        crate::metrics::metrics().ephemeral_keys_alive.inc();
         let attributes = session.get_attributes(public, algorithm.public_attributes())?;
         Ok(Self {
             public_key_info: algorithm.subject_public_key_info(&attributes)?,
@@ -61,6 +63,7 @@ impl<'s> EphemeralKey<'s> {
 
 impl Drop for KeyPairHandles<'_> {
     fn drop(&mut self) {
+        crate::metrics::metrics().ephemeral_keys_alive.dec();
         let session = self.lease.session();
         for handle in [self.private, self.public] {
             if let Err(e) = session.destroy_object(handle) {

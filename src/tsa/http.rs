@@ -149,7 +149,9 @@ where
         let limiter = limiter.clone();
         async move {
             let rate = &limiter.anonymous;
-            Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation, rate).await)
+            Ok::<_, Infallible>(
+                observed(request, |r| route(r, &hsm, &tsa, &revocation, rate)).await,
+            )
         }
     });
     let mut builder = http1::Builder::new();
@@ -157,6 +159,54 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(READ_TIMEOUT);
     builder.serve_connection(io, service).await
+}
+
+/// Runs `serve` in a span naming the request id (the caller's
+/// `x-request-id` if well-formed), returned in the reply's header; counts
+/// the answer by route and status (`crate::metrics`).
+async fn observed<F, Fut>(request: Request<Incoming>, serve: F) -> Reply
+where
+    F: FnOnce(Request<Incoming>) -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    use tracing::Instrument;
+    let id = crate::service::observe::request_id(request.headers());
+    let name = route_name(request.uri().path());
+    let span = tracing::info_span!("http", request_id = %id, route = name);
+    let started = std::time::Instant::now();
+    let mut reply = if name == "/metrics" && request.method() == Method::GET {
+        metrics_reply()
+    } else {
+        serve(request).instrument(span).await
+    };
+    crate::metrics::http(name, reply.status().as_u16(), started.elapsed());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        reply
+            .headers_mut()
+            .insert(crate::service::observe::REQUEST_ID, value);
+    }
+    reply
+}
+
+/// The metric label of a path: a fixed name, never the caller's path.
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "/metrics",
+        ISSUING_CA_CRL_PATH | ROOT_CA_CRL_PATH => "/crl",
+        ISSUING_CA_CERT_PATH | ROOT_CA_CERT_PATH => "/ca",
+        p if p == OCSP_PATH || p.starts_with("/ocsp/") => "/ocsp",
+        _ => "timestamp",
+    }
+}
+
+/// Prometheus's text exposition (OpenMetrics 1.0 content type).
+fn metrics_reply() -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(crate::metrics::encode())));
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    reply
 }
 
 /// `GET /ca/...` serves a CA certificate, `GET /crl/...` a CRL, `POST /ocsp`
@@ -248,6 +298,7 @@ fn ocsp_get_request(encoded: &str) -> Option<Vec<u8>> {
 
 async fn respond_ocsp(ocsp: &OcspSource, request: Bytes, rate: &Rate) -> Reply {
     if let Err(wait) = rate.try_take() {
+        crate::metrics::refused("anonymous_rate");
         return too_many(wait);
     }
     match ocsp(request).await {
@@ -295,6 +346,7 @@ async fn handle(
         Err(reply) => return reply,
     };
     if let Err(wait) = rate.try_take() {
+        crate::metrics::refused("anonymous_rate");
         return too_many(wait);
     }
     match protocol::respond(hsm, tsa, &query).await {
