@@ -432,7 +432,8 @@ impl signature::Signer<SignatureValue> for KeySigner<'_> {
         self.algorithm
             .sign(self.session, self.key, message)
             .map(SignatureValue::new)
-            .map_err(signature::Error::from_source)
+            // As an Error, so that its kind survives the signature crate.
+            .map_err(|e| signature::Error::from_source(Error::from(e)))
     }
 }
 

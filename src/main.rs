@@ -63,9 +63,9 @@ enum Command {
     InitCa {
         #[arg(long)]
         config: PathBuf,
-        /// Label of the root CA key in the token.
-        #[arg(long, default_value = "qsign-root-ca")]
-        root_key_label: String,
+        /// Label of the root CA key in the token (default: `[ca] root_key_label`).
+        #[arg(long)]
+        root_key_label: Option<String>,
         /// Organisation named in the CA certificates.
         #[arg(long, default_value = "qsign")]
         organization: String,
@@ -101,9 +101,9 @@ enum Command {
     InitTsa {
         #[arg(long)]
         config: PathBuf,
-        /// Label of the root CA key in the token.
-        #[arg(long, default_value = "qsign-root-ca")]
-        root_key_label: String,
+        /// Label of the root CA key in the token (default: `[ca] root_key_label`).
+        #[arg(long)]
+        root_key_label: Option<String>,
         /// Organisation named in the TSA certificate.
         #[arg(long, default_value = "qsign")]
         organization: String,
@@ -235,12 +235,12 @@ fn main() -> ExitCode {
             config,
             root_key_label,
             organization,
-        } => init_ca(config, &root_key_label, &organization),
+        } => init_ca(config, root_key_label, &organization),
         Command::InitTsa {
             config,
             root_key_label,
             organization,
-        } => init_tsa(config, &root_key_label, &organization),
+        } => init_tsa(config, root_key_label, &organization),
         Command::InitOcsp {
             config,
             organization,
@@ -335,26 +335,19 @@ fn serve(
     Ok(())
 }
 
-/// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`
-/// (HTTPS with `tls`).
+/// Starts the HTTP front door (RFC 3161, CRLs, OCSP, CA certificates,
+/// metrics) on `address` (HTTPS with `tls`).
 async fn tsa_endpoint(
     core: &std::sync::Arc<qsign::signing::SigningCore>,
     address: SocketAddr,
     tls: Option<&qsign::service::Tls>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let tsa = core
-        .tsa
-        .clone()
-        .ok_or("--tsa-listen needs a [tsa] table in the configuration")?;
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
     })?;
-    tracing::info!(%address, ocsp = core.ocsp.is_some(), tls = tls.is_some(), "RFC 3161 time-stamping, the CAs' CRLs and OCSP over HTTP");
-    let serving = qsign::tsa::http::serve(
-        core.hsm.clone(),
-        tsa,
-        core.revocation_services(),
-        core.limiter.clone(),
+    tracing::info!(%address, tsa = core.tsa.is_some(), ocsp = core.ocsp.is_some(), tls = tls.is_some(), "HTTP: RFC 3161 time-stamping, the CAs' CRLs and certificates, OCSP, metrics");
+    let serving = qsign::service::http::serve(
+        core.clone(),
         listener,
         tls.map(|t| t.acceptor(qsign::service::tls::ALPN_HTTP1)),
         std::future::pending(),
@@ -362,9 +355,14 @@ async fn tsa_endpoint(
     Ok(tokio::spawn(serving))
 }
 
-fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+fn init_ca(
+    config: PathBuf,
+    root_key_label: Option<String>,
+    organization: &str,
+) -> Result<(), String> {
     let (config, module) =
         qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
     qsign::app::init_ca(&config, &module, root_key_label, organization)
         .map_err(|e| e.to_string())?;
     module.finalize();
@@ -383,9 +381,14 @@ fn init_ocsp(config: PathBuf, organization: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn init_tsa(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+fn init_tsa(
+    config: PathBuf,
+    root_key_label: Option<String>,
+    organization: &str,
+) -> Result<(), String> {
     let (config, module) =
         qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
     qsign::app::init_tsa(&config, &module, root_key_label, organization)
         .map_err(|e| e.to_string())?;
     module.finalize();

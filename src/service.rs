@@ -1,10 +1,12 @@
-//! The gRPC layer: the only module that knows tonic. It turns protobuf
-//! messages into [`SigningCore`] calls and errors into statuses
-//! (`status::status`), and serves health and reflection beside it. `tls`
-//! holds the TLS set-up that the HTTP endpoint shares.
+//! The front doors: the only module that knows tonic and hyper's server.
+//! gRPC here: protobuf messages become [`SigningCore`] calls and errors
+//! statuses (`status::status`), with health and reflection beside it;
+//! `http` is the HTTP front door (RFC 3161, CRLs, OCSP, CA certificates,
+//! metrics); `tls` holds the TLS set-up both share.
 
 pub mod codec;
 mod guard;
+pub mod http;
 pub mod observe;
 mod status;
 pub mod tls;

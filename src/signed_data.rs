@@ -23,7 +23,7 @@ use x509_cert::Certificate;
 
 use crate::pki::{rfc5280_time, Issued};
 use crate::signer::Signer;
-use crate::{Error, ErrorKind};
+use crate::Error;
 
 /// RFC 6211 §2 id-aa-CMSAlgorithmProtection.
 pub const AA_CMS_ALGORITHM_PROTECTION: ObjectIdentifier =
@@ -320,13 +320,7 @@ pub(crate) fn signer_info(
 ) -> Result<SignerInfo, Error> {
     let signed_attributes = SetOfVec::try_from(attributes).map_err(encoding)?;
     let to_sign = signed_attributes.to_der().map_err(encoding)?;
-    let signature = signer.try_sign(&to_sign).map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            "the HSM could not sign the signed attributes",
-        )
-        .with_source(e)
-    })?;
+    let signature = signer.try_sign(&to_sign)?;
     Ok(SignerInfo {
         version: CmsVersion::V1,
         sid,

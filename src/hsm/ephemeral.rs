@@ -80,7 +80,7 @@ impl signature::Signer<SignatureValue> for EphemeralKey<'_> {
         self.algorithm
             .sign(self.handles.lease.session(), self.handles.private, message)
             .map(SignatureValue::new)
-            .map_err(signature::Error::from_source)
+            .map_err(|e| signature::Error::from_source(crate::Error::from(e)))
     }
 }
 
