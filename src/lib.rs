@@ -7,6 +7,9 @@ pub mod error;
 
 pub use error::{Error, ErrorKind, Result};
 
+#[doc(hidden)]
+pub mod fuzz;
+
 /// Code generated from `proto/qsign/v1/signing.proto`.
 pub mod proto {
     #![allow(clippy::all)]

@@ -20,6 +20,7 @@ mod metrics;
 mod ocsp;
 mod pades;
 mod replay;
+mod robustness;
 mod service;
 mod store;
 mod tls;
