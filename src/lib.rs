@@ -1,3 +1,7 @@
+//! qsign: a remote qualified signing service — ephemeral keys in a PKCS#11
+//! token, short-lived qualified certificates, CAdES and PAdES (README: the
+//! request flow). `SPEC §N` in comments cites `docs/SPEC.md`, the contract
+//! kept in this repository.
 #![deny(unsafe_code)]
 pub mod app;
 pub mod auth;
