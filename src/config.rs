@@ -73,7 +73,7 @@ struct CaFile {
 }
 
 /// Where a development state serves the CA certificates and CRLs: the
-/// `[tsa] listen` HTTP endpoint (`tsa::http`), plain http as RFC 5280
+/// `[tsa] listen` HTTP front door (`service::http`), plain http as RFC 5280
 /// §4.2.1.13 and §4.2.2.1 expect (the objects are signed).
 pub const DEV_ROOT_CRL_URL: &str = "http://127.0.0.1:50052/crl/root-ca.crl";
 pub const DEV_ISSUING_CRL_URL: &str = "http://127.0.0.1:50052/crl/issuing-ca.crl";
