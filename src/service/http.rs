@@ -150,8 +150,12 @@ async fn dispatch(request: Request<Incoming>, front: Arc<Front>) -> Reply {
         .unwrap_or(&TIME_STAMP);
     let span = tracing::info_span!("http", request_id = %id, route = route.name);
     let started = Instant::now();
-    let mut reply = (route.handle)(request, front).instrument(span).await;
-    crate::metrics::http(route.name, reply.status().as_u16(), started.elapsed());
+    let mut reply = (route.handle)(request, front)
+        .instrument(span.clone())
+        .await;
+    let status = reply.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, "answered"));
+    crate::metrics::http(route.name, status, started.elapsed());
     if let Ok(value) = HeaderValue::from_str(&id) {
         reply.headers_mut().insert(REQUEST_ID, value);
     }
