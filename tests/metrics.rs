@@ -86,3 +86,67 @@ async fn metrics_count_the_requests_and_parse() {
     }
     server.stop().await;
 }
+
+/// `qsign --log-format json serve`: every stderr line is a JSON object, and
+/// the lines of an HTTP request, the HSM worker's audit record included,
+/// name the caller's request id.
+#[test]
+fn json_logs_name_the_request_id() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let state = tempfile::tempdir().unwrap();
+    let (port, http_port) = (crate::cli::free_port(), crate::cli::free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_qsign"))
+        .args(["--log-format", "json", "serve", "--state-dir"])
+        .arg(state.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--tsa-listen", &format!("127.0.0.1:{http_port}")])
+        .env("RUST_LOG", "qsign=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qsign serve");
+    let mut serving = crate::cli::Serving(child);
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "qsign serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let query = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds/timestamp_request/sha256-cert.tsq"),
+    )
+    .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nx-request-id: json-log-7\r\n\
+         Content-Type: application/timestamp-query\r\nContent-Length: {}\r\n",
+        query.len()
+    );
+    let address = ([127, 0, 0, 1], http_port).into();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(runtime.block_on(http(address, &head, &query)).0, 200);
+    let _ = serving.0.kill();
+    let mut log = String::new();
+    let _ = serving.0.stderr.take().unwrap().read_to_string(&mut log);
+    // The kill may cut the last line short; every other is whole JSON.
+    let whole = log.lines().count().saturating_sub(1);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .take(whole)
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of_request: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "json-log-7")
+        .collect();
+    assert!(
+        of_request.iter().any(|l| l["target"] == "qsign::audit"),
+        "{of_request:?}"
+    );
+    assert!(of_request
+        .iter()
+        .any(|l| l["fields"]["message"] == "answered"));
+}
