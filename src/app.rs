@@ -69,6 +69,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
         hsm,
         issuer,
         root: root_issuer,
+        root_key_label: config.root_key_label.clone(),
         chain,
         trust_chain: vec![issuing, root],
         policy: certificate_policy,
@@ -177,8 +178,11 @@ fn time_stamp_authority(
     };
     let certificate = single_certificate(&tsa.certificate)?;
     let settings = tsa.settings.clone();
-    let authority =
-        hsm.run_blocking(move |session| TimeStampAuthority::new(session, settings, certificate))?;
+    let authority = hsm.run_blocking(move |session| {
+        let key = session.persistent_public_key(&settings.key_label)?;
+        let signer = session.session_signer(&settings.key_label)?;
+        TimeStampAuthority::new(&key, &signer, settings, certificate)
+    })?;
     Ok(Some(Arc::new(authority)))
 }
 

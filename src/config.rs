@@ -80,6 +80,10 @@ struct HsmFile {
 struct CaFile {
     root_certificate: PathBuf,
     issuing_certificate: PathBuf,
+    /// Label of the root CA's key in the token (`qsign init-ca
+    /// --root-key-label`), which signs the root's CRL.
+    #[serde(default = "default_root_key_label")]
+    root_key_label: String,
     #[serde(default = "default_root_crl_url")]
     root_crl_url: String,
     #[serde(default = "default_issuing_crl_url")]
@@ -87,7 +91,7 @@ struct CaFile {
 }
 
 /// Where a development state serves the CA certificates and CRLs: the
-/// `[tsa] listen` HTTP endpoint (`tsa::http`), plain http as RFC 5280
+/// `[tsa] listen` HTTP front door (`service::http`), plain http as RFC 5280
 /// §4.2.1.13 and §4.2.2.1 expect (the objects are signed).
 pub const DEV_ROOT_CRL_URL: &str = "http://127.0.0.1:50052/crl/root-ca.crl";
 pub const DEV_ISSUING_CRL_URL: &str = "http://127.0.0.1:50052/crl/issuing-ca.crl";
@@ -388,6 +392,8 @@ pub struct Config {
     pub hsm: HsmConfig,
     pub root_certificate: PathBuf,
     pub issuing_certificate: PathBuf,
+    /// `[ca] root_key_label`: the root CA's key in the token.
+    pub root_key_label: String,
     /// RFC 5280 §4.2.1.13: the root's CRL, named by the issuing CA's and
     /// the TSA's certificates (`init-ca`, `init-tsa`).
     pub root_crl_url: String,
@@ -548,6 +554,7 @@ impl Config {
             },
             root_certificate: resolve(&file.ca.root_certificate),
             issuing_certificate: resolve(&file.ca.issuing_certificate),
+            root_key_label: file.ca.root_key_label.clone(),
             root_crl_url: file.ca.root_crl_url,
             issuing_crl_url: file.ca.issuing_crl_url,
             certificate: CertificatePolicy {
@@ -744,6 +751,12 @@ fn default_max_connections() -> u32 {
     8
 }
 
+/// The label `qsign init-ca` gives the root's key unless told otherwise.
+pub const DEFAULT_ROOT_KEY_LABEL: &str = "qsign-root-ca";
+
+fn default_root_key_label() -> String {
+    DEFAULT_ROOT_KEY_LABEL.into()
+}
 fn default_root_crl_url() -> String {
     DEV_ROOT_CRL_URL.into()
 }

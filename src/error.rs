@@ -113,4 +113,36 @@ impl std::error::Error for Error {
     }
 }
 
+/// A signer's failure keeps the kind its source chose: the HSM adapters
+/// (`hsm::KeySigner`, `hsm::EphemeralKey`) wrap an [`Error`] in the
+/// `signature::Error`, so a lost token stays UNAVAILABLE and a broken key
+/// INTERNAL. Any other signer failure is INTERNAL.
+impl From<signature::Error> for Error {
+    fn from(e: signature::Error) -> Self {
+        let inner = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Error>());
+        let (kind, message) = match inner {
+            Some(inner) => (inner.kind(), inner.message().to_owned()),
+            None => (ErrorKind::Internal, "the signer failed".to_owned()),
+        };
+        Error::new(kind, message).with_source(e)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signer_failure_keeps_its_kind() {
+        let lost = Error::new(ErrorKind::Unavailable, "the HSM is unavailable");
+        let e = Error::from(signature::Error::from_source(lost));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(e.message(), "the HSM is unavailable");
+        assert_eq!(
+            Error::from(signature::Error::new()).kind(),
+            ErrorKind::Internal
+        );
+    }
+}

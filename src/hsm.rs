@@ -296,7 +296,17 @@ impl Hsm {
     {
         let settings = self.inner.settings.clone();
         let keys = self.inner.keys.clone();
+        // The request's span (its request id) follows the job to the worker.
+        let span = tracing::Span::current();
+        let queued = std::time::Instant::now();
         self.inner.pool.submit(Box::new(move |lease| {
+            let _entered = span.enter();
+            let metrics = crate::metrics::metrics();
+            metrics
+                .hsm_queue_wait
+                .observe(queued.elapsed().as_secs_f64());
+            metrics.hsm_sessions_busy.inc();
+            let started = std::time::Instant::now();
             let outcome = lease.map_err(Error::from).and_then(|lease| {
                 let outcome = work(&HsmSession {
                     lease,
@@ -308,6 +318,8 @@ impl Hsm {
                 }
                 outcome
             });
+            metrics.hsm_job.observe(started.elapsed().as_secs_f64());
+            metrics.hsm_sessions_busy.dec();
             reply(outcome);
         }))?;
         Ok(())
@@ -359,6 +371,7 @@ impl<'a> HsmSession<'a> {
     ) -> Result<EphemeralKey<'_>, HsmError> {
         // Counted when asked for: a failed generation costs the HSM too.
         self.keys.generated.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().ephemeral_keys_generated.inc();
         EphemeralKey::generate(
             self.lease,
             algorithm,
@@ -518,7 +531,8 @@ impl signature::Signer<SignatureValue> for KeySigner<'_> {
         self.algorithm
             .sign(self.session, self.key, message)
             .map(SignatureValue::new)
-            .map_err(signature::Error::from_source)
+            // As an Error, so that its kind survives the signature crate.
+            .map_err(|e| signature::Error::from_source(Error::from(e)))
     }
 }
 

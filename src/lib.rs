@@ -1,3 +1,7 @@
+//! qsign: a remote qualified signing service — ephemeral keys in a PKCS#11
+//! token, short-lived qualified certificates, CAdES and PAdES (README: the
+//! request flow). `SPEC §N` in comments cites `docs/SPEC.md`, the contract
+//! kept in this repository.
 #![deny(unsafe_code)]
 pub mod app;
 pub mod auth;
@@ -6,6 +10,9 @@ pub mod config;
 pub mod error;
 
 pub use error::{Error, ErrorKind, Result};
+
+#[doc(hidden)]
+pub mod fuzz;
 
 /// Code generated from `proto/qsign/v1/signing.proto` and `administration.proto`.
 pub mod proto {
@@ -17,6 +24,7 @@ pub mod proto {
 pub mod audit;
 pub mod hsm;
 pub mod limits;
+pub mod metrics;
 pub mod pades;
 pub mod pki;
 pub mod registry;

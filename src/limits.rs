@@ -160,6 +160,7 @@ impl Rate {
     /// As [`Rate::try_take`], refused with RESOURCE_EXHAUSTED naming `what`.
     pub fn admit(&self, what: &str) -> Result<(), Error> {
         self.try_take().map_err(|wait| {
+            crate::metrics::refused("anonymous_rate");
             Error::new(
                 ErrorKind::ResourceExhausted,
                 format!(

@@ -14,8 +14,31 @@ use qsign::proto;
     about = "Remote qualified signing: ephemeral keys in a PKCS#11 token"
 )]
 struct Cli {
+    /// Log lines as text or as JSON objects (one a line, for collectors).
+    #[arg(long, global = true, env = "QSIGN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default info); each line carries
+/// its spans' fields, so a request's lines name its `request_id`.
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -40,9 +63,9 @@ enum Command {
     InitCa {
         #[arg(long)]
         config: PathBuf,
-        /// Label of the root CA key in the token.
-        #[arg(long, default_value = "qsign-root-ca")]
-        root_key_label: String,
+        /// Label of the root CA key in the token (default: `[ca] root_key_label`).
+        #[arg(long)]
+        root_key_label: Option<String>,
         /// Organisation named in the CA certificates.
         #[arg(long, default_value = "qsign")]
         organization: String,
@@ -87,9 +110,9 @@ enum Command {
     InitTsa {
         #[arg(long)]
         config: PathBuf,
-        /// Label of the root CA key in the token.
-        #[arg(long, default_value = "qsign-root-ca")]
-        root_key_label: String,
+        /// Label of the root CA key in the token (default: `[ca] root_key_label`).
+        #[arg(long)]
+        root_key_label: Option<String>,
         /// Organisation named in the TSA certificate.
         #[arg(long, default_value = "qsign")]
         organization: String,
@@ -107,9 +130,9 @@ enum Command {
     InitOrgCa {
         #[arg(long)]
         config: PathBuf,
-        /// Label of the root CA key in the token.
-        #[arg(long, default_value = "qsign-root-ca")]
-        root_key_label: String,
+        /// Label of the root CA key in the token (default: `[ca] root_key_label`).
+        #[arg(long)]
+        root_key_label: Option<String>,
         /// Organisation named in the CA certificate.
         #[arg(long, default_value = "qsign")]
         organization: String,
@@ -280,12 +303,7 @@ impl ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Serve {
             config,
@@ -297,12 +315,12 @@ fn main() -> ExitCode {
             config,
             root_key_label,
             organization,
-        } => init_ca(config, &root_key_label, &organization),
+        } => init_ca(config, root_key_label, &organization),
         Command::InitTsa {
             config,
             root_key_label,
             organization,
-        } => init_tsa(config, &root_key_label, &organization),
+        } => init_tsa(config, root_key_label, &organization),
         Command::InitOcsp {
             config,
             organization,
@@ -311,7 +329,7 @@ fn main() -> ExitCode {
             config,
             root_key_label,
             organization,
-        } => init_org_ca(config, &root_key_label, &organization),
+        } => init_org_ca(config, root_key_label, &organization),
         Command::Admin(args) => runtime().and_then(|r| {
             r.block_on(qsign::client::admin::run(args))
                 .map_err(|e| e.to_string())
@@ -492,9 +510,9 @@ fn close(hsm: qsign::hsm::Hsm) {
     }
 }
 
-/// Starts the RFC 3161 HTTP endpoint of the core's TSA on `address`
-/// (HTTPS with `tls`).
-/// With `[csc] enabled`, the CSC API is served there too (SPEC §13).
+/// Starts the HTTP front door (RFC 3161, CRLs, OCSP, CA certificates,
+/// metrics, audit) on `address` (HTTPS with `tls`); with `[csc] enabled`,
+/// the CSC API is served there too (SPEC §13).
 async fn tsa_endpoint(
     core: &std::sync::Arc<qsign::signing::SigningCore>,
     config: &qsign::config::Config,
@@ -502,15 +520,10 @@ async fn tsa_endpoint(
     tls: Option<&qsign::service::Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<HttpEndpoint, String> {
-    let tsa = core
-        .tsa
-        .clone()
-        .ok_or("--tsa-listen needs a [tsa] table in the configuration")?;
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         format!("cannot listen on {address} for the TSA: {e}; change [tsa] listen or --tsa-listen")
     })?;
-    tracing::info!(%address, ocsp = core.ocsp.is_some(), tls = tls.is_some(), "RFC 3161 time-stamping, the CAs' CRLs and OCSP over HTTP");
-    let mut services = core.revocation_services();
+    tracing::info!(%address, tsa = core.tsa.is_some(), ocsp = core.ocsp.is_some(), tls = tls.is_some(), "HTTP: RFC 3161 time-stamping, the CAs' CRLs and certificates, OCSP, metrics");
     let csc = match config.csc.enabled {
         true => Some(
             qsign::signing::csc::Csc::start(core.clone(), (&config.csc).into())
@@ -518,12 +531,9 @@ async fn tsa_endpoint(
         ),
         false => None,
     };
-    services.csc = csc.clone();
-    let serving = qsign::tsa::http::serve(
-        core.hsm.clone(),
-        tsa,
-        services,
-        core.limiter.clone(),
+    let serving = qsign::service::http::serve_with(
+        core.clone(),
+        csc.clone(),
         listener,
         tls.map(|t| t.acceptor(qsign::service::tls::ALPN_HTTP1)),
         shutdown,
@@ -537,9 +547,14 @@ type HttpEndpoint = (
     Option<std::sync::Arc<qsign::signing::csc::Csc>>,
 );
 
-fn init_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+fn init_ca(
+    config: PathBuf,
+    root_key_label: Option<String>,
+    organization: &str,
+) -> Result<(), String> {
     let (config, module) =
         qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
     qsign::app::init_ca(&config, &module, root_key_label, organization)
         .map_err(|e| e.to_string())?;
     module.finalize();
@@ -558,9 +573,14 @@ fn init_ocsp(config: PathBuf, organization: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn init_org_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+fn init_org_ca(
+    config: PathBuf,
+    root_key_label: Option<String>,
+    organization: &str,
+) -> Result<(), String> {
     let (config, module) =
         qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
     qsign::app::init_org_ca(&config, &module, root_key_label, organization)
         .map_err(|e| e.to_string())?;
     module.finalize();
@@ -570,9 +590,14 @@ fn init_org_ca(config: PathBuf, root_key_label: &str, organization: &str) -> Res
     Ok(())
 }
 
-fn init_tsa(config: PathBuf, root_key_label: &str, organization: &str) -> Result<(), String> {
+fn init_tsa(
+    config: PathBuf,
+    root_key_label: Option<String>,
+    organization: &str,
+) -> Result<(), String> {
     let (config, module) =
         qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
     qsign::app::init_tsa(&config, &module, root_key_label, organization)
         .map_err(|e| e.to_string())?;
     module.finalize();

@@ -28,7 +28,7 @@ use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
 
 use crate::signer::Signer;
-use crate::{Error, ErrorKind};
+use crate::Error;
 use extensions::QcKind;
 
 /// Upper bound of a certificate's lifetime (SPEC §5).
@@ -271,13 +271,7 @@ pub(crate) fn sign(unsigned: Unsigned, ca: &impl Signer) -> Result<Issued, Error
         extensions: Some(unsigned.extensions),
     };
     let tbs_der = tbs.to_der().map_err(encoding)?;
-    let signature = ca.try_sign(&tbs_der).map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            "the HSM could not sign the certificate",
-        )
-        .with_source(e)
-    })?;
+    let signature = ca.try_sign(&tbs_der)?;
     let signature = BitString::from_bytes(signature.as_bytes()).map_err(encoding)?;
     // RFC 5280 §4.1 Certificate: the TBSCertificate goes in as the bytes
     // that were signed, not encoded a second time.

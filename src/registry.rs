@@ -15,7 +15,7 @@ pub mod certificate;
 pub mod csr;
 pub mod csv;
 pub mod flow;
-pub mod http;
+
 mod lifecycle;
 pub mod mail;
 pub mod model;

@@ -1,13 +1,16 @@
-//! The gRPC layer: the only module that knows tonic. It turns protobuf
-//! messages into [`SigningCore`] calls and errors into statuses
-//! (`status::status`), and serves health and reflection beside it. `tls`
-//! holds the TLS set-up that the HTTP endpoint shares; `csc` is the CSC API
-//! over HTTP/JSON (SPEC §13) that the HTTP endpoint routes `/csc/` to.
+//! The front doors: the only module that knows tonic and hyper's server.
+//! gRPC here: protobuf messages become [`SigningCore`] calls and errors
+//! statuses (`status::status`), with health and reflection beside it;
+//! `http` is the HTTP front door (RFC 3161, CRLs, OCSP, CA certificates,
+//! metrics, audit, CSC (SPEC §13), lookup); `tls` holds the TLS set-up both
+//! share.
 
 pub mod administration;
 pub mod codec;
 pub mod csc;
 mod guard;
+pub mod http;
+pub mod observe;
 mod status;
 pub mod tls;
 
@@ -29,6 +32,7 @@ use crate::proto::{self, document};
 use crate::signing::{Authorization, Document, Level, PdfOptions, SigningCore};
 use crate::Error;
 use guard::Guard;
+use observe::Observe;
 pub use status::status;
 pub use tls::Tls;
 
@@ -289,7 +293,7 @@ pub async fn serve(
     let signing = SigningServiceServer::new(Service::new(core.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let signing = Guard::new(signing, limiter.clone(), max_message);
+    let signing = Observe::new(Guard::new(signing, limiter.clone(), max_message));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     report(&mut hsm_health, &health_reporter).await;
     let follower = tokio::spawn(follow_hsm(hsm_health, health_reporter));
@@ -317,7 +321,7 @@ pub async fn serve(
         // No max_connection_age_grace: tonic 0.14 then skips the graceful
         // close; requests in progress end by the guard's deadline anyway.
         .max_connection_age(config.max_connection_age())
-        .add_service(health)
+        .add_service(Observe::new(health))
         .add_service(reflection)
         .add_service(signing)
         .add_optional_service(administration);

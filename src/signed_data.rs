@@ -23,7 +23,15 @@ use x509_cert::Certificate;
 
 use crate::pki::{rfc5280_time, Issued};
 use crate::signer::Signer;
-use crate::{Error, ErrorKind};
+use crate::Error;
+
+/// RFC 3161 §2.4.2 id-ct-TSTInfo, the eContentType of a TimeStampToken.
+pub const CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+
+/// RFC 3161 Appendix A id-aa-timeStampToken: the unsigned attribute of a
+/// SignerInfo that carries a signature time-stamp (CAdES-B-T).
+pub const AA_SIGNATURE_TIME_STAMP_TOKEN: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.14");
 
 /// RFC 6211 §2 id-aa-CMSAlgorithmProtection.
 pub const AA_CMS_ALGORITHM_PROTECTION: ObjectIdentifier =
@@ -320,13 +328,7 @@ pub(crate) fn signer_info(
 ) -> Result<SignerInfo, Error> {
     let signed_attributes = SetOfVec::try_from(attributes).map_err(encoding)?;
     let to_sign = signed_attributes.to_der().map_err(encoding)?;
-    let signature = signer.try_sign(&to_sign).map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            "the HSM could not sign the signed attributes",
-        )
-        .with_source(e)
-    })?;
+    let signature = signer.try_sign(&to_sign)?;
     Ok(SignerInfo {
         version: CmsVersion::V1,
         sid,
@@ -354,7 +356,7 @@ pub(crate) fn content_info(
 pub fn add_signature_time_stamp(signer_info: &mut SignerInfo, token: &[u8]) -> Result<(), Error> {
     let token = Any::from_der(token).map_err(encoding)?;
     let attribute = Attribute {
-        oid: crate::tsa::asn1::AA_SIGNATURE_TIME_STAMP_TOKEN,
+        oid: AA_SIGNATURE_TIME_STAMP_TOKEN,
         values: SetOfVec::try_from(vec![token]).map_err(encoding)?,
     };
     add_unsigned_attribute(signer_info, attribute)

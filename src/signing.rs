@@ -26,6 +26,9 @@
 mod archive;
 pub mod csc;
 mod ltv;
+mod public;
+
+pub use public::CrlCache;
 
 pub use ltv::DOC_TIMESTAMP_CAPACITY;
 mod pdf;
@@ -53,6 +56,8 @@ pub struct SigningCore {
     pub issuer: Issuer,
     /// The root CA, whose CRL B-LT carries (parsed once, at start).
     pub root: Issuer,
+    /// `[ca] root_key_label`: the root's key in the token, which signs its CRL.
+    pub root_key_label: String,
     /// Certificates (DER) embedded in every CMS after the signer's own.
     pub chain: Vec<der::Any>,
     /// DER, issuing CA first, root last (GetTrustChain).
@@ -398,8 +403,9 @@ impl SigningCore {
                     let mut signer_info = context.sign(digest, signing_time, &key)?;
                     if let Some(tsa) = &built_in {
                         let imprint = MessageImprint::sha256_of(signer_info.signature.as_bytes());
+                        let tsa_key = session.session_signer(tsa.key_label())?;
                         let token =
-                            tsa.time_stamp(session, &imprint, None, true, SystemTime::now())?;
+                            tsa.time_stamp(&tsa_key, &imprint, None, true, SystemTime::now())?;
                         signed_data::add_signature_time_stamp(&mut signer_info, &token)?;
                     }
                     signer_infos.push(signer_info);

@@ -37,7 +37,7 @@ pub const USER_PIN: &str = "user-pin";
 pub const SOFTHSM_CONF: &str = "softhsm2.conf";
 
 pub const TOKEN_LABEL: &str = "qsign";
-pub const ROOT_KEY_LABEL: &str = "qsign-root-ca";
+pub const ROOT_KEY_LABEL: &str = crate::config::DEFAULT_ROOT_KEY_LABEL;
 pub const ISSUING_KEY_LABEL: &str = "qsign-issuing-ca";
 pub const TSA_KEY_LABEL: &str = "qsign-tsa";
 pub const OCSP_KEY_LABEL: &str = "qsign-ocsp";

@@ -1,15 +1,16 @@
-//! The time-stamping authority (RFC 3161, with RFC 5816's ESSCertIDv2):
-//! a persistent key in the token, a certificate from the qsign root, and
-//! [`TimeStampAuthority::time_stamp`], which makes a TimeStampToken inside
-//! an HSM session — so that a signature level (CAdES/PAdES B-T) can stamp
-//! its signature value in the same [`crate::hsm::Hsm::run`] as the signing.
+//! The time-stamping authority (RFC 3161, with RFC 5816's ESSCertIDv2): a
+//! domain module like `pki`. It holds the TSA certificate and makes a
+//! TimeStampToken with any [`Signer`] of its key — the flow hands it the
+//! token key's signer inside an HSM job, so that a signature level
+//! (CAdES/PAdES B-T) stamps its signature value in the same job as the
+//! signing. It knows neither the HSM nor HTTP.
 //!
 //! ```text
-//! HTTP POST application/timestamp-query ──► http (hyper, 64 KiB limit)
-//!    protocol: DER TimeStampReq → checks (§2.4.1) ─┐ rejection: badAlg, badRequest, ...
-//!    Hsm::run ─► TimeStampAuthority::time_stamp    │
-//!                  TSTInfo (§2.4.2) → SignedData (eContent encapsulated)
-//!                  signed by the TSA key's session copy
+//! service::http  POST application/timestamp-query (hyper, 64 KiB limit)
+//!   signing (flow): protocol::check (§2.4.1) ─────────┐ rejection: badAlg, ...
+//!                   Hsm::run ─► TimeStampAuthority::time_stamp(signer)
+//!                     TSTInfo (§2.4.2) → SignedData (eContent encapsulated)
+//!                   protocol::reply ◄─────────────────┘
 //! ◄── application/timestamp-reply TimeStampResp (granted + token | rejection)
 //! ```
 //!
@@ -17,7 +18,6 @@
 
 pub mod asn1;
 pub mod client;
-pub mod http;
 pub mod protocol;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,11 +33,11 @@ use der::asn1::{GeneralizedTime, Int, OctetString, SetOfVec};
 use der::{Any, Decode, Encode, Tag};
 use rand::RngCore;
 use spki::AlgorithmIdentifierOwned;
+use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::ExtendedKeyUsage;
 use x509_cert::Certificate;
 
-use crate::hsm::HsmSession;
 use crate::pki::Issued;
 use crate::signed_data::{self, encoding};
 use crate::signer::Signer;
@@ -71,19 +71,20 @@ pub struct TimeStampAuthority {
 }
 
 impl TimeStampAuthority {
-    /// Checks the certificate against RFC 3161 §2.3 and against the key in
-    /// the token (refuses to serve on a mismatch), then precomputes what
-    /// every token shares.
+    /// Checks the certificate against RFC 3161 §2.3 and against `key`, the
+    /// public key of the token's `settings.key_label` (refuses to serve on
+    /// a mismatch), then precomputes what every token shares; `signer` (of
+    /// that key) names the algorithms.
     pub fn new(
-        session: &HsmSession<'_>,
+        key: &SubjectPublicKeyInfoOwned,
+        signer: &impl Signer,
         settings: TsaSettings,
         certificate_der: Vec<u8>,
     ) -> Result<Self, Error> {
         let certificate = Certificate::from_der(&certificate_der)
             .map_err(|e| Error::internal("the TSA certificate is not valid DER").with_source(e))?;
         check_time_stamping_usage(&certificate)?;
-        let key = session.persistent_public_key(&settings.key_label)?;
-        if key != certificate.tbs_certificate.subject_public_key_info {
+        if *key != certificate.tbs_certificate.subject_public_key_info {
             return Err(Error::new(
                 ErrorKind::FailedPrecondition,
                 format!(
@@ -92,13 +93,12 @@ impl TimeStampAuthority {
                 ),
             ));
         }
-        let signer = session.session_signer(&settings.key_label)?;
         let certificate = Issued {
             certificate,
             der: certificate_der,
         };
         let digest_algorithm = signer.digest_algorithm();
-        let signature_algorithm = signed_data::signature_algorithm(&signer)?;
+        let signature_algorithm = signed_data::signature_algorithm(signer)?;
         let millis = u32::try_from(settings.accuracy.as_millis()).unwrap_or(u32::MAX);
         Ok(Self {
             accuracy: Accuracy::from_millis(millis),
@@ -129,13 +129,18 @@ impl TimeStampAuthority {
         self.settings.policy
     }
 
+    /// Label of the TSA's key in the token: the flow signs with it.
+    pub fn key_label(&self) -> &str {
+        &self.settings.key_label
+    }
+
     /// A TimeStampToken (RFC 3161 §2.4.2: a DER `ContentInfo` holding a
     /// `SignedData` whose encapsulated content is the TSTInfo) for `imprint`
-    /// at `now`, signed with the TSA key through `session`. SHA-256 imprints
-    /// only. `cert_req`: embed the TSA certificate (§2.4.1 certReq).
+    /// at `now`, signed by `signer` (the TSA key). SHA-256 imprints only.
+    /// `cert_req`: embed the TSA certificate (§2.4.1 certReq).
     pub fn time_stamp(
         &self,
-        session: &HsmSession<'_>,
+        signer: &impl Signer,
         imprint: &MessageImprint,
         nonce: Option<&Int>,
         cert_req: bool,
@@ -162,8 +167,7 @@ impl TimeStampAuthority {
         }
         .to_der()
         .map_err(encoding)?;
-        let signer = session.session_signer(&self.settings.key_label)?;
-        let token = self.signed_data(&tst_info, cert_req, &signer)?;
+        let token = self.signed_data(&tst_info, cert_req, signer)?;
         tracing::info!(
             target: "qsign::audit",
             kind = "time-stamp",

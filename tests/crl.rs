@@ -151,3 +151,26 @@ pub fn issuing_crl_is_fresh_for_the_signature(cms: &[u8], certificate: &[u8]) {
         gen_time
     );
 }
+
+/// The root's CRL is signed with `[ca] root_key_label`, not a built-in
+/// label: a core told of another label signs none (its key is not in the
+/// token) but still the issuing CA's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_root_crl_key_comes_from_the_configuration() {
+    use qsign::pki::crl::CrlOf;
+    let core = env().core("crl-root-label", |c| {
+        c.root_key_label = "not-in-token".into()
+    });
+    assert_eq!(core.root_key_label, "not-in-token");
+    core.current_crl(CrlOf::IssuingCa)
+        .await
+        .expect("issuing CA CRL");
+    let err = core
+        .current_crl(CrlOf::Root)
+        .await
+        .expect_err("no such key");
+    assert!(format!("{err:?}").contains("not-in-token"), "{err:?}");
+    let core = env().core("crl-root-label-dev", |_| {});
+    assert_eq!(core.root_key_label, state::ROOT_KEY_LABEL);
+    core.current_crl(CrlOf::Root).await.expect("root CRL");
+}

@@ -41,14 +41,10 @@ impl CscServer {
         let address = listener.local_addr().expect("address");
         let core = env().core(label, tweak);
         let csc = Csc::start(core.clone(), settings).expect("CSC facade");
-        let mut services = core.revocation_services();
-        services.csc = Some(csc.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(qsign::tsa::http::serve(
-            core.hsm.clone(),
-            core.tsa.clone().expect("the dev configuration has a TSA"),
-            services,
-            core.limiter.clone(),
+        tokio::spawn(qsign::service::http::serve_with(
+            core.clone(),
+            Some(csc.clone()),
             listener,
             None,
             async {

@@ -33,12 +33,19 @@ async fn two_mtls_replicas_on_one_postgres_refuse_replays_and_keep_one_log() {
         .collect();
     let mut serving: Vec<Serving> = replicas.iter().map(|(c, p)| start(c, *p)).collect();
     let address = |i: usize| std::net::SocketAddr::from(([127, 0, 0, 1], replicas[i].1));
-    let mut a = connect(address(0), &pki, Some("invoicing")).await.expect("mTLS to a");
-    let mut b = connect(address(1), &pki, Some("invoicing")).await.expect("mTLS to b");
+    let mut a = connect(address(0), &pki, Some("invoicing"))
+        .await
+        .expect("mTLS to a");
+    let mut b = connect(address(1), &pki, Some("invoicing"))
+        .await
+        .expect("mTLS to b");
 
     // A token used on one replica is refused by the other.
     let (request, content) = seal_request(b"order 1");
-    let cms = a.sign_detached(request.clone()).await.expect("replica a seals");
+    let cms = a
+        .sign_detached(request.clone())
+        .await
+        .expect("replica a seals");
     let cms = &cms.get_ref().cms[0];
     tools::openssl_cms_verify(cms, &content, &env().root_ca()).expect("openssl cms -verify");
     let replay = b.sign_detached(request).await.expect_err("replay on b");
@@ -47,17 +54,17 @@ async fn two_mtls_replicas_on_one_postgres_refuse_replays_and_keep_one_log() {
     // Both get one token at the same moment: exactly one signs.
     for round in 0..6 {
         let (request, _) = seal_request(format!("order at once {round}").as_bytes());
-        let (x, y) = tokio::join!(
-            a.sign_detached(request.clone()),
-            b.sign_detached(request)
-        );
+        let (x, y) = tokio::join!(a.sign_detached(request.clone()), b.sign_detached(request));
         let codes = [&x, &y].map(|r| r.as_ref().err().map(tonic::Status::code));
         assert_eq!(
             codes.iter().filter(|c| c.is_none()).count(),
             1,
             "round {round}: {codes:?}"
         );
-        assert!(codes.contains(&Some(tonic::Code::Unauthenticated)), "{codes:?}");
+        assert!(
+            codes.contains(&Some(tonic::Code::Unauthenticated)),
+            "{codes:?}"
+        );
     }
     serving.clear();
 
@@ -107,11 +114,17 @@ fn replica_config(pki: &TestPki, database: &str, i: usize, port: u16) -> PathBuf
     let path = |file: &str| Value::String(pki.path(file).display().to_string());
     config.insert("listen".into(), format!("127.0.0.1:{port}").into());
     let mut set = |table: &str, key: &str, value: Value| {
-        let table = config[table].as_table_mut().expect("a table of the template");
+        let table = config[table]
+            .as_table_mut()
+            .expect("a table of the template");
         table.insert(key.into(), value);
     };
     set("tsa", "listen", format!("127.0.0.1:{}", free_port()).into());
-    set("hsm", "ephemeral_key_label", key_label(&format!("deployment-{i}")).into());
+    set(
+        "hsm",
+        "ephemeral_key_label",
+        key_label(&format!("deployment-{i}")).into(),
+    );
     set("database", "url", database.into());
     let mut tls = toml::Table::new();
     tls.insert("certificate".into(), path("server.pem"));

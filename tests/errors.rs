@@ -274,6 +274,7 @@ pub fn broken_core(base: &SigningCore, verifier: qsign::auth::Verifier) -> Arc<S
         hsm: HsmDown::hsm(),
         issuer: base.issuer.clone(),
         root: base.root.clone(),
+        root_key_label: base.root_key_label.clone(),
         chain: base.chain.clone(),
         trust_chain: base.trust_chain.clone(),
         policy: base.policy.clone(),

@@ -207,7 +207,7 @@ async fn the_http_listener_serves_the_ca_certificates() {
         .expect("the development listener");
     for (path, file) in [
         (path, state::ISSUING_CA),
-        (qsign::tsa::http::ROOT_CA_CERT_PATH, state::ROOT_CA),
+        (qsign::service::http::ROOT_CA_CERT_PATH, state::ROOT_CA),
     ] {
         let head = format!("GET {path} HTTP/1.1\r\n");
         let (status, content_type, body) = http(endpoint.address, &head, b"").await;

@@ -48,7 +48,8 @@ fn document_time_stamp(core: &Arc<SigningCore>, pdf: &[u8]) -> Vec<u8> {
         .hsm
         .run_blocking(move |session| {
             let imprint = MessageImprint::sha256(digest);
-            tsa.time_stamp(session, &imprint, None, true, SystemTime::now())
+            let signer = session.session_signer(tsa.key_label())?;
+            tsa.time_stamp(&signer, &imprint, None, true, SystemTime::now())
         })
         .expect("time-stamp");
     prepared.embed(&token).expect("embed");

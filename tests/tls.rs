@@ -232,11 +232,8 @@ async fn https_endpoint(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(qsign::tsa::http::serve(
-        core.hsm.clone(),
-        core.tsa.clone().expect("the development TSA"),
-        core.revocation_services(),
-        core.limiter.clone(),
+    tokio::spawn(qsign::service::http::serve(
+        core.clone(),
         listener,
         Some(tls.acceptor(qsign::service::tls::ALPN_HTTP1)),
         async {

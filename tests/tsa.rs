@@ -47,13 +47,10 @@ impl TsaServer {
                 c.ocsp = Some(env().ocsp_config(&format!("http://{address}/ocsp")));
             }
         });
-        let tsa = core.tsa.clone().expect("the dev configuration has a TSA");
+        assert!(core.tsa.is_some(), "the dev configuration has a TSA");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(qsign::tsa::http::serve(
-            core.hsm.clone(),
-            tsa,
-            core.revocation_services(),
-            core.limiter.clone(),
+        tokio::spawn(qsign::service::http::serve(
+            core.clone(),
             listener,
             None,
             async {

@@ -44,6 +44,8 @@ impl<'s> EphemeralKey<'s> {
             private,
             alive,
         };
+        // Alive from here until `KeyPairHandles::drop`.
+        crate::metrics::metrics().ephemeral_keys_alive.inc();
         let attributes = session.get_attributes(public, algorithm.public_attributes())?;
         Ok(Self {
             public_key_info: algorithm.subject_public_key_info(&attributes)?,
@@ -68,6 +70,7 @@ impl<'s> EphemeralKey<'s> {
 
 impl Drop for KeyPairHandles<'_> {
     fn drop(&mut self) {
+        crate::metrics::metrics().ephemeral_keys_alive.dec();
         let session = self.lease.session();
         for handle in [self.private, self.public] {
             if let Err(e) = session.destroy_object(handle) {
@@ -86,7 +89,7 @@ impl signature::Signer<SignatureValue> for EphemeralKey<'_> {
         self.algorithm
             .sign(self.handles.lease.session(), self.handles.private, message)
             .map(SignatureValue::new)
-            .map_err(signature::Error::from_source)
+            .map_err(|e| signature::Error::from_source(crate::Error::from(e)))
     }
 }
 

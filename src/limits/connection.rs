@@ -196,6 +196,7 @@ impl Accept {
             let Some(slot) = self.connections.admit(peer.ip()) else {
                 // Dropping the stream closes it at once.
                 tracing::debug!(%peer, "connection refused: too many open connections");
+                crate::metrics::refused("connections");
                 continue;
             };
             let _ = stream.set_nodelay(true);

@@ -13,7 +13,14 @@ use x509_cert::Version;
 
 use super::{encoding, extensions, rfc5280_time, Issuer};
 use crate::signer::Signer;
-use crate::{Error, ErrorKind};
+use crate::Error;
+
+/// Which qsign CA a CRL is of (RFC 5280 §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrlOf {
+    IssuingCa,
+    Root,
+}
 
 /// An RFC 5280 §5.1 v2 CRL of `issuer` with no revoked certificates,
 /// signed by `signer` (the issuer's key): §5.2.1 authorityKeyIdentifier and
@@ -73,9 +80,7 @@ pub fn issue_crl_with(
         crl_extensions: Some(crl_extensions),
     };
     let tbs_der = tbs.to_der().map_err(encoding)?;
-    let signature = signer.try_sign(&tbs_der).map_err(|e| {
-        Error::new(ErrorKind::Unavailable, "the HSM could not sign the CRL").with_source(e)
-    })?;
+    let signature = signer.try_sign(&tbs_der)?;
     CertificateList {
         tbs_cert_list: tbs,
         signature_algorithm: algorithm,

@@ -190,13 +190,7 @@ impl Responder {
         let signature_algorithm = signer.signature_algorithm_identifier().map_err(|e| {
             Error::internal("responder key has no signature algorithm").with_source(e)
         })?;
-        let signature = signer.try_sign(&tbs).map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                "the HSM could not sign the OCSP response",
-            )
-            .with_source(e)
-        })?;
+        let signature = signer.try_sign(&tbs)?;
         let basic = BasicOcspResponse {
             tbs_response_data,
             signature_algorithm,

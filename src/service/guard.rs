@@ -75,14 +75,17 @@ where
                 Ok(Err(refused)) => refused,
                 // The handler is dropped; HSM work already queued finishes
                 // on its worker and its key guard destroys the key.
-                Err(_) => status(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "the request did not finish within the server's deadline of {} s; \
+                Err(_) => status({
+                    crate::metrics::refused("deadline");
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "the request did not finish within the server's deadline of {} s; \
                          the HSM may be busy: retry later",
-                        deadline.as_secs()
-                    ),
-                )),
+                            deadline.as_secs()
+                        ),
+                    )
+                }),
             };
             Ok(reply.into_http())
         })
@@ -99,11 +102,13 @@ where
         let caller = caller(request.extensions());
         let _admission = self.limiter.callers.admit(caller).map_err(|e| {
             tracing::debug!(%caller, "request over the caller's limits");
+            crate::metrics::refused("caller");
             status(e)
         })?;
         let (parts, body) = request.into_parts();
         let (body, length) = peek_length(body).await?;
         if length > self.max_message {
+            crate::metrics::refused("message_size");
             return Err(status(Error::new(
                 ErrorKind::ResourceExhausted,
                 format!(
@@ -113,7 +118,10 @@ where
                 ),
             )));
         }
-        let _reservation = self.limiter.memory.reserve(length).map_err(status)?;
+        let _reservation = self.limiter.memory.reserve(length).map_err(|e| {
+            crate::metrics::refused("memory");
+            status(e)
+        })?;
         match self.inner.call(Request::from_parts(parts, body)).await {
             Ok(response) => Ok(response),
             Err(never) => match never {},

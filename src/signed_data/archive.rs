@@ -251,7 +251,7 @@ mod tests {
             other: Any::encode_from(&Int::new(&[2]).unwrap()).unwrap(),
         });
         let econtent_type = match econtent {
-            Some(_) => crate::tsa::asn1::CT_TST_INFO,
+            Some(_) => crate::signed_data::CT_TST_INFO,
             None => rfc6268::ID_DATA,
         };
         SignedData {

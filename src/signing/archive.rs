@@ -48,9 +48,10 @@ impl SigningCore {
         let tokens = self
             .hsm
             .run(move |session| {
+                let signer = session.session_signer(tsa.key_label())?;
                 imprints
                     .iter()
-                    .map(|imprint| tsa.time_stamp(session, imprint, None, true, SystemTime::now()))
+                    .map(|imprint| tsa.time_stamp(&signer, imprint, None, true, SystemTime::now()))
                     .collect::<Result<Vec<_>, Error>>()
             })
             .await?;

@@ -2,34 +2,24 @@
 //! B-LT signature carries (`revocation_data`), PAdES B-LT and B-LTA (ETSI
 //! EN 319 142-1 §5.4, §5.5: after the B-T signature, one incremental update
 //! with a /DSS, then for B-LTA a document time-stamp from the built-in TSA
-//! over everything before it), and what the HTTP endpoint and the
-//! `TimeStamp` RPC serve: current CRLs, OCSP answers, time-stamps.
+//! over everything before it). What the public endpoints ask for (current
+//! CRLs, OCSP answers, time-stamps) is in `public`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use super::{blocking_if_large, Level, SigningCore};
 use crate::hsm::HsmSession;
 use crate::pades;
-use crate::pki::crl::issue_crl;
+use crate::pki::crl::{issue_crl, CrlOf};
 use crate::pki::Issued;
-use crate::state::ROOT_KEY_LABEL;
-use crate::tsa::http::CrlOf;
-use crate::tsa::MessageImprint;
-use crate::{Error, ErrorKind};
-
-/// A CRL (DER) and when it was made.
-type Made = Option<(Instant, Vec<u8>)>;
-
-/// The CRLs of the HTTP endpoint (issuing CA, root).
-#[derive(Default)]
-struct CrlCache(tokio::sync::Mutex<[Made; 2]>);
+use crate::Error;
 
 /// nextUpdate - thisUpdate of the root's CRL (RFC 5280 §5.1.2.5).
-const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+pub(super) const ROOT_CRL_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// DER bytes reserved for the document time-stamp token: TSTInfo, the
 /// SignerInfo and the TSA certificate (at most `MAX_END_ENTITY_LEN`).
 pub const DOC_TIMESTAMP_CAPACITY: usize = 4096 + crate::pki::MAX_END_ENTITY_LEN;
@@ -84,7 +74,7 @@ pub(super) struct RevocationData {
 
 /// The empty CRL (qsign revokes nothing) of the issuing CA or of the root,
 /// signed with its key, valid from `this_update` to `next_update`.
-fn crl(
+pub(super) fn crl(
     session: &HsmSession<'_>,
     core: &SigningCore,
     which: CrlOf,
@@ -98,7 +88,8 @@ fn crl(
             issue_crl(&core.issuer, &key, this_update, next_update, number)
         }
         CrlOf::Root => {
-            let key = session.persistent_signer(ROOT_KEY_LABEL)?;
+            // `[ca] root_key_label`: the key `init-ca` made.
+            let key = session.persistent_signer(&core.root_key_label)?;
             issue_crl(&core.root, &key, this_update, next_update, number)
         }
     }
@@ -162,142 +153,4 @@ pub(super) async fn extend(
     let mut signed_pdf = signed_pdf;
     signed_pdf.extend_from_slice(prepared.update());
     Ok(signed_pdf)
-}
-
-impl SigningCore {
-    /// A fresh CRL of the issuing CA or of the root, signed in the token,
-    /// for the HTTP endpoint (`GET /crl/...`).
-    pub async fn current_crl(self: &Arc<Self>, which: CrlOf) -> Result<Vec<u8>, Error> {
-        let core = self.clone();
-        self.hsm
-            .run(move |session| {
-                let now = SystemTime::now();
-                let next_update = match which {
-                    CrlOf::IssuingCa => core.policy.not_after(now),
-                    CrlOf::Root => now + ROOT_CRL_LIFETIME,
-                };
-                crl(session, &core, which, now, next_update)
-            })
-            .await
-    }
-
-    /// SPEC §12: a CRL is signed once per interval and served from the
-    /// cache, the signing within the anonymous HSM rate. Only `GET /crl/...`
-    /// uses it: B-LT embeds CRLs issued with the signature (`revocation_data`).
-    async fn cached_crl(
-        self: &Arc<Self>,
-        cache: &CrlCache,
-        which: CrlOf,
-    ) -> Result<Vec<u8>, Error> {
-        // One lock for both CRLs: at most one is being signed at a time, and
-        // a burst of GETs waits for it instead of signing many.
-        let mut slots = cache.0.lock().await;
-        let slot = &mut slots[match which {
-            CrlOf::IssuingCa => 0,
-            CrlOf::Root => 1,
-        }];
-        if let Some((made, der)) = slot {
-            if made.elapsed() < self.limits.crl_cache() {
-                return Ok(der.clone());
-            }
-        }
-        self.limiter.anonymous.admit("a new CRL")?;
-        let der = self.current_crl(which).await?;
-        *slot = Some((Instant::now(), der.clone()));
-        Ok(der)
-    }
-
-    /// RFC 6960 Appendix A.1: the `[ocsp]` responder's answer to a DER
-    /// OCSPRequest, signed in the token: "good" for the issuing CA's
-    /// certificates (qsign revokes none), "unknown" for others (§2.2),
-    /// malformedRequest (§2.3) for what is not a request it answers.
-    pub async fn ocsp_answer(self: &Arc<Self>, request: &[u8]) -> Result<Vec<u8>, Error> {
-        let responder = self
-            .ocsp
-            .clone()
-            .ok_or_else(|| Error::internal("OCSP without an [ocsp] responder"))?;
-        let Some((ids, nonce)) = crate::pki::ocsp::parse_request(request) else {
-            return crate::pki::ocsp::malformed_request();
-        };
-        let now = SystemTime::now();
-        let next_update = self.policy.not_after(now);
-        self.hsm
-            .run(move |session| {
-                let signer = session.session_signer(responder.key_label())?;
-                responder.respond_with(ids, nonce, now, next_update, &signer)
-            })
-            .await
-    }
-
-    /// The CA certificates, the CRLs and the OCSP responder (if any) for the
-    /// HTTP endpoint. The CRLs come from a cache renewed every `[limits]
-    /// crl_cache_seconds`.
-    pub fn revocation_services(self: &Arc<Self>) -> crate::tsa::http::Revocation {
-        let core = self.clone();
-        let cache = Arc::new(CrlCache::default());
-        let crls: crate::tsa::http::CrlSource = Arc::new(move |which| {
-            let (core, cache) = (core.clone(), cache.clone());
-            Box::pin(async move { core.cached_crl(&cache, which).await })
-        });
-        let core = self.clone();
-        let ocsp: crate::tsa::http::OcspSource = Arc::new(move |request| {
-            let core = core.clone();
-            Box::pin(async move { core.ocsp_answer(&request).await })
-        });
-        let audit = self.audit.clone().map(|log| {
-            let source: crate::tsa::http::AuditSource = Arc::new(move |document| {
-                let log = log.clone();
-                Box::pin(async move {
-                    match document {
-                        crate::tsa::http::AuditDocument::Vkey => Ok(Some(log.vkey() + "\n")),
-                        crate::tsa::http::AuditDocument::Checkpoint => {
-                            log.latest_checkpoint().await
-                        }
-                    }
-                })
-            });
-            source
-        });
-        let services = crate::tsa::http::Revocation {
-            crls: Some(crls),
-            ocsp: self.ocsp.is_some().then_some(ocsp),
-            ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
-            documents: Vec::new(),
-            audit,
-            csc: None,
-        };
-        match &self.registry {
-            Some(registry) => crate::registry::http::extend(services, registry, &self.hsm),
-            None => services,
-        }
-    }
-
-    /// [`SigningCore::time_stamp`] for anyone (the TimeStamp RPC): within
-    /// the rate of anonymous HSM signatures (SPEC §12), RESOURCE_EXHAUSTED
-    /// beyond it.
-    pub async fn anonymous_time_stamp(self: &Arc<Self>, digest: &[u8]) -> Result<Vec<u8>, Error> {
-        super::sha256_digest(digest, "sha256_digest")?;
-        self.limiter.anonymous.admit("TimeStamp")?;
-        self.time_stamp(digest).await
-    }
-
-    /// A time-stamp token of the built-in TSA over `digest` (SHA-256): the
-    /// document time-stamp of a hash-only B-LTA (ISO 32000-2 §12.8.5),
-    /// whose update the client writes. Time-stamps are public, as on the
-    /// RFC 3161 endpoint: no activation token.
-    pub async fn time_stamp(self: &Arc<Self>, digest: &[u8]) -> Result<Vec<u8>, Error> {
-        let digest = super::sha256_digest(digest, "sha256_digest")?;
-        let tsa = self.tsa.clone().ok_or_else(|| {
-            Error::new(
-                ErrorKind::FailedPrecondition,
-                "this server has no built-in time-stamping authority",
-            )
-        })?;
-        self.hsm
-            .run(move |session| {
-                let imprint = MessageImprint::sha256(digest);
-                tsa.time_stamp(session, &imprint, None, true, SystemTime::now())
-            })
-            .await
-    }
 }

@@ -11,13 +11,9 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::Extension;
 
-/// RFC 3161 §2.4.2 id-ct-TSTInfo, the eContentType of a TimeStampToken.
-pub const CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
-
-/// RFC 3161 Appendix A id-aa-timeStampToken: the unsigned attribute of a
-/// SignerInfo that carries a signature time-stamp (CAdES-B-T).
-pub const AA_SIGNATURE_TIME_STAMP_TOKEN: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.14");
+// RFC 3161 §2.4.2 id-ct-TSTInfo and Appendix A id-aa-timeStampToken live
+// in `signed_data`, which embeds time-stamps and needs no `tsa`.
+pub use crate::signed_data::{AA_SIGNATURE_TIME_STAMP_TOKEN, CT_TST_INFO};
 
 /// RFC 3161 §2.4.1 `MessageImprint`: the hash of the time-stamped datum.
 #[derive(Clone, Debug, PartialEq, Eq, Sequence)]

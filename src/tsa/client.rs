@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::asn1::{MessageImprint, TimeStampReq, TimeStampResp, TstInfo, CT_TST_INFO};
-use super::http::{content_type_is, QUERY_CONTENT_TYPE, REPLY_CONTENT_TYPE};
+use super::protocol::{QUERY_CONTENT_TYPE, REPLY_CONTENT_TYPE};
 use crate::{Error, ErrorKind};
 
 /// Time one TSA gets for connecting and answering.
@@ -184,4 +184,14 @@ pub fn tst_info(token: &[u8]) -> Result<TstInfo, Error> {
     }
     let octets: OctetString = content.decode_as().map_err(invalid("eContent"))?;
     TstInfo::from_der(octets.as_bytes()).map_err(invalid("TSTInfo"))
+}
+
+/// Whether Content-Type names `expected`, ignoring case and parameters
+/// (RFC 9110 §8.3.1).
+fn content_type_is(headers: &hyper::header::HeaderMap, expected: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }

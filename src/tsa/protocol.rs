@@ -1,37 +1,22 @@
-//! RFC 3161 §2.4: from a DER TimeStampReq to a DER TimeStampResp. Every
+//! RFC 3161 §2.4: from a DER TimeStampReq to a DER TimeStampResp, in two
+//! halves around the signing (which the flow runs in the HSM): [`check`]
+//! the request, then [`reply`] with the token or why there is none. Every
 //! outcome is a TimeStampResp — granted with a token, or a rejection whose
 //! failInfo and statusString say what to change; input never panics.
-
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use der::{Any, Decode, Encode};
 
 use super::asn1::{FailureInfo, PkiStatusInfo, TimeStampReq, TimeStampResp};
 use super::TimeStampAuthority;
-use crate::hsm::Hsm;
 use crate::{Error, ErrorKind};
 
-/// Answers one DER `TimeStampReq`; the HSM work runs in [`Hsm::run`].
-pub async fn respond(
-    hsm: &Hsm,
-    tsa: &Arc<TimeStampAuthority>,
-    request: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let response = match check(tsa, request) {
-        Err(status) => TimeStampResp {
-            status,
-            time_stamp_token: None,
-        },
-        Ok(request) => grant(hsm, tsa, request).await,
-    };
-    response
-        .to_der()
-        .map_err(|e| Error::internal("TimeStampResp encoding failed").with_source(e))
-}
+/// RFC 3161 §3.4 MIME types of a query and of its reply.
+pub const QUERY_CONTENT_TYPE: &str = "application/timestamp-query";
+pub const REPLY_CONTENT_TYPE: &str = "application/timestamp-reply";
 
-/// §2.4.1: what a TSA must check before it signs anything.
-fn check(tsa: &TimeStampAuthority, request: &[u8]) -> Result<TimeStampReq, PkiStatusInfo> {
+/// §2.4.1: what a TSA must check before it signs anything; the rejection
+/// to send otherwise (encode it with [`rejection`]).
+pub fn check(tsa: &TimeStampAuthority, request: &[u8]) -> Result<TimeStampReq, PkiStatusInfo> {
     let reject = PkiStatusInfo::rejection;
     let request = TimeStampReq::from_der(request).map_err(|_| {
         reject(
@@ -76,25 +61,22 @@ fn check(tsa: &TimeStampAuthority, request: &[u8]) -> Result<TimeStampReq, PkiSt
     Ok(request)
 }
 
-/// Signs the token; a failing HSM becomes a systemFailure rejection (the
-/// cause goes to the log only).
-async fn grant(hsm: &Hsm, tsa: &Arc<TimeStampAuthority>, request: TimeStampReq) -> TimeStampResp {
-    let authority = tsa.clone();
-    let signed = hsm
-        .run(move |session| {
-            authority.time_stamp(
-                session,
-                &request.message_imprint,
-                request.nonce.as_ref(),
-                request.cert_req.unwrap_or(false),
-                SystemTime::now(),
-            )
-        })
-        .await
-        .and_then(|token| {
-            Any::from_der(&token).map_err(|e| Error::internal("token is not DER").with_source(e))
-        });
-    match signed {
+/// The DER TimeStampResp of a request [`check`] refused.
+pub fn rejection(status: PkiStatusInfo) -> Result<Vec<u8>, Error> {
+    encode(TimeStampResp {
+        status,
+        time_stamp_token: None,
+    })
+}
+
+/// The DER TimeStampResp for the outcome of signing a checked request: the
+/// token granted, or a failure as a systemFailure rejection (the cause goes
+/// to the log only).
+pub fn reply(signed: Result<Vec<u8>, Error>) -> Result<Vec<u8>, Error> {
+    let signed = signed.and_then(|token| {
+        Any::from_der(&token).map_err(|e| Error::internal("token is not DER").with_source(e))
+    });
+    encode(match signed {
         Ok(token) => TimeStampResp {
             status: PkiStatusInfo::granted(),
             time_stamp_token: Some(token),
@@ -110,5 +92,11 @@ async fn grant(hsm: &Hsm, tsa: &Arc<TimeStampAuthority>, request: TimeStampReq) 
                 time_stamp_token: None,
             }
         }
-    }
+    })
+}
+
+fn encode(response: TimeStampResp) -> Result<Vec<u8>, Error> {
+    response
+        .to_der()
+        .map_err(|e| Error::internal("TimeStampResp encoding failed").with_source(e))
 }

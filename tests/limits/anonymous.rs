@@ -34,11 +34,8 @@ impl Endpoint {
             tweak(c);
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(qsign::tsa::http::serve(
-            core.hsm.clone(),
-            core.tsa.clone().expect("TSA"),
-            core.revocation_services(),
-            core.limiter.clone(),
+        tokio::spawn(qsign::service::http::serve(
+            core.clone(),
             listener,
             None,
             async {

@@ -61,15 +61,8 @@ impl Replica {
         let core = core(label, url, dir.path());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = format!("http://{}", listener.local_addr().unwrap());
-        let serving = qsign::tsa::http::serve(
-            core.hsm.clone(),
-            core.tsa.clone().expect("dev state has a TSA"),
-            core.revocation_services(),
-            core.limiter.clone(),
-            listener,
-            None,
-            std::future::pending(),
-        );
+        let serving =
+            qsign::service::http::serve(core.clone(), listener, None, std::future::pending());
         tokio::spawn(serving);
         Self {
             server: Server::start(core).await,

@@ -86,7 +86,10 @@ async fn time_stamp_in_an_hsm_session() {
     let authority = tsa.clone();
     let token = core
         .hsm
-        .run(move |session| authority.time_stamp(session, &imprint, None, false, SystemTime::now()))
+        .run(move |session| {
+            let signer = session.session_signer(authority.key_label())?;
+            authority.time_stamp(&signer, &imprint, None, false, SystemTime::now())
+        })
         .await
         .expect("token");
     assert!(
@@ -126,7 +129,10 @@ async fn time_stamp_in_an_hsm_session() {
     };
     let err = core
         .hsm
-        .run(move |session| tsa.time_stamp(session, &sha1, None, true, SystemTime::now()))
+        .run(move |session| {
+            let signer = session.session_signer(tsa.key_label())?;
+            tsa.time_stamp(&signer, &sha1, None, true, SystemTime::now())
+        })
         .await
         .expect_err("SHA-1 is refused");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);

@@ -198,8 +198,8 @@ async fn the_endpoint_serves_crls_of_both_cas() {
     let server = TsaServer::start("tsa-crl").await;
     let issuing = env().dir.join(qsign::state::ISSUING_CA);
     for (path, ca) in [
-        (qsign::tsa::http::ISSUING_CA_CRL_PATH, issuing),
-        (qsign::tsa::http::ROOT_CA_CRL_PATH, env().root_ca()),
+        (qsign::service::http::ISSUING_CA_CRL_PATH, issuing),
+        (qsign::service::http::ROOT_CA_CRL_PATH, env().root_ca()),
     ] {
         let mut stream = tokio::net::TcpStream::connect(server.address)
             .await
