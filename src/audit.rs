@@ -244,6 +244,14 @@ fn append_leaves(
 
 /// Signs a checkpoint of the latest size after appends, at most once per
 /// interval, off the request path; stops when the log is dropped.
+/// The checkpoint signer holds an HSM handle: wake it, so that it sees the
+/// log is gone and lets go (`Hsm::close` at shutdown waits for that).
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
 struct Signer {
     log: Weak<Log>,
     database: Database,

@@ -260,9 +260,25 @@ impl Hsm {
     /// alive: 0, unless another handle keeps the pool open.
     pub fn close(self) -> u64 {
         let keys = self.inner.keys.clone();
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => drop(inner),
-            Err(_) => tracing::warn!("the HSM is still in use; its sessions stay open"),
+        // Background tasks (the audit log's checkpoint signer) let go of
+        // their handles as they notice the shutdown: give them a moment.
+        let mut inner = self.inner;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(inner) => {
+                    drop(inner);
+                    break;
+                }
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    inner = shared;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(_) => {
+                    tracing::warn!("the HSM is still in use; its sessions stay open");
+                    break;
+                }
+            }
         }
         keys.alive.load(Ordering::Relaxed)
     }

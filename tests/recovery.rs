@@ -186,7 +186,10 @@ async fn kill_9_under_load_then_restart_on_the_same_state() {
 /// The token holds the development state's persistent keys and nothing
 /// else: an ephemeral key or a session copy is never a token object.
 fn persistent_keys_only() {
-    use qsign::state::{ISSUING_KEY_LABEL, OCSP_KEY_LABEL, ROOT_KEY_LABEL, TSA_KEY_LABEL};
+    use qsign::state::{
+        AUDIT_KEY_LABEL, ISSUING_KEY_LABEL, OCSP_KEY_LABEL, ORGANIZATION_CA_KEY_LABEL,
+        ROOT_KEY_LABEL, TSA_KEY_LABEL,
+    };
     let labels = env()
         .hsm
         .run_blocking(|s| Ok(s.token_object_labels()?))
@@ -196,6 +199,8 @@ fn persistent_keys_only() {
         ISSUING_KEY_LABEL,
         TSA_KEY_LABEL,
         OCSP_KEY_LABEL,
+        AUDIT_KEY_LABEL,
+        ORGANIZATION_CA_KEY_LABEL,
     ];
     for label in &labels {
         assert!(expected.contains(&label.as_str()), "token object {label:?}");
