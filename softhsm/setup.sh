@@ -6,7 +6,8 @@
 #   softhsm/setup.sh                 install only
 #   softhsm/setup.sh --verifiers     also what the tests check output with:
 #                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
-#                                    PostgreSQL (the tests start their own server) and a
+#                                    PostgreSQL (the tests start their own server),
+#                                    Chromium and chromedriver (the lookup pages) and a
 #                                    Python venv with pyHanko and pkilint
 #                                    (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
@@ -32,6 +33,9 @@ if [ "$verifiers" = 1 ]; then
   command -v faketime >/dev/null || need+=(faketime)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  # SPEC §10: the lookup pages are tested in headless Chromium over WebDriver.
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -16,6 +16,7 @@ pub mod csr;
 pub mod csv;
 pub mod flow;
 pub mod http;
+pub mod lookup;
 mod lifecycle;
 pub mod mail;
 pub mod model;

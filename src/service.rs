@@ -6,6 +6,7 @@
 pub mod administration;
 pub mod codec;
 mod guard;
+pub mod lookup;
 mod status;
 pub mod tls;
 

@@ -1,6 +1,6 @@
 //! The registry on the HTTP listener (SPEC §9): the organisation CA's CRL
 //! and certificate, and OCSP for its certificates in front of the
-//! `[ocsp]` responder of the issuing CA.
+//! `[ocsp]` responder of the issuing CA; the public lookup (SPEC §10).
 
 use std::sync::Arc;
 
@@ -45,5 +45,6 @@ pub fn extend(mut services: Revocation, registry: &Arc<Registry>, hsm: &Hsm) -> 
         })
     });
     services.ocsp = Some(ocsp);
+    services.lookup = Some(Arc::new(super::lookup::Lookup::new(registry.clone())));
     services
 }

@@ -264,6 +264,7 @@ impl SigningCore {
             ca_certificates: Some((self.issuer.der.clone().into(), self.root.der.clone().into())),
             documents: Vec::new(),
             audit,
+            lookup: None,
         };
         match &self.registry {
             Some(registry) => crate::registry::http::extend(services, registry, &self.hsm),

@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +105,8 @@ pub struct Revocation {
     pub documents: Vec<(&'static str, GetSource)>,
     /// The audit log's checkpoint and verifier key, with `[audit]`.
     pub audit: Option<AuditSource>,
+    /// SPEC §10 public certificate lookup (`GET /lookup`, `/api/v1/certificates`).
+    pub lookup: Option<Arc<crate::registry::lookup::Lookup>>,
 }
 
 /// RFC 6960 Appendix A.1: where OCSP requests are POSTed, and the types.
@@ -149,10 +152,14 @@ pub async fn serve(
         let limiter = limiter.clone();
         tokio::spawn(async move {
             let ended = match tls {
-                None => connection(TokioIo::new(stream), hsm, tsa, revocation, limiter).await,
+                None => {
+                    let io = TokioIo::new(stream);
+                    connection(io, hsm, tsa, revocation, limiter, peer.ip()).await
+                }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
-                        connection(TokioIo::new(stream), hsm, tsa, revocation, limiter).await
+                        let io = TokioIo::new(stream);
+                        connection(io, hsm, tsa, revocation, limiter, peer.ip()).await
                     }
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "TSA: TLS handshake failed");
@@ -174,6 +181,7 @@ async fn connection<I>(
     tsa: Arc<TimeStampAuthority>,
     revocation: Revocation,
     limiter: Arc<Limiter>,
+    peer: IpAddr,
 ) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -183,7 +191,7 @@ where
         let limiter = limiter.clone();
         async move {
             let rate = &limiter.anonymous;
-            Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation, rate).await)
+            Ok::<_, Infallible>(route(request, &hsm, &tsa, &revocation, rate, peer).await)
         }
     });
     let mut builder = http1::Builder::new();
@@ -202,7 +210,13 @@ async fn route(
     tsa: &Arc<TimeStampAuthority>,
     revocation: &Revocation,
     rate: &Rate,
+    peer: IpAddr,
 ) -> Reply {
+    if let Some(lookup) = &revocation.lookup {
+        if crate::service::lookup::serves(request.uri().path()) {
+            return crate::service::lookup::handle(request, lookup, peer).await;
+        }
+    }
     let path = request.uri().path();
     let ocsp_get = path
         .strip_prefix(OCSP_PATH)
