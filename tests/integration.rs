@@ -16,6 +16,7 @@ mod hygiene;
 mod levels;
 mod limits;
 mod lint;
+mod lookup;
 mod ltv;
 mod ocsp;
 mod pades;

@@ -168,7 +168,8 @@ fn validated(query: &str) -> Result<&str, Error> {
 /// its hyphenated lowercase form, hex without colons or spaces in
 /// lowercase with leading zeros dropped (`certificate::serial_hex`).
 fn exact_form(query: &str) -> String {
-    if let Ok(id) = uuid::Uuid::try_parse(query) {
+    // Only the hyphenated form: 32 hex digits are a serial, not an id.
+    if let Some(id) = uuid::Uuid::try_parse(query).ok().filter(|_| query.len() == 36) {
         return id.to_string();
     }
     let compact: String = query
@@ -271,4 +272,3 @@ struct RsaKey<'a> {
 pub fn pem(der: &[u8]) -> Result<String, Error> {
     crate::state::pem_certificate(der)
 }
-

@@ -151,7 +151,10 @@ fn download(certificate: &PublicCertificate, extension: &str, body: Vec<u8>) -> 
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     // The serial is hex: nothing in it needs quoting.
-    let disposition = format!("attachment; filename=\"{}.{extension}\"", certificate.serial);
+    let disposition = format!(
+        "attachment; filename=\"{}.{extension}\"",
+        certificate.serial
+    );
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(CONTENT_DISPOSITION, value);
     }

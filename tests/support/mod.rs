@@ -5,6 +5,7 @@ pub mod admin;
 pub mod pki;
 pub mod postgres;
 pub mod tools;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -169,12 +169,16 @@ pub fn detail(lang: Lang, c: &PublicCertificate, chain: &Chain) -> String {
 
 pub fn not_found(lang: Lang) -> String {
     let title = t(lang, "Ikke fundet", "Not found");
-    layout(lang, title, html! {
-        h1 { (title) }
-        p { (t(lang, "Der er intet offentliggjort certifikat med dette id.",
-            "No published certificate has this id.")) }
-        p { a href={ (PAGE_PATH) (lang_suffix(lang, true)) } { (t(lang, "Søg igen", "Search again")) } }
-    })
+    layout(
+        lang,
+        title,
+        html! {
+            h1 { (title) }
+            p { (t(lang, "Der er intet offentliggjort certifikat med dette id.",
+                "No published certificate has this id.")) }
+            p { a href={ (PAGE_PATH) (lang_suffix(lang, true)) } { (t(lang, "Søg igen", "Search again")) } }
+        },
+    )
 }
 
 fn display_name(c: &PublicCertificate) -> String {
