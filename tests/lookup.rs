@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::registry::{issue_csr, order, ordered, put_profile, validate};
 use crate::support::admin::{self, admin, with, Replica, CVR};
+use crate::support::postgres::Postgres;
 use crate::support::tools;
 use crate::support::webdriver::Browser;
 
@@ -196,13 +197,24 @@ async fn lookup_in_a_browser() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_api_hostile_queries_and_rate() {
+    let replica = Replica::start("lookup-api", None).await;
+    json_api(&replica).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_api_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let replica = Replica::start("lookup-pg", Some(&pg.url)).await;
+    json_api(&replica).await;
+}
+
+async fn json_api(replica: &Replica) {
     if !tools::require("openssl") {
         return;
     }
-    let replica = Replica::start("lookup-api", None).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = replica.client().await;
-    let issued = issue(&replica, &mut c, dir.path()).await;
+    let issued = issue(replica, &mut c, dir.path()).await;
     let api = format!("{}/api/v1/certificates", replica.http);
 
     // The API matches the registry, and shows nothing unpublished or private.

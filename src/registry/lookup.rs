@@ -70,6 +70,8 @@ pub struct Chain {
     pub crl: String,
     pub ocsp: String,
     pub ca_issuers: String,
+    /// Where the listener serves the root (`GET /ca/root-ca.cer`).
+    pub root_url: String,
 }
 
 impl Lookup {
@@ -145,6 +147,7 @@ impl Lookup {
             crl: locations.crl,
             ocsp: locations.ocsp,
             ca_issuers: locations.ca_issuers,
+            root_url: format!("{}/ca/root-ca.cer", self.registry.settings().base_url),
         }
     }
 }
@@ -169,7 +172,10 @@ fn validated(query: &str) -> Result<&str, Error> {
 /// lowercase with leading zeros dropped (`certificate::serial_hex`).
 fn exact_form(query: &str) -> String {
     // Only the hyphenated form: 32 hex digits are a serial, not an id.
-    if let Some(id) = uuid::Uuid::try_parse(query).ok().filter(|_| query.len() == 36) {
+    if let Some(id) = uuid::Uuid::try_parse(query)
+        .ok()
+        .filter(|_| query.len() == 36)
+    {
         return id.to_string();
     }
     let compact: String = query

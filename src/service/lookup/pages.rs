@@ -109,7 +109,7 @@ fn results(lang: Lang, query: &str, page: &Page) -> Markup {
                     (badge(lang, c))
                     p.meta { (kind(lang, c.kind)) " · " (t(lang, "Serienummer", "Serial")) " " code { (c.serial) } }
                     p.meta.subject { (c.subject) }
-                    p.meta { (t(lang, "Gyldigt til", "Valid until")) " " (when(c.not_after)) }
+                    p.meta { (t(lang, "Gyldig til", "Valid until")) " " (when(c.not_after)) }
                 }
             }
         }
@@ -131,7 +131,7 @@ pub fn detail(lang: Lang, c: &PublicCertificate, chain: &Chain) -> String {
         div class={ "status " (status_class(c.status)) } {
             (badge(lang, c))
             @if let Some(at) = c.revoked_at {
-                p { (t(lang, "Spærret ", "Revoked ")) (when(at)) " · " (t(lang, "Årsag: ", "Reason: "))
+                p { (t(lang, "Spærret den ", "Revoked on ")) (when(at)) " · " (t(lang, "Årsag: ", "Reason: "))
                     (reason(lang, c.revocation_reason)) }
             }
         }
@@ -159,7 +159,8 @@ pub fn detail(lang: Lang, c: &PublicCertificate, chain: &Chain) -> String {
         dl {
             dt { (t(lang, "Organisations-CA", "Organisation CA")) }
             dd { (chain.organization_ca) br; a href=(chain.ca_issuers) { (chain.ca_issuers) } }
-            dt { (t(lang, "Rod-CA", "Root CA")) } dd { (chain.root) }
+            dt { (t(lang, "Rod-CA", "Root CA")) }
+            dd { (chain.root) br; a href=(chain.root_url) { (chain.root_url) } }
             dt { (t(lang, "Spærreliste (CRL)", "Revocation list (CRL)")) } dd { a href=(chain.crl) { (chain.crl) } }
             dt { "OCSP" } dd { code { (chain.ocsp) } }
         }
