@@ -278,3 +278,28 @@ struct RsaKey<'a> {
 pub fn pem(der: &[u8]) -> Result<String, Error> {
     crate::state::pem_certificate(der)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_forms() {
+        let id = "4702a07a-1e83-4ac1-ae21-fcb968033c27";
+        assert_eq!(exact_form(&id.to_uppercase()), id);
+        assert_eq!(exact_form("11223344"), "11223344");
+        assert_eq!(exact_form("00:6F:41:85"), "6f4185");
+        // 32 hex digits parse as a UUID too, but are a serial.
+        let serial = "6F418532C801336246E122B1956647F9";
+        assert_eq!(exact_form(serial), serial.to_lowercase());
+        assert_eq!(exact_form("Acme A/S"), "acmea/s");
+    }
+
+    #[test]
+    fn queries_are_bounded_and_printable() {
+        assert_eq!(validated("  acme ").unwrap(), "acme");
+        assert!(validated(&"a".repeat(MAX_QUERY_CHARS + 1)).is_err());
+        assert!(validated("a\0b").is_err());
+        assert!(validated("<script>'\"%_").is_ok());
+    }
+}
