@@ -241,3 +241,53 @@ fn when(seconds: i64) -> String {
         _ => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(status: Status) -> PublicCertificate {
+        PublicCertificate {
+            id: "4702a07a-1e83-4ac1-ae21-fcb968033c27".into(),
+            kind: Kind::System,
+            name: "<b>Acme</b>".into(),
+            system_name: "Invoicing".into(),
+            certificate_email: String::new(),
+            status,
+            serial: "0a".into(),
+            subject: "CN=x".into(),
+            issuer: "CN=ca".into(),
+            not_before: 0,
+            not_after: 86_400,
+            revoked_at: None,
+            revocation_reason: None,
+            key: "ECDSA P-256".into(),
+            sha1: String::new(),
+            sha256: String::new(),
+            der: Vec::new(),
+        }
+    }
+
+    fn chain() -> Chain {
+        Chain {
+            organization_ca: "CN=ca".into(),
+            root: "CN=root".into(),
+            crl: "http://h/crl".into(),
+            ocsp: "http://h/ocsp".into(),
+            ca_issuers: "http://h/ca".into(),
+            root_url: "http://h/root".into(),
+        }
+    }
+
+    #[test]
+    fn expired_shows_in_words_and_values_are_escaped() {
+        let page = detail(Lang::Da, &certificate(Status::Expired), &chain());
+        assert!(page.contains("<html lang=\"da\">"));
+        assert!(page.contains("Udløbet"));
+        assert!(page.contains("&lt;b&gt;Acme&lt;/b&gt;"));
+        assert!(!page.contains("<b>Acme"));
+        let page = detail(Lang::En, &certificate(Status::Expired), &chain());
+        assert!(page.contains("<html lang=\"en\">") && page.contains("Expired"));
+        assert!(page.contains("1970-01-02 00:00 UTC"));
+    }
+}
