@@ -135,6 +135,9 @@ async fn lookup_in_a_browser() {
         // A person types the CVR into the form and submits it.
         browser.go(&format!("{base}/lookup"));
         browser.screenshot(390, 844, &shots.join("phone-search.png"));
+        // WCAG 2.2 3.1.1 and 1.3.1: the page's language, a labelled field.
+        assert_eq!(browser.property("html", "lang"), "da");
+        assert!(browser.text("label[for=q]").contains("CVR"));
         browser.type_into("#q", CVR);
         browser.click("form.search button[type=submit]");
         let results = browser.text("ul.results");

@@ -55,8 +55,8 @@ fn layout(lang: Lang, title: &str, body: Markup) -> String {
                 }
                 main { (body) }
                 footer {
-                    p { (t(lang, "Kun offentliggjorte organisations- og systemcertifikater vises. JSON: ",
-                        "Only published organisation and system certificates are shown. JSON: "))
+                    p { (t(lang, "Kun offentliggjorte certifikater vises. JSON: ",
+                        "Only published certificates are shown. JSON: "))
                         code { (API_PATH) "?q=…" } }
                 }
             }
