@@ -8,7 +8,8 @@
 #                                    qpdf, poppler (pdfsig), NSS certutil, faketime,
 #                                    p11-kit's remoting (the HSM-recovery tests serve the
 #                                    token through it), PostgreSQL (the tests start their
-#                                    own server) and a Python venv with pyHanko, pkilint
+#                                    own server), Chromium and chromedriver (the lookup
+#                                    pages) and a Python venv with pyHanko, pkilint
 #                                    and prometheus-client
 #                                    (~/.cache/qsign-validate)
 #   softhsm/setup.sh DIR [LABEL]     install, then a token LABEL (default
@@ -43,6 +44,9 @@ if [ "$verifiers" = 1 ]; then
   command -v gs >/dev/null || need+=(ghostscript)
   command -v mutool >/dev/null || need+=(mupdf-tools)
   command -v pdftex >/dev/null || need+=(texlive-binaries)
+  # SPEC §10: the lookup pages are tested in headless Chromium over WebDriver.
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

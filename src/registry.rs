@@ -17,6 +17,7 @@ pub mod csv;
 pub mod flow;
 
 mod lifecycle;
+pub mod lookup;
 pub mod mail;
 pub mod model;
 mod notices;

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod csc;
 mod guard;
 pub mod http;
+pub mod lookup;
 pub mod observe;
 mod status;
 pub mod tls;

@@ -18,6 +18,7 @@ mod hygiene;
 mod levels;
 mod limits;
 mod lint;
+mod lookup;
 mod ltv;
 mod memory;
 mod metrics;

@@ -16,6 +16,7 @@ mod audit;
 mod ca;
 mod crl;
 mod csc;
+mod lookup;
 mod metrics;
 mod ocsp;
 mod registry;
@@ -61,6 +62,8 @@ pub struct Front {
     core: Arc<SigningCore>,
     crls: CrlCache,
     csc: Option<Arc<crate::signing::csc::Csc>>,
+    /// SPEC §10, with a registry.
+    lookup: Option<crate::registry::lookup::Lookup>,
 }
 
 /// A route: the paths it takes, its metric label and its handler.
@@ -78,6 +81,7 @@ const ROUTES: &[Route] = &[
     Route { name: "/audit", matches: audit::matches, handle: audit::handle },
     Route { name: "/csc", matches: csc::matches, handle: csc::handle },
     Route { name: "/registry", matches: registry::matches, handle: registry::handle },
+    Route { name: "/lookup", matches: lookup::matches, handle: lookup::handle },
     Route { name: "/ca", matches: ca::matches, handle: ca::handle },
     Route { name: "/crl", matches: crl::matches, handle: crl::handle },
     Route { name: "/ocsp", matches: ocsp::matches, handle: ocsp::handle },
@@ -114,10 +118,15 @@ pub async fn serve_with(
         limiter.connections(),
         limiter.config.idle_timeout(),
     );
+    let lookup = core
+        .registry
+        .clone()
+        .map(crate::registry::lookup::Lookup::new);
     let front = Arc::new(Front {
         core,
         crls: CrlCache::default(),
         csc,
+        lookup,
     });
     tokio::pin!(shutdown);
     loop {
@@ -127,10 +136,11 @@ pub async fn serve_with(
         };
         let (front, tls) = (front.clone(), tls.clone());
         tokio::spawn(async move {
+            let caller = lookup::Peer(peer.ip());
             let ended = match tls {
-                None => connection(TokioIo::new(stream), front).await,
+                None => connection(TokioIo::new(stream), front, caller).await,
                 Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => connection(TokioIo::new(stream), front).await,
+                    Ok(stream) => connection(TokioIo::new(stream), front, caller).await,
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "HTTP: TLS handshake failed");
                         return;
@@ -145,11 +155,12 @@ pub async fn serve_with(
 }
 
 /// HTTP/1.1 on one connection, plain or TLS.
-async fn connection<I>(io: I, front: Arc<Front>) -> Result<(), hyper::Error>
+async fn connection<I>(io: I, front: Arc<Front>, peer: lookup::Peer) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(peer);
         let front = front.clone();
         async move { Ok::<_, Infallible>(dispatch(request, front).await) }
     });

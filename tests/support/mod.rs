@@ -6,6 +6,7 @@ pub mod binary;
 pub mod pki;
 pub mod postgres;
 pub mod tools;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -381,3 +381,59 @@ fn record(row: &AnyRow) -> Result<Record, StoreError> {
         version: row.try_get(19)?,
     })
 }
+
+impl RegistryStore {
+    /// SPEC §10 public lookup: issued, published certificates (any kind)
+    /// whose id, CVR or serial (lowercase hex) is `exact`, or whose name,
+    /// system name, certificate e-mail or subject contains `part`
+    /// (case-insensitive); ordered by id, after `after`. The contact
+    /// person is never matched, so a search cannot reveal who it is.
+    pub async fn lookup(
+        &self,
+        exact: String,
+        part: String,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.db
+            .run(move |db| async move {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM certificates \
+                     WHERE publish = 1 AND status IN ('VALID', 'REVOKED') AND der IS NOT NULL \
+                       AND (id = $1 OR cvr = $1 OR serial = $1 \
+                         OR LOWER(name) LIKE $2 ESCAPE '\\' \
+                         OR LOWER(system_name) LIKE $2 ESCAPE '\\' \
+                         OR LOWER(certificate_email) LIKE $2 ESCAPE '\\' \
+                         OR LOWER(subject) LIKE $2 ESCAPE '\\') \
+                       AND id > $3 \
+                     ORDER BY id LIMIT $4"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(exact)
+                    .bind(like_pattern(&part))
+                    .bind(after.unwrap_or_default())
+                    .bind(limit)
+                    .fetch_all(db.pool())
+                    .await?;
+                rows.iter().map(record).collect()
+            })
+            .await
+    }
+
+    /// One published, issued certificate by id (SPEC §10), else None.
+    pub async fn lookup_one(&self, id: uuid::Uuid) -> Result<Option<Record>, StoreError> {
+        self.db
+            .run(move |db| async move {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM certificates WHERE id = $1 AND publish = 1 \
+                       AND status IN ('VALID', 'REVOKED') AND der IS NOT NULL"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.to_string())
+                    .fetch_optional(db.pool())
+                    .await?;
+                row.as_ref().map(record).transpose()
+            })
+            .await
+    }
+}
