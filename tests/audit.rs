@@ -33,7 +33,7 @@ fn audited_core(label: &str, url: &str) -> Arc<SigningCore> {
     })
 }
 
-fn audit_config() -> AuditConfig {
+pub fn audit_config() -> AuditConfig {
     AuditConfig {
         settings: qsign::audit::AuditSettings {
             origin: state::AUDIT_ORIGIN.into(),
@@ -505,4 +505,150 @@ fn init_audit_makes_the_key_once() {
     assert_eq!(verifier.name, state::AUDIT_ORIGIN);
     let (ok, _, err) = qsign(&["init-audit", "--config", config.to_str().unwrap()]);
     assert!(!ok && err.contains("refusing to replace"), "{err}");
+}
+
+/// SPEC §11 for the registry: profile put, order, issue and revoke through
+/// the AdministrationService and a refused call leave records of their
+/// kinds, written before the answer; the log verifies; no contact e-mail,
+/// code, PKCS#12 or certificate in any record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_events_are_recorded() {
+    use crate::registry::{order, ordered, put_profile, validate};
+    use crate::support::admin::{self, with, Replica};
+    use qsign::proto;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.db");
+    let url = qsign::store::Database::sqlite_url(&file);
+    let core = env().core("audit-registry", |config| {
+        config.database = Some(DatabaseConfig {
+            url: url.clone(),
+            max_connections: 4,
+        });
+        let registry = config.registry.as_mut().expect("dev state has [registry]");
+        registry.mail.transport =
+            qsign::registry::settings::MailTransport::Outbox(dir.path().join("outbox"));
+        config.audit = Some(audit_config());
+    });
+    let replica = Replica::serve(core.clone(), dir).await;
+    let mut c = replica.client().await;
+
+    put_profile(&mut c, "acme-audit", &["seal"]).await;
+    validate(&replica, &mut c, "audit@acme.example").await;
+    let mut request = order(proto::CertificateKind::Organization, "Acme audit");
+    request.certificate_email = "audit@acme.example".into();
+    let id = ordered(&mut c, request).await;
+    let issue = proto::IssueCertificateRequest {
+        id: id.clone(),
+        key: Some(proto::issue_certificate_request::Key::Pkcs12Password(
+            "correct horse".into(),
+        )),
+    };
+    let issued = c
+        .issue_certificate(with(&admin::admin(), issue))
+        .await
+        .expect("issued")
+        .into_inner();
+    assert!(!issued.pkcs12.is_empty());
+    let revoke = proto::RevokeCertificateRequest {
+        id: id.clone(),
+        reason: proto::RevocationReason::Superseded.into(),
+    };
+    c.revoke_certificate(with(&admin::admin(), revoke))
+        .await
+        .expect("revoked");
+    // Refused: no bearer, and revoking again.
+    let unauthenticated = c
+        .get_certificate(tonic::Request::new(proto::GetCertificateRequest {
+            id: id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+    let again = proto::RevokeCertificateRequest {
+        id: id.clone(),
+        reason: proto::RevocationReason::Superseded.into(),
+    };
+    let refused = c
+        .revoke_certificate(with(&admin::admin(), again))
+        .await
+        .unwrap_err();
+
+    // profile, e-mail confirmed, order, issue, revoke, two refusals.
+    checkpointed(&core, 7).await;
+    let config = config_file(replica.outbox.parent().unwrap(), &url);
+    let ok = verify(&config).expect("the registry's log verifies");
+    assert!(ok.contains("7 records"), "{ok}");
+
+    let db = sqlite(&file).await;
+    let rows = sqlx::query("SELECT id, json FROM audit_records ORDER BY idx")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let stored: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let kinds: Vec<&str> = stored
+        .iter()
+        .map(|(_, json)| {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            match v["event"].as_str().unwrap() {
+                "administration" => "administration",
+                "issuance" => "issuance",
+                "revocation" => "revocation",
+                "refusal" => "refusal",
+                other => panic!("{other}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "administration",
+            "administration",
+            "administration",
+            "issuance",
+            "revocation",
+            "refusal",
+            "refusal"
+        ],
+        "{stored:#?}"
+    );
+    let fingerprint = hex::encode(sha256(&issued.certificate));
+    assert!(stored[2].1.contains(&format!("certificate={id}")));
+    assert!(stored[3].1.contains(&format!("certificate={id}")));
+    assert!(stored[3].1.contains(&fingerprint), "{}", stored[3].1);
+    assert!(stored[4].1.contains(&format!("certificate={id}")));
+    assert!(stored[4].1.contains("reason=superseded"), "{}", stored[4].1);
+    assert!(stored[4].1.contains(&fingerprint), "{}", stored[4].1);
+    assert!(stored[0].1.contains("\"profile\":\"acme-audit\""));
+    assert!(stored[1].1.contains("email_sha256="));
+    assert!(stored[5].1.contains("\"error_code\":\"UNAUTHENTICATED\""));
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        stored[6]
+            .1
+            .contains("\"error_code\":\"FAILED_PRECONDITION\""),
+        "{}",
+        stored[6].1
+    );
+    let code_sent = replica.code_for("audit@acme.example");
+    let pkcs12 = base64_of(&issued.pkcs12);
+    let certificate = base64_of(&issued.certificate);
+    for (_, json) in &stored {
+        for secret in [
+            "acme.example",
+            "Ida Admin",
+            "correct horse",
+            code_sent.as_str(),
+            pkcs12.as_str(),
+            certificate.as_str(),
+            &hex::encode(&issued.certificate),
+        ] {
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

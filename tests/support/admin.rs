@@ -59,6 +59,11 @@ impl Replica {
     pub async fn start(label: &str, url: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let core = core(label, url, dir.path());
+        Self::serve(core, dir).await
+    }
+
+    /// Serves `core`, whose outbox and database live in `dir`.
+    pub async fn serve(core: Arc<SigningCore>, dir: tempfile::TempDir) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = format!("http://{}", listener.local_addr().unwrap());
         let serving =
