@@ -218,3 +218,75 @@ async fn the_http_listener_serves_the_ca_certificates() {
         assert_eq!(body, read(file), "{path} is {file}");
     }
 }
+
+/// Issue 9 point 6: the registry's organisation and system certificates
+/// (EN 319 412-3 legal person, NCP) and user certificate (EN 319 412-2
+/// natural person, NCP) have no pkilint ERROR, and each chains to the
+/// organisation CA (RFC 5280 names, AKI/SKI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_certificates_have_no_error() {
+    use crate::registry::{issue_csr, order, ordered, put_profile, validate};
+    use crate::support::admin::{self, admin, token, with, Replica, CVR};
+
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::core_with("lint-registry", None, dir.path(), |registry| {
+        // The config demands http:// (EN 319 412-2 GEN-4.3.11-4: an http or
+        // ldap CRL URI); a public host, not an internal domain name.
+        registry.base_url = "http://pki.example.com".into();
+    });
+    let replica = Replica::serve(core, dir).await;
+    let keys = tempfile::tempdir().unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let mut c = replica.client().await;
+    put_profile(&mut c, "acme-lint", &["seal"]).await;
+    validate(&replica, &mut c, "web@acme.example.com").await;
+
+    let mut request = order(proto::CertificateKind::Organization, "Acme web");
+    request.certificate_email = "web@acme.example.com".into();
+    let organization = ordered(&mut c, request).await;
+    let system = ordered(
+        &mut c,
+        order(proto::CertificateKind::System, "Acme invoicing"),
+    )
+    .await;
+    let mut request = order(proto::CertificateKind::User, "Karen Blixen");
+    request.user_sub = "karen".into();
+    let user = ordered(&mut c, request).await;
+
+    let mut issued = Vec::new();
+    for (id, who, name, kind) in [
+        (
+            &organization,
+            admin(),
+            "org",
+            "NCP-LEGAL-PERSON-CERTIFICATE",
+        ),
+        (&system, admin(), "sys", "NCP-LEGAL-PERSON-CERTIFICATE"),
+        (
+            &user,
+            token("karen", CVR, &[]),
+            "user",
+            "NCP-NATURAL-PERSON-CERTIFICATE",
+        ),
+    ] {
+        let csr = admin::csr(keys.path(), name, &ec);
+        let answer = c
+            .issue_certificate(with(&who, issue_csr(id, csr)))
+            .await
+            .expect("issued")
+            .into_inner();
+        issued.push((name, kind, answer));
+    }
+    for (name, kind, answer) in &issued {
+        let Some(findings) =
+            tools::pkilint(&answer.certificate, Linter::Etsi(kind)).expect("pkilint runs")
+        else {
+            return;
+        };
+        let errors: Vec<Finding> = findings.into_iter().filter(Finding::is_error).collect();
+        assert!(errors.is_empty(), "{name} ({kind}):{}", show(&errors));
+        let chain = problems(&answer.certificate, Linter::IssuedBy(&answer.chain[0])).unwrap();
+        let errors: Vec<&Finding> = chain.iter().filter(|f| f.is_error()).collect();
+        assert!(errors.is_empty(), "{name} chain: {errors:?}");
+    }
+}

@@ -51,18 +51,40 @@ pub fn subject(record: &Record, organization_name: &str) -> Result<Name, Error> 
         Kind::Organization => builder.and_then(|b| b.utf8(rfc4519::CN, &record.name)),
         Kind::System => builder.and_then(|b| b.utf8(rfc4519::CN, &record.system_name)),
         // EN 319 412-1 §5.1.3 serialNumber: the employee's IdP subject.
-        Kind::User => builder
-            .and_then(|b| {
-                b.printable(
-                    rfc4519::SERIAL_NUMBER,
-                    &format!("UI:DK-{}", record.user_sub),
-                )
-            })
-            .and_then(|b| b.utf8(rfc4519::CN, &record.name)),
+        // EN 319 412-2 §4.2.4 NAT-4.2.4-1: a natural person's subject has
+        // givenName and/or surname (or a pseudonym) besides C and CN: the
+        // last word of the name is the surname, the words before it the
+        // given names.
+        Kind::User => {
+            let (given, surname) = split_name(&record.name);
+            builder
+                .and_then(|b| match given {
+                    Some(given) => b.utf8(rfc4519::GIVEN_NAME, given),
+                    None => Ok(b),
+                })
+                .and_then(|b| b.utf8(rfc4519::SURNAME, surname))
+                .and_then(|b| {
+                    b.printable(
+                        rfc4519::SERIAL_NUMBER,
+                        &format!("UI:DK-{}", record.user_sub),
+                    )
+                })
+                .and_then(|b| b.utf8(rfc4519::CN, &record.name))
+        }
     };
     builder
         .map(NameBuilder::build)
         .map_err(|e| Error::invalid_argument("a name does not fit in a certificate").with_source(e))
+}
+
+/// (given names, surname) of a person's full name: the surname is the last
+/// word; a one-word name is a surname alone.
+fn split_name(name: &str) -> (Option<&str>, &str) {
+    let name = name.trim();
+    match name.rsplit_once(char::is_whitespace) {
+        Some((given, surname)) => (Some(given.trim_end()), surname),
+        None => (None, name),
+    }
 }
 
 /// Signs the certificate of `record` for `public_key` with the organisation
@@ -164,6 +186,8 @@ pub fn rfc4514(name: &Name) -> String {
         rfc4519::O => "O".to_owned(),
         rfc4519::CN => "CN".to_owned(),
         rfc4519::SERIAL_NUMBER => "serialNumber".to_owned(),
+        rfc4519::GIVEN_NAME => "givenName".to_owned(),
+        rfc4519::SURNAME => "surname".to_owned(),
         oid::AT_ORGANIZATION_IDENTIFIER => "organizationIdentifier".to_owned(),
         other => other.to_string(),
     };
