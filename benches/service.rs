@@ -4,6 +4,7 @@
 //!
 //!   cargo bench --bench service -- --addr 127.0.0.1:PORT --pid SERVER_PID \
 //!       --state SERVER_STATE_DIR [--seconds 5] [--conc 1,4,16] [--label sqlite] [--no-loop]
+//!       [--ops bb,bt,pdf,open,rsa]
 //!
 //! 1. The ceiling: the raw HSM loop (key pair + public value, CA signs 600 B,
 //!    leaf signs 300 B, destroy; `+tsa`: the TSA key signs 300 B too) with 1
@@ -49,7 +50,23 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
 }
 
-/// CPU seconds per thread-name group (digits and dashes trimmed).
+/// stime of a stat line, seconds.
+fn sys_seconds(stat: &str) -> f64 {
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    fields
+        .get(12)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 100.0
+}
+
+/// CPU seconds per thread-name group (digits and dashes trimmed), and the
+/// system-time share of each as "<group> sys".
 fn cpu_by_thread(pid: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -66,6 +83,7 @@ fn cpu_by_thread(pid: &str) -> BTreeMap<String, f64> {
         let group = name
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
             .to_owned();
+        *out.entry(format!("{group} sys")).or_insert(0.0) += sys_seconds(&stat);
         *out.entry(group).or_insert(0.0) += ticks(&stat);
     }
     out
@@ -464,7 +482,15 @@ fn row(label: &str, what: &str, conc: &str, o: &Outcome, ceil: Ceiling, pid: &st
     let groups: Vec<String> = o
         .threads
         .iter()
-        .map(|(g, us)| format!("{g} {us:.0}"))
+        .filter(|(g, _)| !g.ends_with(" sys"))
+        .map(|(g, us)| {
+            let sys = o
+                .threads
+                .iter()
+                .find(|(h, _)| *h == format!("{g} sys"))
+                .map_or(0.0, |(_, s)| *s);
+            format!("{g} {us:.0} (sys {sys:.0})")
+        })
         .collect();
     println!(
         "{:<8}   server CPU µs/sig by thread: {}",
@@ -480,6 +506,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut addr, mut pid, mut state, mut seconds) = (None, None, None, 5.0);
     let (mut concs, mut label, mut do_loop) = (vec![1, 4, 16], "sqlite".to_owned(), true);
+    // --ops: a comma list of bb, bt, pdf, open, rsa (default all).
+    let mut ops = "bb,bt,pdf,open,rsa".to_owned();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--addr" => addr = args.next(),
@@ -488,6 +516,7 @@ fn main() {
             "--seconds" => seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(5.0),
             "--label" => label = args.next().unwrap_or_default(),
             "--no-loop" => do_loop = false,
+            "--ops" => ops = args.next().unwrap_or_default(),
             "--conc" => {
                 concs = args
                     .next()
@@ -590,7 +619,15 @@ fn main() {
     header();
     let budget = |c: Ceiling| ((c.rate.max(500.0)) * seconds * 1.3) as usize + 50;
     let mut best_bb: f64 = 0.0;
-    for op in [Op::DetachedBB, Op::DetachedBT, Op::PdfBB] {
+    let wanted = |name: &str| ops.split(',').any(|o| o == name);
+    for (op, _) in [
+        (Op::DetachedBB, "bb"),
+        (Op::DetachedBT, "bt"),
+        (Op::PdfBB, "pdf"),
+    ]
+    .into_iter()
+    .filter(|(_, name)| wanted(name))
+    {
         let ceil = if op == Op::DetachedBT {
             with_tsa
         } else {
@@ -613,7 +650,12 @@ fn main() {
         }
     }
     // 3. Open loops.
-    for rate in [(best_bb / 2.0).max(1.0), 20.0] {
+    let open_rates = if wanted("open") && best_bb > 0.0 {
+        vec![best_bb / 2.0, 20.0]
+    } else {
+        vec![]
+    };
+    for rate in open_rates {
         let secs = if rate > 50.0 { seconds } else { 3.0 };
         let o = runtime.block_on(open_loop(&addr, &pid, &load, rate, secs));
         row(
@@ -626,6 +668,9 @@ fn main() {
         );
     }
     // 4. RSA-2048, no key pool exists.
+    if !wanted("rsa") {
+        return;
+    }
     let o = runtime.block_on(closed_loop(&addr, &pid, &load, Op::Rsa2048, 1, 10.0, 5));
     row(&label, Op::Rsa2048.name(), "1", &o, plain, &pid);
     println!(

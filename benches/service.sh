@@ -6,6 +6,7 @@
 # min), so it is not part of `cargo test`.
 #
 #   benches/service.sh [SECONDS_PER_ROW [CONCURRENCIES]]   (default 5, 1,4,16)
+#   QSIGN_BENCH_OPS=bb,bt,pdf,open,rsa: which rows (default all);
 #   QSIGN_BENCH_POSTGRES=1: the same rows again against a throw-away
 #   PostgreSQL (initdb/pg_ctl as in tests/support/postgres.rs; needs them).
 #
@@ -46,7 +47,7 @@ sed -i -e 's/^requests_per_second_per_caller = .*/requests_per_second_per_caller
 start "$state"
 echo "qsign service benchmark, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo bench --quiet --bench service -- --addr "$addr" --pid "$server" --state "$state" \
-    --seconds "$seconds" --conc "$conc" --label sqlite
+    --seconds "$seconds" --conc "$conc" --label sqlite ${QSIGN_BENCH_OPS:+--ops "$QSIGN_BENCH_OPS"}
 stop
 
 if [ -n "${QSIGN_BENCH_POSTGRES:-}" ]; then
@@ -62,6 +63,6 @@ if [ -n "${QSIGN_BENCH_POSTGRES:-}" ]; then
   sed -i "s|^url = \"sqlite://qsign.db\"|url = \"postgres://postgres@127.0.0.1:$pgport/postgres\"|" "$state/qsign.toml"
   start "$state"
   cargo bench --quiet --bench service -- --addr "$addr" --pid "$server" --state "$state" \
-      --seconds "$seconds" --conc "$conc" --label postgres --no-loop
+      --seconds "$seconds" --conc "$conc" --label postgres --no-loop ${QSIGN_BENCH_OPS:+--ops "$QSIGN_BENCH_OPS"}
   stop
 fi
