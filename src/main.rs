@@ -547,30 +547,38 @@ type HttpEndpoint = (
     Option<std::sync::Arc<qsign::signing::csc::Csc>>,
 );
 
+/// The `init-*` commands: loads `config`, lets `work` make its keys and
+/// certificates in the token, closes the module, prints what `work` names
+/// (the file it wrote, or the audit verifier key).
+fn init_with(
+    config: PathBuf,
+    work: impl FnOnce(&qsign::config::Config, &qsign::hsm::Module) -> Result<String, qsign::Error>,
+) -> Result<(), String> {
+    let (config, module) =
+        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
+    let made = work(&config, &module).map_err(|e| e.to_string())?;
+    module.finalize();
+    println!("{made}");
+    Ok(())
+}
+
 fn init_ca(
     config: PathBuf,
     root_key_label: Option<String>,
     organization: &str,
 ) -> Result<(), String> {
-    let (config, module) =
-        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
-    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
-    qsign::app::init_ca(&config, &module, root_key_label, organization)
-        .map_err(|e| e.to_string())?;
-    module.finalize();
-    println!("{}", config.root_certificate.display());
-    Ok(())
+    init_with(config, |config, module| {
+        let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
+        qsign::app::init_ca(config, module, root_key_label, organization)?;
+        Ok(config.root_certificate.display().to_string())
+    })
 }
 
 fn init_ocsp(config: PathBuf, organization: &str) -> Result<(), String> {
-    let (config, module) =
-        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
-    qsign::app::init_ocsp(&config, &module, organization).map_err(|e| e.to_string())?;
-    module.finalize();
-    if let Some(ocsp) = &config.ocsp {
-        println!("{}", ocsp.certificate.display());
-    }
-    Ok(())
+    init_with(config, |config, module| {
+        qsign::app::init_ocsp(config, module, organization)?;
+        Ok(shown(config.ocsp.as_ref().map(|o| &o.certificate)))
+    })
 }
 
 fn init_org_ca(
@@ -578,16 +586,11 @@ fn init_org_ca(
     root_key_label: Option<String>,
     organization: &str,
 ) -> Result<(), String> {
-    let (config, module) =
-        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
-    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
-    qsign::app::init_org_ca(&config, &module, root_key_label, organization)
-        .map_err(|e| e.to_string())?;
-    module.finalize();
-    if let Some(registry) = &config.registry {
-        println!("{}", registry.certificate.display());
-    }
-    Ok(())
+    init_with(config, |config, module| {
+        let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
+        qsign::app::init_org_ca(config, module, root_key_label, organization)?;
+        Ok(shown(config.registry.as_ref().map(|r| &r.certificate)))
+    })
 }
 
 fn init_tsa(
@@ -595,25 +598,20 @@ fn init_tsa(
     root_key_label: Option<String>,
     organization: &str,
 ) -> Result<(), String> {
-    let (config, module) =
-        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
-    let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
-    qsign::app::init_tsa(&config, &module, root_key_label, organization)
-        .map_err(|e| e.to_string())?;
-    module.finalize();
-    if let Some(tsa) = &config.tsa {
-        println!("{}", tsa.certificate.display());
-    }
-    Ok(())
+    init_with(config, |config, module| {
+        let root_key_label = root_key_label.as_deref().unwrap_or(&config.root_key_label);
+        qsign::app::init_tsa(config, module, root_key_label, organization)?;
+        Ok(shown(config.tsa.as_ref().map(|t| &t.certificate)))
+    })
 }
 
 fn init_audit(config: PathBuf) -> Result<(), String> {
-    let (config, module) =
-        qsign::app::load(Some(&config), Path::new(""), None).map_err(|e| e.to_string())?;
-    let vkey = qsign::app::init_audit(&config, &module).map_err(|e| e.to_string())?;
-    module.finalize();
-    println!("{vkey}");
-    Ok(())
+    init_with(config, qsign::app::init_audit)
+}
+
+/// A written file's path, for the `init-*` commands' output.
+fn shown(path: Option<&PathBuf>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 fn audit(command: AuditCommand) -> Result<(), String> {
