@@ -169,6 +169,15 @@ async fn lifecycle(replica: &Replica) {
             "good"
         );
     }
+    // Unchanged revocations: the CRL signed for the first GET is served
+    // again (below, a revocation makes the next GET sign a new one).
+    let crl_url = format!("{}/crl/organization-ca.crl", replica.http);
+    let first = http_get(&crl_url).await;
+    assert_eq!(
+        http_get(&crl_url).await,
+        first,
+        "the same CRL, not signed again"
+    );
     let revoke = proto::RevokeCertificateRequest {
         id: system.clone(),
         reason: proto::RevocationReason::KeyCompromise.into(),
@@ -188,7 +197,8 @@ async fn lifecycle(replica: &Replica) {
             ocsp(replica, &org_ca, &root, &["-serial", "0x4242424242"]),
             "unknown"
         );
-        let crl = http_get(&format!("{}/crl/organization-ca.crl", replica.http)).await;
+        let crl = http_get(&crl_url).await;
+        assert_ne!(crl, first, "a revocation makes a new CRL");
         let crl_file = dir.path().join("org.crl");
         std::fs::write(&crl_file, crl).unwrap();
         let (ok, text) = openssl(&[

@@ -33,6 +33,8 @@ pub struct Registry {
     pub(super) chain: Vec<Vec<u8>>,
     pub(super) mailer: Mailer,
     pub(super) profiles: LiveProfiles,
+    /// The last CRL made and the revocations it lists (`notices.rs`).
+    pub(super) crl: std::sync::Mutex<Option<super::notices::MadeCrl>>,
 }
 
 /// Where the key of an issued certificate comes from.
@@ -68,6 +70,7 @@ impl Registry {
             ca,
             chain: vec![ca_der, root_der],
             profiles: LiveProfiles::new(defaults),
+            crl: std::sync::Mutex::new(None),
         })
     }
 

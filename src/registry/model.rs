@@ -159,7 +159,7 @@ pub struct Selection {
 }
 
 /// A revoked, unexpired serial for the CRL (RFC 5280 §5.1.2.6).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedSerial {
     pub serial: String,
     pub revoked_at: i64,

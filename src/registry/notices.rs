@@ -3,13 +3,25 @@
 //! mails (issued, renewed, revoked, expiring).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::mail::Mail;
-use super::model::{unix, Record, SerialStatus};
+use super::model::{unix, Record, RevokedSerial, SerialStatus};
 use super::Registry;
 use crate::hsm::Hsm;
 use crate::Error;
+
+/// How long a CRL is served again while the revocations it lists are still
+/// all there are: well inside its hour (`status::NEXT_UPDATE`), and never
+/// past a revocation, on whichever replica it was made.
+const CRL_REUSE: Duration = Duration::from_secs(300);
+
+/// A CRL the registry made: when, for which revocations, its DER.
+pub struct MadeCrl {
+    made: Instant,
+    revoked: Vec<RevokedSerial>,
+    der: Vec<u8>,
+}
 
 impl Registry {
     /// RFC 6960 answer for a request whose CertIDs are all the organisation
@@ -44,16 +56,42 @@ impl Registry {
         .await
     }
 
-    /// The organisation CA's current CRL (RFC 5280 §5).
-    pub async fn crl(&self, hsm: &Hsm) -> Result<Vec<u8>, Error> {
+    /// The organisation CA's current CRL (RFC 5280 §5). The revocations
+    /// are read from the store on every call; the CRL is signed again only
+    /// when they changed or the last one is older than [`CRL_REUSE`], and
+    /// only after `admit` (the anonymous HSM rate) lets it.
+    pub async fn crl(
+        &self,
+        hsm: &Hsm,
+        admit: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<Vec<u8>, Error> {
         let now = SystemTime::now();
         let revoked = self.store.revoked_unexpired(unix(now)).await?;
+        if let Some(der) = self.reusable_crl(&revoked) {
+            return Ok(der);
+        }
+        admit()?;
         let (ca, label) = (self.ca.clone(), self.settings.key_label.clone());
-        hsm.run(move |session| {
-            let signer = session.session_signer(&label)?;
-            super::status::crl(&ca, revoked, now, &signer)
-        })
-        .await
+        let listed = revoked.clone();
+        let der = hsm
+            .run(move |session| {
+                let signer = session.session_signer(&label)?;
+                super::status::crl(&ca, listed, now, &signer)
+            })
+            .await?;
+        *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = Some(MadeCrl {
+            made: Instant::now(),
+            revoked,
+            der: der.clone(),
+        });
+        Ok(der)
+    }
+
+    fn reusable_crl(&self, revoked: &[RevokedSerial]) -> Option<Vec<u8>> {
+        let made = self.crl.lock().unwrap_or_else(|e| e.into_inner());
+        made.as_ref()
+            .filter(|m| m.made.elapsed() < CRL_REUSE && m.revoked == revoked)
+            .map(|m| m.der.clone())
     }
 
     /// What OCSP says about `serial` (hex), for tests and tools.
