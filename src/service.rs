@@ -304,13 +304,14 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| Error::internal("reflection service").with_source(e))?;
     // SPEC §9: the registry's administration beside signing, and its
-    // periodic contact mails.
+    // periodic contact mails; behind the same per-caller limits (§12).
     let administration = core.registry.clone().map(|registry| {
         registry.spawn_expiry_notices();
-        AdministrationServiceServer::new(administration::Administration::new(
+        let server = AdministrationServiceServer::new(administration::Administration::new(
             core.clone(),
             registry,
-        ))
+        ));
+        Observe::new(Guard::new(server, limiter.clone(), max_message))
     });
     let config = &limiter.config;
     // RFC 9113 §6.7 PING: a peer that does not answer within the interval

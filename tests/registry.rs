@@ -739,3 +739,43 @@ async fn contact_is_told_once_before_expiry() {
         .count();
     assert_eq!(expiring, 1);
 }
+
+/// SPEC §12: administration calls count against the caller's rate like
+/// signing calls; beyond it they are refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administration_is_behind_the_caller_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().to_owned();
+    let core = crate::support::env().core("registry-limits", |config| {
+        config.database = Some(qsign::config::DatabaseConfig {
+            url: qsign::store::Database::sqlite_url(&outbox.join("registry.db")),
+            max_connections: 2,
+        });
+        let registry = config.registry.as_mut().expect("dev state has [registry]");
+        registry.mail.transport =
+            qsign::registry::settings::MailTransport::Outbox(outbox.join("outbox"));
+        config.limits.requests_per_second_per_caller = 2;
+    });
+    let replica = Replica::serve(core, dir).await;
+    let mut c = replica.client().await;
+    let get = || {
+        with(
+            &admin(),
+            proto::GetCertificateRequest {
+                id: uuid::Uuid::new_v4().to_string(),
+            },
+        )
+    };
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(code(c.get_certificate(get()).await));
+    }
+    assert!(
+        codes.contains(&Code::NotFound),
+        "some are answered: {codes:?}"
+    );
+    assert!(
+        codes.contains(&Code::ResourceExhausted),
+        "20 calls at once are over 2 a second: {codes:?}"
+    );
+}
