@@ -240,6 +240,14 @@ fn prepare_document<S: Source>(
         None => None,
     };
     fill::check_locks(doc, &catalog, name.filter(|_| target.is_some()))?;
+    // §12.7.4.5 Table 233: the field's own /Lock says what this signature
+    // locks; it says so in its /Reference (FieldMDP, §12.8.2.4).
+    let mut signature = signature;
+    if let Some(t) = &target {
+        if let Some(reference) = fill::field_mdp_reference(doc, t, root)? {
+            signature.insert(b"Reference", reference);
+        }
+    }
     // Signature, field, five font objects, appearance, perhaps an
     // AcroForm, and the cross-reference stream.
     let mut edits = Edits::new(doc.first_free_number(11)?);

@@ -88,7 +88,7 @@ pub fn judge_at_level(signed: &Path, original: &Path, expect: &str, level: &str,
 }
 
 /// The arguments of `validate_pdf.py`.
-fn validate_pdf_args<'a>(
+pub fn validate_pdf_args<'a>(
     signed: &'a Path,
     root: &'a Path,
     original: &'a Path,

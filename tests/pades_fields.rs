@@ -12,14 +12,32 @@ use tonic::Code;
 use crate::pades::judge;
 use crate::support::{env, server, sign_pdf_request, tools, Who};
 
+/// The empty signature field "Godkendelse" on the rotated page.
+const GODKENDELSE: &str =
+    "<< /FT /Sig /T (Godkendelse) /Type /Annot /Subtype /Widget /F 4 /P 3 0 R /Rect [300 100 360 400] >>";
+
 /// One page, rotated 90°, with an empty signature field "Godkendelse".
 fn with_empty_field() -> Vec<u8> {
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [4 0 R] >> >>",
+    form_pdf(&[GODKENDELSE])
+}
+
+/// One page, rotated 90°, whose AcroForm and /Annots hold `fields`
+/// (objects 4, 5, ...).
+fn form_pdf(fields: &[&str]) -> Vec<u8> {
+    let refs: Vec<String> = (0..fields.len())
+        .map(|i| format!("{} 0 R", i + 4))
+        .collect();
+    let refs = refs.join(" ");
+    let catalog = format!("<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [{refs}] >> >>");
+    let page = format!(
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Rotate 90 /Annots [{refs}] >>"
+    );
+    let mut objects = vec![
+        catalog.as_str(),
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Rotate 90 /Annots [4 0 R] >>",
-        "<< /FT /Sig /T (Godkendelse) /Type /Annot /Subtype /Widget /F 4 /P 3 0 R /Rect [300 100 360 400] >>",
+        page.as_str(),
     ];
+    objects.extend_from_slice(fields);
     let mut pdf = b"%PDF-1.7\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
@@ -151,4 +169,72 @@ async fn an_empty_field_is_filled_through_service_and_cli() {
         );
     }
     assert_eq!(env().leftover_keys("pdf-fill"), 0);
+}
+
+/// ISO 32000-1 §12.7.4.5 Table 233: a field whose /Lock names "Bilag"
+/// is filled; the signature carries the FieldMDP reference (§12.8.2.4)
+/// that validators read (pyHanko's `fieldmdp`), and "Bilag" can no longer
+/// be filled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_lock_becomes_the_signatures_field_mdp() {
+    let server = server("pdf-lock").await;
+    let dir = tempfile::tempdir().unwrap();
+    let locking =
+        "<< /FT /Sig /T (Godkendelse) /Type /Annot /Subtype /Widget /F 4 /P 3 0 R /Rect [0 0 0 0] \
+         /Lock << /Type /SigFieldLock /Action /Include /Fields [(Bilag)] >> >>";
+    let bilag =
+        "<< /FT /Sig /T (Bilag) /Type /Annot /Subtype /Widget /F 4 /P 3 0 R /Rect [0 0 0 0] >>";
+    let pdf = form_pdf(&[locking, bilag]);
+    let original = dir.path().join("locking.pdf");
+    std::fs::write(&original, &pdf).unwrap();
+    let sign = |pdf: Vec<u8>, field: &str| {
+        let mut request = sign_pdf_request(pdf, &Who::jens(), "", proto::Level::BB);
+        request.field_name = Some(field.into());
+        request
+    };
+    let signed = server
+        .client()
+        .await
+        .sign_pdf(sign(pdf.clone(), "Godkendelse"))
+        .await
+        .expect("signed")
+        .into_inner()
+        .signed_pdf;
+    let path = dir.path().join("locked.pdf");
+    std::fs::write(&path, &signed).unwrap();
+    // pyHanko judges the signature (pdfsig_check.sh would count the still
+    // empty field "Bilag" as a bad signature).
+    let root = env().root_ca();
+    let args = crate::pades::validate_pdf_args(&path, &root, &original, "person", "B-B", "now");
+    tools::validate("validate_pdf.py", &args).unwrap_or_else(|e| panic!("{e}"));
+    if let Some((python, _)) = tools::validator() {
+        let script = "import sys; from pyhanko.pdf_utils.reader import PdfFileReader; \
+            spec = PdfFileReader(open(sys.argv[1], 'rb')).embedded_signatures[0].fieldmdp; \
+            print(spec.action.name, list(spec.fields))";
+        let out = std::process::Command::new(python)
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(said.trim(), "INCLUDE ['Bilag']");
+    }
+    let status = server
+        .client()
+        .await
+        .sign_pdf(sign(signed, "Bilag"))
+        .await
+        .expect_err("locked");
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    assert_eq!(env().leftover_keys("pdf-lock"), 0);
 }

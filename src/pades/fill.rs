@@ -109,6 +109,45 @@ pub(crate) fn find<S: Source>(
     }))
 }
 
+/// The FieldMDP signature reference (§12.8.1 Table 253, §12.8.2.4 Table
+/// 256) that a signature in a field with a /Lock carries: the lock's
+/// /Action and /Fields become the transform's parameters, /Data is the
+/// catalog. None when the field has no usable /Lock.
+pub(crate) fn field_mdp_reference<S: Source>(
+    doc: &mut Document<S>,
+    target: &Target,
+    root: ObjRef,
+) -> Result<Option<Object>, PdfError> {
+    let lock = match target.field.1.get(b"Lock").cloned() {
+        Some(l) => doc.resolve(l)?,
+        None => return Ok(None),
+    };
+    let Some(lock) = lock.as_dict() else {
+        return Ok(None);
+    };
+    let action = match lock.name(b"Action") {
+        Some(a @ (b"All" | b"Include" | b"Exclude")) => a.to_vec(),
+        _ => return Ok(None),
+    };
+    let mut params = Dictionary::new();
+    params.insert(b"Type", Object::name(b"TransformParams"));
+    params.insert(b"Action", Object::name(&action));
+    if action != b"All" {
+        let fields = match lock.get(b"Fields").cloned() {
+            Some(f) => doc.resolve(f)?,
+            None => Object::Array(Vec::new()),
+        };
+        params.insert(b"Fields", fields);
+    }
+    params.insert(b"V", Object::name(b"1.2"));
+    let mut reference = Dictionary::new();
+    reference.insert(b"Type", Object::name(b"SigRef"));
+    reference.insert(b"TransformMethod", Object::name(b"FieldMDP"));
+    reference.insert(b"TransformParams", Object::Dictionary(params));
+    reference.insert(b"Data", Object::Reference(root));
+    Ok(Some(Object::Array(vec![Object::Dictionary(reference)])))
+}
+
 /// Refuses when a signed field's /Lock forbids the change: /P 1 forbids
 /// any (ISO 32000-2 Table 236), and filling the field `filling` is a
 /// change of that field, locked by /Action /All, or /Include listing it,
