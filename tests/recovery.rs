@@ -174,13 +174,32 @@ async fn kill_9_under_load_then_restart_on_the_same_state() {
     drop(qsign);
     let outcomes = load.stop().await;
     assert!(outcomes.iter().any(|o| o.code == Code::Ok));
+    // What the killed process left verifies as it is, before any restart.
+    let left = binary::audit_verified(&config);
 
     let qsign = Qsign::start(&config, port, &[]);
     let mut client = qsign.client().await;
     let signed = sign(&mut client, b"after the crash").await;
     assert_eq!(signed.code, Code::Ok, "{signed:?}\n{}", qsign.log());
     persistent_keys_only();
+    // The restart wrote on top of the crash's log: still one valid log,
+    // longer by the signature above at least.
+    let again = binary::audit_verified(&config);
+    assert!(
+        record_count(&again) > record_count(&left),
+        "{left}\n{again}"
+    );
     stop_clean(qsign, "crash");
+    binary::audit_verified(&config);
+}
+
+/// The record count of `qsign audit verify`'s "audit log OK: N records".
+fn record_count(said: &str) -> u64 {
+    said.split_whitespace()
+        .skip_while(|w| *w != "OK:")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a record count in {said:?}"))
 }
 
 /// The token holds the development state's persistent keys and nothing
