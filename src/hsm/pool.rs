@@ -53,9 +53,13 @@ impl PooledSession {
 }
 
 impl Pool {
-    /// Starts `size` workers, each opening its session on first use, and
-    /// the recovery thread.
-    pub(super) fn new(link: Link, size: usize) -> Result<Self, HsmError> {
+    /// Starts `size` workers, each opening its session on first use, the
+    /// recovery thread and, with a timeout, the watchdog.
+    pub(super) fn new(
+        link: Link,
+        size: usize,
+        watchdog: Option<std::time::Duration>,
+    ) -> Result<Self, HsmError> {
         let size = size.max(1);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -73,6 +77,9 @@ impl Pool {
         workers.push(spawn("qsign-hsm-recovery".into(), move || {
             link::recover(&recovering, || close_all(&closing))
         })?);
+        if let Some(timeout) = watchdog {
+            workers.push(super::watchdog::start(link.clone(), timeout)?);
+        }
         Ok(Self {
             jobs: Mutex::new(Some(sender)),
             // Twice the workers: the next job waits in the queue, not in
