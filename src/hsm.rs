@@ -33,7 +33,7 @@ pub use held::{HeldKeyId, HeldKeys};
 pub use link::Health;
 use link::Link;
 pub use mechanism::KeyAlgorithm;
-use pool::{Lease, Pool};
+use pool::{Claim, Lease, Pool};
 use tokio::sync::oneshot;
 
 /// What the token did wrong. Kept whole: cryptoki records which `C_*`
@@ -403,39 +403,6 @@ impl Hsm {
             },
         )?;
         result.recv().map_err(|_| panicked())?
-    }
-}
-
-/// Whether a queued job may still run: the worker claims it, or its
-/// caller (gone past its deadline, or failed by a Down token) abandons it;
-/// whichever comes first. Dropping the caller's copy abandons.
-#[derive(Clone, Default)]
-struct Claim(Arc<std::sync::atomic::AtomicU8>);
-
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const ABANDONED: u8 = 2;
-
-impl Claim {
-    fn start(&self) -> bool {
-        self.settle(STARTED)
-    }
-
-    fn abandon(&self) -> bool {
-        self.settle(ABANDONED)
-    }
-
-    fn settle(&self, to: u8) -> bool {
-        let state = &self.0;
-        state
-            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.abandon();
     }
 }
 

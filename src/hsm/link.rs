@@ -137,15 +137,13 @@ impl Link {
     }
 
     /// C_GetTokenInfo on the token's slot: whether the token answers at
-    /// all (`watchdog`). Never under the connection lock, which a hung
-    /// call would hold.
+    /// all (`watchdog`). Under the connection lock, so that it never runs
+    /// beside a C_Finalize (`reinitialize`; PKCS#11 v2.40 §5.4 leaves that
+    /// undefined); a hung call holds the lock, as a hung `connect` would.
     pub(super) fn probe_token(&self) -> Result<(), HsmError> {
-        let (context, slot) = {
-            let connection = self.connection();
-            let slot = connection.slot.ok_or(HsmError::Down)?;
-            (connection.context.clone(), slot)
-        };
-        context.get_token_info(slot)?;
+        let connection = self.connection();
+        let slot = connection.slot.ok_or(HsmError::Down)?;
+        connection.context.get_token_info(slot)?;
         Ok(())
     }
 

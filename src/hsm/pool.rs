@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -210,6 +211,39 @@ fn reopen(link: &Link) -> Option<PooledSession> {
             link.lost(&e);
             None
         }
+    }
+}
+
+/// Whether a queued job may still run: the worker claims it, or its
+/// caller (gone past its deadline, or failed by a Down token) abandons it;
+/// whichever comes first. Dropping the caller's copy abandons.
+#[derive(Clone, Default)]
+pub(super) struct Claim(Arc<AtomicU8>);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Claim {
+    pub(super) fn start(&self) -> bool {
+        self.settle(STARTED)
+    }
+
+    pub(super) fn abandon(&self) -> bool {
+        self.settle(ABANDONED)
+    }
+
+    fn settle(&self, to: u8) -> bool {
+        let state = &self.0;
+        state
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
