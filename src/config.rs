@@ -73,6 +73,8 @@ struct HsmFile {
     #[serde(default = "default_ephemeral_key_label")]
     ephemeral_key_label: String,
     softhsm_conf: Option<PathBuf>,
+    #[serde(default = "default_watchdog_seconds")]
+    watchdog_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +306,14 @@ pub struct HsmConfig {
     pub issuing_key_label: String,
     pub ephemeral_key_label: String,
     pub softhsm_conf: Option<PathBuf>,
+    /// A token that does not answer a probe within this is down.
+    pub watchdog_seconds: u64,
+}
+
+impl HsmConfig {
+    pub fn watchdog(&self) -> Duration {
+        Duration::from_secs(self.watchdog_seconds)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -534,6 +544,9 @@ impl Config {
         if file.hsm.sessions == 0 {
             return Err(invalid("[hsm] sessions must be at least 1"));
         }
+        if file.hsm.watchdog_seconds == 0 {
+            return Err(invalid("[hsm] watchdog_seconds must be at least 1"));
+        }
         file.limits.validate()?;
         if file.limits.crl_cache_seconds >= lifetime.as_secs() {
             // The issuing CA's CRL is valid for one certificate lifetime.
@@ -551,6 +564,7 @@ impl Config {
                 issuing_key_label: file.hsm.issuing_key_label,
                 ephemeral_key_label: file.hsm.ephemeral_key_label,
                 softhsm_conf: file.hsm.softhsm_conf.as_deref().map(resolve),
+                watchdog_seconds: file.hsm.watchdog_seconds,
             },
             root_certificate: resolve(&file.ca.root_certificate),
             issuing_certificate: resolve(&file.ca.issuing_certificate),
@@ -669,6 +683,9 @@ fn default_listen() -> SocketAddr {
 /// About one session per core: SoftHSM works inside this process.
 fn default_sessions() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+fn default_watchdog_seconds() -> u64 {
+    10
 }
 fn default_issuing_key_label() -> String {
     "qsign-issuing-ca".into()

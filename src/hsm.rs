@@ -11,6 +11,7 @@ mod held;
 mod link;
 mod mechanism;
 mod pool;
+mod watchdog;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,7 @@ pub use held::{HeldKeyId, HeldKeys};
 pub use link::Health;
 use link::Link;
 pub use mechanism::KeyAlgorithm;
-use pool::{Lease, Pool};
+use pool::{Claim, Lease, Pool};
 use tokio::sync::oneshot;
 
 /// What the token did wrong. Kept whole: cryptoki records which `C_*`
@@ -53,6 +54,8 @@ pub enum HsmError {
     Task(String),
     #[error("the token is unreachable; reconnecting")]
     Down,
+    #[error("the token did not answer within {0:?}")]
+    Hung(std::time::Duration),
 }
 
 impl HsmError {
@@ -65,7 +68,8 @@ impl HsmError {
             Self::Pkcs11(CkError::LibraryLoading(_))
             | Self::NoToken(_)
             | Self::NoKey(_)
-            | Self::Down => ErrorKind::Unavailable,
+            | Self::Down
+            | Self::Hung(_) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }
@@ -178,6 +182,9 @@ pub struct HsmSettings {
     pub issuing_key_label: String,
     /// Label given to ephemeral keys; tests use it to find leftovers.
     pub ephemeral_label: String,
+    /// A token that does not answer a probe within this is Down
+    /// (`watchdog`); `None`: no watchdog (set-up, the CLI, tests).
+    pub watchdog: Option<std::time::Duration>,
 }
 
 /// A logged-in token with a pool of sessions. Cheap to clone.
@@ -211,7 +218,7 @@ impl Hsm {
             settings.token_label.clone(),
             settings.issuing_key_label.clone(),
         )?;
-        let pool = Pool::new(link, settings.sessions)?;
+        let pool = Pool::new(link, settings.sessions, settings.watchdog)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -285,26 +292,54 @@ impl Hsm {
 
     /// The async boundary: waits for a permit, then runs `work` on a
     /// session's worker thread, off the async workers. Cancelling the
-    /// caller does not cancel `work`; its guards still clean up.
+    /// caller does not cancel `work` once it runs (its guards still clean
+    /// up); a job still queued is dropped unrun. A token Down (lost, or
+    /// hung: `watchdog`) fails the request at once unless its work runs.
     pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     {
-        let permit = self.inner.pool.permit().await?;
+        let mut health = self.inner.pool.link().health();
+        let down = async move {
+            let _ = health.wait_for(|h| *h == Health::Down).await;
+        };
+        tokio::pin!(down);
+        let permit = tokio::select! {
+            permit = self.inner.pool.permit() => permit?,
+            () = &mut down => return Err(HsmError::Down.into()),
+        };
+        let claim = Claim::default();
         let (done, result) = oneshot::channel();
-        self.submit(work, move |outcome| {
-            drop(permit);
-            let _ = done.send(outcome);
-        })?;
+        let starts = claim.clone();
+        self.submit(
+            work,
+            move || starts.start(),
+            move |outcome| {
+                drop(permit);
+                let _ = done.send(outcome);
+            },
+        )?;
+        tokio::pin!(result);
+        tokio::select! {
+            biased;
+            outcome = &mut result => return outcome.map_err(|_| panicked())?,
+            () = &mut down => {}
+        }
+        if claim.abandon() {
+            return Err(HsmError::Down.into());
+        }
+        // Running: its outcome, or the caller's deadline.
         result.await.map_err(|_| panicked())?
     }
 
-    /// Queues `work` for a session's worker; `reply` gets its outcome. A
-    /// panic in `work` drops `reply` unsent.
+    /// Queues `work` for a session's worker; `reply` gets its outcome, or
+    /// `Down` unrun when `start` says its caller is gone. A panic in
+    /// `work` drops `reply` unsent.
     fn submit<T, F>(
         &self,
         work: F,
+        start: impl FnOnce() -> bool + Send + 'static,
         reply: impl FnOnce(Result<T, Error>) + Send + 'static,
     ) -> Result<(), Error>
     where
@@ -317,6 +352,10 @@ impl Hsm {
         let queued = std::time::Instant::now();
         self.inner.pool.submit(Box::new(move |lease| {
             let _entered = span.enter();
+            if !start() {
+                tracing::debug!("HSM job dropped unrun: its caller is gone");
+                return reply(Err(HsmError::Down.into()));
+            }
             let metrics = crate::metrics::metrics();
             metrics
                 .hsm_queue_wait
@@ -356,9 +395,13 @@ impl Hsm {
         work: impl FnOnce(&HsmSession<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (done, result) = std::sync::mpsc::channel();
-        self.submit(work, move |outcome| {
-            let _ = done.send(outcome);
-        })?;
+        self.submit(
+            work,
+            || true,
+            move |outcome| {
+                let _ = done.send(outcome);
+            },
+        )?;
         result.recv().map_err(|_| panicked())?
     }
 }

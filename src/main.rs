@@ -422,14 +422,24 @@ fn serve(
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         tracing::info!(address = %config.listen, tls = tls.is_some(), mtls, "qsign serving");
-        let serving = qsign::service::serve(core, listener, tls.as_ref(), stopped(stopping));
-        let served = until_signalled(serving, stop, config.limits.shutdown_grace()).await;
-        if let Some((task, csc)) = tsa_server {
-            task.abort();
-            // SPEC §12, §13: no prepared CSC key outlives the process.
-            if let Some(csc) = csc {
-                csc.shutdown();
+        let grpc = qsign::service::serve(core, listener, tls.as_ref(), stopped(stopping));
+        let (http, csc) = tsa_server.unzip();
+        let cut_http = http.as_ref().map(tokio::task::JoinHandle::abort_handle);
+        // Both listeners drain within the one grace.
+        let serving = async {
+            let served = grpc.await;
+            if let (Ok(()), Some(http)) = (&served, http) {
+                let _ = http.await;
             }
+            served
+        };
+        let served = until_signalled(serving, stop, config.limits.shutdown_grace()).await;
+        if let Some(http) = cut_http {
+            http.abort();
+        }
+        // SPEC §12, §13: no prepared CSC key outlives the process.
+        if let Some(csc) = csc.flatten() {
+            csc.shutdown();
         }
         served
     })?;

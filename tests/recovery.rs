@@ -52,12 +52,18 @@ impl P11KitServer {
     /// As a network HSM is lost: the server and every connection process
     /// die at once (SIGKILL to the process group).
     fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// As a network HSM hangs: the server and every connection process
+    /// stop (SIGSTOP), so that every PKCS#11 call blocks; SIGCONT resumes.
+    fn signal(&self, signal: &str) {
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
+            .args([&format!("-{signal}"), "--", &group])
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.wait();
     }
 }
 
@@ -150,6 +156,94 @@ async fn a_network_hsm_lost_and_back_under_load() {
     drop(hsm);
 }
 
+/// SIGSTOP of the p11-kit server under load: the calls in progress block,
+/// the watchdog's probe finds no answer within `watchdog_seconds` and the
+/// token is Down; every request ends OK or UNAVAILABLE within its deadline,
+/// none spends its token, and after SIGCONT qsign serves again by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_hsm_that_hangs_under_load_and_resumes() {
+    if !p11_kit_available() {
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let socket = temp.path().join("p11-kit.sock");
+    let hsm = P11KitServer::start(&socket);
+    let port = free_port();
+    let limits = [
+        ("request_timeout_seconds", "5"),
+        ("requests_per_second_per_caller", "10000"),
+    ];
+    let config = binary::config("hung", Path::new(P11_KIT_CLIENT), port, &limits);
+    let watchdog = Duration::from_secs(2);
+    set_watchdog(&config, watchdog);
+    let address = format!("unix:path={}", socket.display());
+    let qsign = Qsign::start(&config, port, &[("P11_KIT_SERVER_ADDRESS", &address)]);
+    let mut client = qsign.client().await;
+    let first = sign(&mut client, b"before the hang").await;
+    assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
+
+    let load = Load::start(&qsign, 4).await;
+    wait_for(|| load.count() >= 20, "the load to get going").await;
+    hsm.signal("STOP");
+    let hung = Instant::now();
+    let not_serving = ServingStatus::NotServing as i32;
+    assert!(
+        qsign.await_health(not_serving, watchdog + DEADLINE).await,
+        "NOT_SERVING while the token hangs\n{}",
+        qsign.log()
+    );
+    assert!(
+        hung.elapsed() >= watchdog,
+        "the watchdog waited its timeout"
+    );
+    // Down: refused at once, not after a deadline spent waiting.
+    let failed = sign(&mut client, b"during the hang").await;
+    assert_eq!(failed.code, Code::Unavailable, "{failed:?}");
+    assert!(failed.elapsed < Duration::from_secs(1), "{failed:?}");
+    // Hung past a whole deadline: requests stuck in a call time out.
+    tokio::time::sleep((DEADLINE + Duration::from_secs(1)).saturating_sub(hung.elapsed())).await;
+    let during = load.count();
+
+    hsm.signal("CONT");
+    let serving = ServingStatus::Serving as i32;
+    assert!(
+        qsign.await_health(serving, Duration::from_secs(30)).await,
+        "SERVING again without a restart\n{}",
+        qsign.log()
+    );
+    wait_for(|| load.count() >= during + 20, "the load to sign again").await;
+    let outcomes = load.stop().await;
+    ok_or_unavailable_in_time(&outcomes);
+    let lost: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.code == Code::Unavailable)
+        .collect();
+    assert!(!lost.is_empty(), "the load saw the hang");
+    let after = sign(&mut client, b"after the hang").await;
+    assert_eq!(after.code, Code::Ok, "{after:?}\n{}", qsign.log());
+    // No failed request spent its token: each signs now.
+    let reused = sign_with(&mut client, b"during the hang", failed.token).await;
+    assert_eq!(reused.code, Code::Ok, "{reused:?}");
+    for outcome in lost {
+        let again = sign_with(&mut client, &outcome.data, outcome.token.clone()).await;
+        assert_eq!(again.code, Code::Ok, "{outcome:?} was spent: {again:?}");
+    }
+    let log = qsign.log();
+    assert!(log.contains("did not answer within 2s"), "{log}");
+    assert!(log.contains("the HSM token is back"), "{log}");
+    stop_clean(qsign, "hung");
+    drop(hsm);
+}
+
+/// `[hsm] watchdog_seconds` in the test's config.
+fn set_watchdog(config: &Path, timeout: Duration) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = format!("watchdog_seconds = {}", timeout.as_secs());
+    let changed = text.replacen("watchdog_seconds = 10", &line, 1);
+    assert!(changed.contains(&line), "watchdog_seconds in {config:?}");
+    std::fs::write(config, changed).unwrap();
+}
+
 /// SIGTERM: exit 0 with no ephemeral key alive and no key object of the
 /// test's label in the token.
 pub fn stop_clean(mut qsign: Qsign, label: &str) {
@@ -174,13 +268,32 @@ async fn kill_9_under_load_then_restart_on_the_same_state() {
     drop(qsign);
     let outcomes = load.stop().await;
     assert!(outcomes.iter().any(|o| o.code == Code::Ok));
+    // What the killed process left verifies as it is, before any restart.
+    let left = binary::audit_verified(&config);
 
     let qsign = Qsign::start(&config, port, &[]);
     let mut client = qsign.client().await;
     let signed = sign(&mut client, b"after the crash").await;
     assert_eq!(signed.code, Code::Ok, "{signed:?}\n{}", qsign.log());
     persistent_keys_only();
+    // The restart wrote on top of the crash's log: still one valid log,
+    // longer by the signature above at least.
+    let again = binary::audit_verified(&config);
+    assert!(
+        record_count(&again) > record_count(&left),
+        "{left}\n{again}"
+    );
     stop_clean(qsign, "crash");
+    binary::audit_verified(&config);
+}
+
+/// The record count of `qsign audit verify`'s "audit log OK: N records".
+fn record_count(said: &str) -> u64 {
+    said.split_whitespace()
+        .skip_while(|w| *w != "OK:")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a record count in {said:?}"))
 }
 
 /// The token holds the development state's persistent keys and nothing
@@ -241,6 +354,7 @@ async fn a_lost_login_is_recovered_in_process() {
         sessions: 1,
         issuing_key_label: key.into(),
         ephemeral_label: key_label("relogin"),
+        watchdog: None,
     };
     let hsm = Hsm::open(module, &pin, settings).expect("open");
     hsm.run_blocking(move |s| {

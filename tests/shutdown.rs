@@ -2,6 +2,8 @@
 //! answered, nothing is left in the token, exit 0; a client holding a
 //! request open delays the exit by the grace at most.
 
+mod http;
+
 use std::time::{Duration, Instant};
 
 use tonic::Code;

@@ -136,6 +136,17 @@ impl Link {
         Ok(session)
     }
 
+    /// C_GetTokenInfo on the token's slot: whether the token answers at
+    /// all (`watchdog`). Under the connection lock, so that it never runs
+    /// beside a C_Finalize (`reinitialize`; PKCS#11 v2.40 §5.4 leaves that
+    /// undefined); a hung call holds the lock, as a hung `connect` would.
+    pub(super) fn probe_token(&self) -> Result<(), HsmError> {
+        let connection = self.connection();
+        let slot = connection.slot.ok_or(HsmError::Down)?;
+        connection.context.get_token_info(slot)?;
+        Ok(())
+    }
+
     fn probe(&self, session: &Session) -> Result<(), HsmError> {
         if find(session, ObjectClass::PRIVATE_KEY, &self.probe_label)?.is_empty() {
             return Err(HsmError::NoKey(self.probe_label.clone()));
@@ -206,7 +217,7 @@ impl Link {
 
     /// Waits up to `timeout` (for ever with `None`) while Up and running;
     /// false once stopping.
-    fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub(super) fn wait(&self, timeout: Option<Duration>) -> bool {
         let stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
         let stopping = match timeout {
             Some(timeout) => {

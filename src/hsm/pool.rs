@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -53,9 +54,13 @@ impl PooledSession {
 }
 
 impl Pool {
-    /// Starts `size` workers, each opening its session on first use, and
-    /// the recovery thread.
-    pub(super) fn new(link: Link, size: usize) -> Result<Self, HsmError> {
+    /// Starts `size` workers, each opening its session on first use, the
+    /// recovery thread and, with a timeout, the watchdog.
+    pub(super) fn new(
+        link: Link,
+        size: usize,
+        watchdog: Option<std::time::Duration>,
+    ) -> Result<Self, HsmError> {
         let size = size.max(1);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -73,6 +78,9 @@ impl Pool {
         workers.push(spawn("qsign-hsm-recovery".into(), move || {
             link::recover(&recovering, || close_all(&closing))
         })?);
+        if let Some(timeout) = watchdog {
+            workers.push(super::watchdog::start(link.clone(), timeout)?);
+        }
         Ok(Self {
             jobs: Mutex::new(Some(sender)),
             // Twice the workers: the next job waits in the queue, not in
@@ -203,6 +211,39 @@ fn reopen(link: &Link) -> Option<PooledSession> {
             link.lost(&e);
             None
         }
+    }
+}
+
+/// Whether a queued job may still run: the worker claims it, or its
+/// caller (gone past its deadline, or failed by a Down token) abandons it;
+/// whichever comes first. Dropping the caller's copy abandons.
+#[derive(Clone, Default)]
+pub(super) struct Claim(Arc<AtomicU8>);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Claim {
+    pub(super) fn start(&self) -> bool {
+        self.settle(STARTED)
+    }
+
+    pub(super) fn abandon(&self) -> bool {
+        self.settle(ABANDONED)
+    }
+
+    fn settle(&self, to: u8) -> bool {
+        let state = &self.0;
+        state
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

@@ -36,6 +36,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::observe::{request_id, REQUEST_ID};
@@ -93,8 +95,9 @@ const TIME_STAMP: Route = Route {
 };
 
 /// Serves the HTTP front door of `core` on `listener` until `shutdown`
-/// completes; each connection runs in its own task (after its TLS
-/// handshake with `tls`), the HSM work of each request in `Hsm::run`.
+/// completes, then drains: returns once every connection has ended. Each
+/// connection runs in its own task (after its TLS handshake with `tls`),
+/// the HSM work of each request in `Hsm::run`.
 pub async fn serve(
     core: Arc<SigningCore>,
     listener: TcpListener,
@@ -129,33 +132,61 @@ pub async fn serve_with(
         lookup,
     });
     tokio::pin!(shutdown);
+    let (closing, closed) = watch::channel(false);
+    let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             accepted = incoming.next() => accepted,
+            // Reaps ended connections so that the set holds open ones only.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let (front, tls) = (front.clone(), tls.clone());
-        tokio::spawn(async move {
+        let (front, tls, closed) = (front.clone(), tls.clone(), closed.clone());
+        connections.spawn(async move {
             let caller = lookup::Peer(peer.ip());
             let ended = match tls {
-                None => connection(TokioIo::new(stream), front, caller).await,
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => connection(TokioIo::new(stream), front, caller).await,
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "HTTP: TLS handshake failed");
-                        return;
+                None => connection(TokioIo::new(stream), front, caller, closed).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        shaken = tls.accept(stream) => shaken,
+                        () = stopped(closed.clone()) => return,
+                    };
+                    match handshake {
+                        Ok(stream) => connection(TokioIo::new(stream), front, caller, closed).await,
+                        Err(e) => {
+                            tracing::info!(%peer, error = %e, "HTTP: TLS handshake failed");
+                            return;
+                        }
                     }
-                },
+                }
             };
             if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "HTTP: connection ended");
             }
         });
     }
+    // Closing the listener refuses new connections; each open one ends
+    // after the response in progress (the caller's grace bounds the wait).
+    drop(incoming);
+    closing.send_replace(true);
+    tracing::debug!(open = connections.len(), "HTTP: draining connections");
+    while connections.join_next().await.is_some() {}
 }
 
-/// HTTP/1.1 on one connection, plain or TLS.
-async fn connection<I>(io: I, front: Arc<Front>, peer: lookup::Peer) -> Result<(), hyper::Error>
+/// Completes once `closed` says so (or its sender is gone).
+async fn stopped(mut closed: watch::Receiver<bool>) {
+    let _ = closed.wait_for(|closed| *closed).await;
+}
+
+/// HTTP/1.1 on one connection, plain or TLS, until `closed`: then the
+/// response in progress is finished, with `Connection: close`, and an idle
+/// keep-alive connection closes at once (RFC 9112 §9.6).
+async fn connection<I>(
+    io: I,
+    front: Arc<Front>,
+    peer: lookup::Peer,
+    closed: watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -168,7 +199,14 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(READ_TIMEOUT);
-    builder.serve_connection(io, service).await
+    let serving = builder.serve_connection(io, service);
+    tokio::pin!(serving);
+    tokio::select! {
+        ended = serving.as_mut() => return ended,
+        () = stopped(closed) => {}
+    }
+    serving.as_mut().graceful_shutdown();
+    serving.await
 }
 
 /// Routes one request in a span naming its request id (the caller's

@@ -161,6 +161,22 @@ impl Drop for Qsign {
     }
 }
 
+/// `qsign audit verify --config config` (the real binary, as an auditor
+/// runs it) must pass: every record and checkpoint of the state verifies.
+/// Its report, which names the record count.
+pub fn audit_verified(config: &Path) -> String {
+    let verified = Command::new(QSIGN)
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .output()
+        .expect("qsign audit verify");
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned()
+        + &String::from_utf8_lossy(&verified.stderr);
+    assert!(verified.status.success(), "{said}");
+    assert!(said.contains("audit log OK"), "{said}");
+    said
+}
+
 /// One request of a load: its outcome, how long it took, its token.
 #[derive(Clone, Debug)]
 pub struct Outcome {
