@@ -28,6 +28,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
             sessions: config.hsm.sessions,
             issuing_key_label: config.hsm.issuing_key_label.clone(),
             ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+            key_pool: config.hsm.key_pool.clone(),
         },
     )?;
     let issuing = single_certificate(&config.issuing_certificate)?;
@@ -418,6 +419,7 @@ fn setup_hsm(config: &Config, module: &Module) -> Result<Hsm, Error> {
             sessions: 1,
             issuing_key_label: config.hsm.issuing_key_label.clone(),
             ephemeral_label: config.hsm.ephemeral_key_label.clone(),
+            key_pool: Vec::new(),
         },
     )?)
 }

@@ -126,6 +126,7 @@ impl StateDir {
                 sessions: 1,
                 issuing_key_label: ISSUING_KEY_LABEL.into(),
                 ephemeral_label: "qsign-bootstrap".into(),
+                key_pool: Vec::new(),
             },
         )?;
         let (root, issuing) = create_ca(

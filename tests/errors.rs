@@ -312,6 +312,7 @@ impl HsmDown {
                 sessions: 1,
                 issuing_key_label: "none".into(),
                 ephemeral_label: crate::support::key_label("err-hsm"),
+                key_pool: Vec::new(),
             },
         )
         .expect("open second token");

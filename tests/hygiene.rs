@@ -20,6 +20,7 @@ fn hsm(label: &str) -> Hsm {
             sessions: 1,
             issuing_key_label: env().config.hsm.issuing_key_label.clone(),
             ephemeral_label: key_label(label),
+            key_pool: Vec::new(),
         },
     )
     .expect("hsm")

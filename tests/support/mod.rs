@@ -53,6 +53,7 @@ pub fn env() -> &'static Env {
                 sessions: 2,
                 issuing_key_label: config.hsm.issuing_key_label.clone(),
                 ephemeral_label: "qsign-test-fixture".into(),
+                key_pool: Vec::new(),
             },
         )
         .expect("fixture HSM");
