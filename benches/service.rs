@@ -4,7 +4,7 @@
 //!
 //!   cargo bench --bench service -- --addr 127.0.0.1:PORT --pid SERVER_PID \
 //!       --state SERVER_STATE_DIR [--seconds 5] [--conc 1,4,16] [--label sqlite] [--no-loop]
-//!       [--ops bb,bt,pdf,open,rsa]
+//!       [--ops bb,bt,pdf,open,rsa] [--key-pool N --metrics http://HOST:PORT/metrics]
 //!
 //! 1. The ceiling: the raw HSM loop (key pair + public value, CA signs 600 B,
 //!    leaf signs 300 B, destroy; `+tsa`: the TSA key signs 300 B too) with 1
@@ -16,7 +16,10 @@
 //!    (VmHWM), its CPU per thread group (/proc/PID/task/*/stat).
 //! 3. Open loops: `SignDetached` B-B at half the best closed-loop rate and at
 //!    20/s (the lightly loaded case).
-//! 4. RSA-2048: a few requests, one at a time (there is no key pool).
+//! 4. RSA-2048, one request at a time: 5, then 20 back to back. With
+//!    `--key-pool N` (the server's `[hsm.key_pool] rsa2048`), each row starts
+//!    once the server's metrics show the pool full: 5 come from the pool,
+//!    the 20 drain it.
 //!
 //! Efficiency = the loop's CPU per signature (2 threads) ÷ the server's CPU
 //! per signature; "rate/ceil" = signatures/s ÷ the loop's rate (2 threads).
@@ -508,6 +511,7 @@ fn main() {
     let (mut concs, mut label, mut do_loop) = (vec![1, 4, 16], "sqlite".to_owned(), true);
     // --ops: a comma list of bb, bt, pdf, open, rsa (default all).
     let mut ops = "bb,bt,pdf,open,rsa".to_owned();
+    let (mut key_pool, mut metrics_url) = (0usize, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--addr" => addr = args.next(),
@@ -517,6 +521,8 @@ fn main() {
             "--label" => label = args.next().unwrap_or_default(),
             "--no-loop" => do_loop = false,
             "--ops" => ops = args.next().unwrap_or_default(),
+            "--key-pool" => key_pool = args.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            "--metrics" => metrics_url = args.next(),
             "--conc" => {
                 concs = args
                     .next()
@@ -667,18 +673,49 @@ fn main() {
             &pid,
         );
     }
-    // 4. RSA-2048, no key pool exists.
+    // 4. RSA-2048, one at a time; with a key pool, from a full one.
     if !wanted("rsa") {
         return;
     }
-    let o = runtime.block_on(closed_loop(&addr, &pid, &load, Op::Rsa2048, 1, 10.0, 5));
-    row(&label, Op::Rsa2048.name(), "1", &o, plain, &pid);
-    println!(
-        "{:<8}   RSA-2048 latencies ms (no key pool: qsign has none): {:?}",
-        "",
-        o.latencies
-            .iter()
-            .map(|l| (l.as_secs_f64() * 1e3).round())
-            .collect::<Vec<_>>()
-    );
+    for n in [5, 20] {
+        if let Some(url) = metrics_url.as_deref().filter(|_| key_pool > 0) {
+            wait_for_pool(url, key_pool);
+        }
+        let o = runtime.block_on(closed_loop(&addr, &pid, &load, Op::Rsa2048, 1, 60.0, n));
+        row(&label, Op::Rsa2048.name(), "1", &o, plain, &pid);
+        println!(
+            "{:<8}   RSA-2048 x{n} latencies ms (key pool: {key_pool}): {:?}",
+            "",
+            o.latencies
+                .iter()
+                .map(|l| (l.as_secs_f64() * 1e3).round())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Polls the server's `qsign_hsm_key_pool_keys` gauge (RSA-2048) until it
+/// reaches `size`, for up to 60 s.
+fn wait_for_pool(url: &str, size: usize) {
+    let want = format!("qsign_hsm_key_pool_keys{{algorithm=\"RSA-2048\"}} {size}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_get(url).is_some_and(|body| body.lines().any(|l| l == want)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("the key pool did not fill in 60 s; measuring anyway");
+}
+
+/// A plain HTTP/1.0 GET of `http://HOST:PORT/PATH`: the body.
+fn http_get(url: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_at(rest.find('/')?);
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.to_owned())
 }

@@ -6,7 +6,8 @@
 # min), so it is not part of `cargo test`.
 #
 #   benches/service.sh [SECONDS_PER_ROW [CONCURRENCIES]]   (default 5, 1,4,16)
-#   QSIGN_BENCH_OPS=bb,bt,pdf,open,rsa: which rows (default all);
+#   QSIGN_BENCH_OPS=bb,bt,pdf,open,rsa: which rows (default all); the rsa
+#   rows run again against a server with `[hsm.key_pool] rsa2048 = 8`;
 #   QSIGN_BENCH_POSTGRES=1: the same rows again against a throw-away
 #   PostgreSQL (initdb/pg_ctl as in tests/support/postgres.rs; needs them).
 #
@@ -16,7 +17,7 @@ set -euo pipefail
 seconds=${1:-5}
 conc=${2:-1,4,16}
 here=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d); server=; pg=
+work=$(mktemp -d); server=; pg=; tsa_port=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   [ -n "$pg" ] && $pg
@@ -29,8 +30,8 @@ cargo bench --quiet --bench service --no-run 2>/dev/null
 qsign="$here/target/release/qsign"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-start() {  # state dir; sets $server, $addr
-  local port tsa_port
+start() {  # state dir; sets $server, $addr, $tsa_port
+  local port
   port=$(free_port); tsa_port=$(free_port); addr="127.0.0.1:$port"
   "$qsign" serve --state-dir "$1" --listen "$addr" --tsa-listen "127.0.0.1:$tsa_port" \
       2>"$1.log" & server=$!
@@ -49,6 +50,18 @@ echo "qsign service benchmark, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d
 cargo bench --quiet --bench service -- --addr "$addr" --pid "$server" --state "$state" \
     --seconds "$seconds" --conc "$conc" --label sqlite ${QSIGN_BENCH_OPS:+--ops "$QSIGN_BENCH_OPS"}
 stop
+
+if [ -z "${QSIGN_BENCH_OPS:-}" ] || [[ ",$QSIGN_BENCH_OPS," == *,rsa,* ]]; then
+  pool=8
+  sed -i "s/^rsa2048 = 0\$/rsa2048 = $pool/" "$state/qsign.toml"
+  grep -q "^rsa2048 = $pool\$" "$state/qsign.toml" || { echo "no [hsm.key_pool] in qsign.toml" >&2; exit 1; }
+  start "$state"
+  cargo bench --quiet --bench service -- --addr "$addr" --pid "$server" --state "$state" \
+      --seconds "$seconds" --conc "$conc" --label pooled --no-loop --ops rsa \
+      --key-pool "$pool" --metrics "http://127.0.0.1:$tsa_port/metrics"
+  stop
+  sed -i "s/^rsa2048 = $pool\$/rsa2048 = 0/" "$state/qsign.toml"
+fi
 
 if [ -n "${QSIGN_BENCH_POSTGRES:-}" ]; then
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)

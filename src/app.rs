@@ -29,6 +29,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
             issuing_key_label: config.hsm.issuing_key_label.clone(),
             ephemeral_label: config.hsm.ephemeral_key_label.clone(),
             watchdog: Some(config.hsm.watchdog()),
+            key_pool: config.hsm.key_pool.clone(),
         },
     )?;
     let issuing = single_certificate(&config.issuing_certificate)?;
@@ -420,6 +421,7 @@ fn setup_hsm(config: &Config, module: &Module) -> Result<Hsm, Error> {
             issuing_key_label: config.hsm.issuing_key_label.clone(),
             ephemeral_label: config.hsm.ephemeral_key_label.clone(),
             watchdog: None,
+            key_pool: Vec::new(),
         },
     )?)
 }

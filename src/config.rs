@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::Profile;
+use crate::hsm::KeyAlgorithm;
 use crate::pki::{CertificatePolicy, MAX_LIFETIME};
 use crate::tsa::TsaSettings;
 use crate::Error;
@@ -75,7 +76,23 @@ struct HsmFile {
     softhsm_conf: Option<PathBuf>,
     #[serde(default = "default_watchdog_seconds")]
     watchdog_seconds: u64,
+    #[serde(default)]
+    key_pool: KeyPoolFile,
 }
+
+/// `[hsm.key_pool]`: RSA key pairs generated ahead, per size (0: none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPoolFile {
+    #[serde(default)]
+    rsa2048: usize,
+    #[serde(default)]
+    rsa3072: usize,
+}
+
+/// Pooled pairs are session objects of one session: bounded, as the
+/// token's memory is.
+const MAX_POOLED_KEYS: usize = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,6 +325,8 @@ pub struct HsmConfig {
     pub softhsm_conf: Option<PathBuf>,
     /// A token that does not answer a probe within this is down.
     pub watchdog_seconds: u64,
+    /// Pre-generated key pairs per algorithm (`[hsm.key_pool]`).
+    pub key_pool: Vec<(KeyAlgorithm, usize)>,
 }
 
 impl HsmConfig {
@@ -547,6 +566,10 @@ impl Config {
         if file.hsm.watchdog_seconds == 0 {
             return Err(invalid("[hsm] watchdog_seconds must be at least 1"));
         }
+        let pool = &file.hsm.key_pool;
+        if pool.rsa2048.max(pool.rsa3072) > MAX_POOLED_KEYS {
+            return Err(invalid("[hsm.key_pool] sizes are at most 64"));
+        }
         file.limits.validate()?;
         if file.limits.crl_cache_seconds >= lifetime.as_secs() {
             // The issuing CA's CRL is valid for one certificate lifetime.
@@ -565,6 +588,13 @@ impl Config {
                 ephemeral_key_label: file.hsm.ephemeral_key_label,
                 softhsm_conf: file.hsm.softhsm_conf.as_deref().map(resolve),
                 watchdog_seconds: file.hsm.watchdog_seconds,
+                key_pool: [
+                    (KeyAlgorithm::Rsa2048, pool.rsa2048),
+                    (KeyAlgorithm::Rsa3072, pool.rsa3072),
+                ]
+                .into_iter()
+                .filter(|(_, size)| *size > 0)
+                .collect(),
             },
             root_certificate: resolve(&file.ca.root_certificate),
             issuing_certificate: resolve(&file.ca.issuing_certificate),
@@ -819,6 +849,27 @@ jwks_file = "jwks.json"
         let file: File = toml::from_str(&format!("{BASE}[tsa]\n{tsa}"))
             .map_err(|e| Error::invalid_argument(e.to_string()))?;
         Config::validate(file, Path::new("/etc/qsign"))
+    }
+
+    #[test]
+    fn key_pool_is_off_by_default_and_bounded() {
+        let parse = |pool: &str| -> Result<Config, Error> {
+            let text = BASE.replace("[ca]", &format!("[hsm.key_pool]\n{pool}\n[ca]"));
+            let file: File =
+                toml::from_str(&text).map_err(|e| Error::invalid_argument(e.to_string()))?;
+            Config::validate(file, Path::new("/etc/qsign"))
+        };
+        let file: File = toml::from_str(BASE).unwrap();
+        let config = Config::validate(file, Path::new("/")).unwrap();
+        assert!(config.hsm.key_pool.is_empty());
+        assert_eq!(
+            parse("rsa2048 = 8\nrsa3072 = 0").unwrap().hsm.key_pool,
+            [(KeyAlgorithm::Rsa2048, 8)]
+        );
+        assert_eq!(parse("rsa3072 = 4").unwrap().hsm.key_pool.len(), 1);
+        for bad in ["rsa2048 = 65", "rsa4096 = 1", "rsa2048 = -1"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

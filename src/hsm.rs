@@ -8,6 +8,7 @@
 mod eddsa;
 mod ephemeral;
 mod held;
+mod keypool;
 mod link;
 mod mechanism;
 mod pool;
@@ -30,6 +31,7 @@ use crate::{Error, ErrorKind};
 
 pub use ephemeral::EphemeralKey;
 pub use held::{HeldKeyId, HeldKeys};
+use keypool::KeyPool;
 pub use link::Health;
 use link::Link;
 pub use mechanism::KeyAlgorithm;
@@ -185,6 +187,9 @@ pub struct HsmSettings {
     /// A token that does not answer a probe within this is Down
     /// (`watchdog`); `None`: no watchdog (set-up, the CLI, tests).
     pub watchdog: Option<std::time::Duration>,
+    /// Pre-generated key pairs kept ready, per algorithm (`[hsm.key_pool]`);
+    /// empty or all 0: none.
+    pub key_pool: Vec<(KeyAlgorithm, usize)>,
 }
 
 /// A logged-in token with a pool of sessions. Cheap to clone.
@@ -218,7 +223,8 @@ impl Hsm {
             settings.token_label.clone(),
             settings.issuing_key_label.clone(),
         )?;
-        let pool = Pool::new(link, settings.sessions, settings.watchdog)?;
+        let key_pool = KeyPool::new(&settings.key_pool, settings.ephemeral_label.clone());
+        let pool = Pool::new(link, settings.sessions, settings.watchdog, key_pool)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -259,6 +265,20 @@ impl Hsm {
     /// is in the HSM.
     pub fn ephemeral_keys_alive(&self) -> u64 {
         self.inner.keys.alive.load(Ordering::Relaxed)
+    }
+
+    /// Key pairs of `algorithm` ready in the key pool now.
+    pub fn pooled_keys(&self, algorithm: KeyAlgorithm) -> usize {
+        self.inner
+            .pool
+            .key_pool()
+            .map_or(0, |pool| pool.len(algorithm))
+    }
+
+    /// Key pairs from the key pool that requests used since it opened
+    /// (not counting pairs found gone when taken).
+    pub fn pooled_keys_used(&self) -> u64 {
+        self.inner.pool.key_pool().map_or(0, |pool| pool.used())
     }
 
     /// Shutdown: when this is the last handle, the workers finish the jobs
@@ -347,6 +367,7 @@ impl Hsm {
     {
         let settings = self.inner.settings.clone();
         let keys = self.inner.keys.clone();
+        let key_pool = self.inner.pool.key_pool().cloned();
         // The request's span (its request id) follows the job to the worker.
         let span = tracing::Span::current();
         let queued = std::time::Instant::now();
@@ -367,6 +388,7 @@ impl Hsm {
                     lease,
                     settings: &settings,
                     keys: &keys,
+                    key_pool: key_pool.as_deref(),
                 });
                 if matches!(&outcome, Err(e) if e.kind() == ErrorKind::Unavailable) {
                     lease.suspect();
@@ -415,6 +437,7 @@ pub struct HsmSession<'a> {
     lease: &'a Lease,
     settings: &'a HsmSettings,
     keys: &'a KeyCounts,
+    key_pool: Option<&'a KeyPool>,
 }
 
 impl<'a> HsmSession<'a> {
@@ -423,7 +446,8 @@ impl<'a> HsmSession<'a> {
     }
 
     /// A fresh key pair as sensitive, non-extractable session objects,
-    /// destroyed when the guard drops.
+    /// destroyed when the guard drops: from the key pool when it has one
+    /// ready, else generated now.
     pub fn generate_ephemeral(
         &self,
         algorithm: KeyAlgorithm,
@@ -431,6 +455,16 @@ impl<'a> HsmSession<'a> {
         // Counted when asked for: a failed generation costs the HSM too.
         self.keys.generated.fetch_add(1, Ordering::Relaxed);
         crate::metrics::metrics().ephemeral_keys_generated.inc();
+        if let Some(pool) = self.key_pool {
+            let pair = pool.take(algorithm);
+            let alive = &self.keys.alive;
+            if let Some(key) =
+                pair.and_then(|p| EphemeralKey::adopt(self.lease, algorithm, p, alive))
+            {
+                pool.note_used();
+                return Ok(key);
+            }
+        }
         EphemeralKey::generate(
             self.lease,
             algorithm,

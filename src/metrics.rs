@@ -46,6 +46,12 @@ pub struct LimitLabel {
     pub limit: &'static str,
 }
 
+/// A key algorithm by its display name (`KeyAlgorithm::name`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlgorithmLabel {
+    pub algorithm: &'static str,
+}
+
 type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 1 ms to ~33 s, doubling: a cached CRL to an RSA-3072 key generation.
@@ -67,6 +73,8 @@ pub struct Metrics {
     pub hsm_sessions_busy: Gauge,
     pub ephemeral_keys_generated: Counter,
     pub ephemeral_keys_alive: Gauge,
+    /// Pre-generated key pairs ready in the key pool (`[hsm.key_pool]`).
+    pub key_pool: Family<AlgorithmLabel, Gauge>,
     /// Leaves appended to the audit log (bumped by the audit module).
     pub audit_appends: Counter,
     pub refusals: Family<LimitLabel, Counter>,
@@ -85,6 +93,7 @@ impl Metrics {
             hsm_sessions_busy: Gauge::default(),
             ephemeral_keys_generated: Counter::default(),
             ephemeral_keys_alive: Gauge::default(),
+            key_pool: Family::default(),
             audit_appends: Counter::default(),
             refusals: Family::default(),
             registry: Registry::default(),
@@ -134,6 +143,11 @@ impl Metrics {
             "hsm_ephemeral_keys_alive",
             "ephemeral key pairs in the token now (should return to 0)",
             metrics.ephemeral_keys_alive.clone(),
+        );
+        r.register(
+            "hsm_key_pool_keys",
+            "pre-generated key pairs ready in the key pool, by algorithm",
+            metrics.key_pool.clone(),
         );
         r.register(
             "audit_appends",

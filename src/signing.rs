@@ -6,7 +6,7 @@
 //!        └────────────── reserve jti (single use) ◄─────────────────┘
 //!                                   │  spent or in use: UNAUTHENTICATED, no key made
 //!                 Hsm::run (one job on a pooled session's worker thread)
-//!                 ├─ EphemeralKey::generate   (guard: destroyed on drop)
+//!                 ├─ generate_ephemeral       (or a pooled pair; guard: destroyed on drop)
 //!                 ├─ pki::issue               (issuing CA key signs the TBS)
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token

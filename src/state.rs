@@ -127,6 +127,7 @@ impl StateDir {
                 issuing_key_label: ISSUING_KEY_LABEL.into(),
                 ephemeral_label: "qsign-bootstrap".into(),
                 watchdog: None,
+                key_pool: Vec::new(),
             },
         )?;
         let (root, issuing) = create_ca(

@@ -313,6 +313,7 @@ impl HsmDown {
                 issuing_key_label: "none".into(),
                 ephemeral_label: crate::support::key_label("err-hsm"),
                 watchdog: None,
+                key_pool: Vec::new(),
             },
         )
         .expect("open second token");

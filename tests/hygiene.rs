@@ -21,6 +21,7 @@ fn hsm(label: &str) -> Hsm {
             issuing_key_label: env().config.hsm.issuing_key_label.clone(),
             ephemeral_label: key_label(label),
             watchdog: None,
+            key_pool: Vec::new(),
         },
     )
     .expect("hsm")

@@ -15,6 +15,7 @@ mod deployment;
 mod detached;
 mod errors;
 mod hygiene;
+mod key_pool;
 mod levels;
 mod limits;
 mod lint;

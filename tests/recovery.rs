@@ -344,17 +344,14 @@ async fn a_lost_login_is_recovered_in_process() {
     use qsign::hsm::{Health, Hsm, HsmSettings, KeyAlgorithm};
     let module = &env().module;
     let (token, key) = ("qsign-relogin", "relogin-key");
-    let pin: cryptoki::types::AuthPin = "relogin-pin-1234".to_owned().into();
-    if module.slot(token).unwrap().is_none() {
-        let so_pin = "relogin-so-1234".to_owned().into();
-        module.init_token(token, &so_pin, &pin).expect("token");
-    }
+    let pin = own_token(token);
     let settings = HsmSettings {
         token_label: token.into(),
         sessions: 1,
         issuing_key_label: key.into(),
         ephemeral_label: key_label("relogin"),
         watchdog: None,
+        key_pool: Vec::new(),
     };
     let hsm = Hsm::open(module, &pin, settings).expect("open");
     hsm.run_blocking(move |s| {
@@ -380,6 +377,106 @@ async fn a_lost_login_is_recovered_in_process() {
     ephemeral(&hsm).expect("signs after");
     assert_eq!(hsm.ephemeral_keys_alive(), 0);
     assert_eq!(hsm.close(), 0);
+}
+
+/// A token of the test's own (a logout logs out every session of the
+/// process on that token), made once; one at a time, as two could pick
+/// the same free slot.
+fn own_token(token: &str) -> cryptoki::types::AuthPin {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    let module = &env().module;
+    let pin: cryptoki::types::AuthPin = "relogin-pin-1234".to_owned().into();
+    if module.slot(token).unwrap().is_none() {
+        let so_pin = "relogin-so-1234".to_owned().into();
+        module.init_token(token, &so_pin, &pin).expect("token");
+    }
+    pin
+}
+
+/// The key pool after a lost login: C_Logout destroys private session
+/// objects (PKCS#11 v3.0 §5.6), so the pooled pairs are gone. A request
+/// that takes one generates instead (and fails UNAVAILABLE, logged out);
+/// recovery empties the pool, which refills and serves again, and
+/// shutdown leaves no key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_login_empties_the_key_pool() {
+    use qsign::hsm::{Health, Hsm, HsmSettings, KeyAlgorithm};
+    use signature::Signer;
+    let module = &env().module;
+    let (token, key) = ("qsign-relogin-pool", "relogin-pool-key");
+    let pin = own_token(token);
+    let settings = HsmSettings {
+        token_label: token.into(),
+        sessions: 1,
+        issuing_key_label: key.into(),
+        ephemeral_label: key_label("relogin-pool"),
+        key_pool: vec![(KeyAlgorithm::Rsa2048, 2)],
+        watchdog: None,
+    };
+    let hsm = Hsm::open(module, &pin, settings.clone()).expect("open");
+    hsm.run_blocking(move |s| {
+        if !s.has_private_key(key)? {
+            s.generate_persistent(KeyAlgorithm::EcP256, key)?;
+        }
+        Ok(())
+    })
+    .expect("probe key");
+    let full = || hsm.pooled_keys(KeyAlgorithm::Rsa2048) == 2;
+    wait_for(full, "the pool to fill").await;
+    let sign = |hsm: &Hsm| {
+        hsm.run_blocking(|s| {
+            let key = s.generate_ephemeral(KeyAlgorithm::Rsa2048)?;
+            key.try_sign(b"pooled")
+                .map_err(|e| qsign::Error::internal(e.to_string()))?;
+            Ok(())
+        })
+    };
+    let label = key_label("relogin-pool");
+    let objects = move |hsm: &Hsm| {
+        let label = label.clone();
+        hsm.run_blocking(move |s| Ok(s.objects_labelled(&label)?))
+            .expect("objects")
+    };
+    sign(&hsm).expect("signs before");
+    assert_eq!(hsm.pooled_keys_used(), 1);
+    wait_for(full, "the pool to refill").await;
+    let before = objects(&hsm);
+    assert_eq!(before.len(), 4, "two pooled pairs");
+
+    let mut health = hsm.health();
+    hsm.logout().expect("logout");
+    let failed = sign(&hsm).expect_err("logged out");
+    assert_eq!(failed.kind(), qsign::ErrorKind::Unavailable, "{failed}");
+    assert_eq!(hsm.pooled_keys_used(), 1, "a stale pair is not used");
+    wait_for(|| health.has_changed().unwrap_or(false), "Down").await;
+    let up = health.wait_for(|h| *h == Health::Up);
+    let up = tokio::time::timeout(Duration::from_secs(10), up).await;
+    up.expect("Up in time").expect("health");
+
+    // Recovery closed the pool's session: its pairs are new objects (SoftHSM
+    // keeps a logged-out application's private objects, hidden, until then).
+    wait_for(full, "the pool to refill after recovery").await;
+    let after = objects(&hsm);
+    assert_eq!(after.len(), 4, "the pool holds real pairs");
+    assert!(
+        !after.iter().any(|h| before.contains(h)),
+        "no pair from before the recovery: {before:?} {after:?}"
+    );
+    sign(&hsm).expect("signs after, with a fresh pooled pair");
+    assert_eq!(hsm.pooled_keys_used(), 2);
+    assert_eq!(hsm.close(), 0);
+    let look = Hsm::open(
+        module,
+        &pin,
+        HsmSettings {
+            key_pool: Vec::new(),
+            ..settings
+        },
+    )
+    .expect("open");
+    assert_eq!(objects(&look).len(), 0, "no key of the pool is left");
+    look.close();
 }
 
 /// The issue's own finding: SoftHSM's token directory moved away under a

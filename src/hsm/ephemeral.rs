@@ -5,10 +5,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use cryptoki::session::Session;
 use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SubjectPublicKeyInfoOwned};
 
+use super::keypool::PooledPair;
 use super::pool::Lease;
 use super::{HsmError, KeyAlgorithm};
 use crate::signer::SignatureValue;
@@ -51,6 +52,38 @@ impl<'s> EphemeralKey<'s> {
             public_key_info: algorithm.subject_public_key_info(&attributes)?,
             handles,
             algorithm,
+        })
+    }
+
+    /// A pair from the key pool, used once like a generated one. The pair
+    /// is checked first: a logout destroys private session objects
+    /// (PKCS#11 v3.0 §5.6 C_Logout) before recovery can empty the pool.
+    /// Unusable, it is destroyed as far as it still exists and `None`.
+    pub(super) fn adopt(
+        lease: &'s Lease,
+        algorithm: KeyAlgorithm,
+        pair: PooledPair,
+        alive: &'s AtomicU64,
+    ) -> Option<Self> {
+        let session = lease.session();
+        if let Err(e) = session.get_attributes(pair.private, &[AttributeType::Sign]) {
+            tracing::debug!(error = %e, "a pooled key pair is gone; generating one");
+            for handle in [pair.private, pair.public] {
+                let _ = session.destroy_object(handle);
+            }
+            return None;
+        }
+        alive.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().ephemeral_keys_alive.inc();
+        Some(Self {
+            handles: KeyPairHandles {
+                lease,
+                public: pair.public,
+                private: pair.private,
+                alive,
+            },
+            algorithm,
+            public_key_info: pair.public_key_info,
         })
     }
 

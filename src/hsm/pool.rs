@@ -15,6 +15,7 @@ use cryptoki::session::Session;
 use der::Decode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::keypool::KeyPool;
 use super::link::{self, Link};
 use super::{find_one, HsmError, KeyAlgorithm};
 
@@ -34,6 +35,7 @@ pub(super) struct Pool {
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     link: Arc<Link>,
     idle: Arc<[Idle]>,
+    key_pool: Option<Arc<KeyPool>>,
 }
 
 struct PooledSession {
@@ -55,16 +57,19 @@ impl PooledSession {
 
 impl Pool {
     /// Starts `size` workers, each opening its session on first use, the
-    /// recovery thread and, with a timeout, the watchdog.
+    /// recovery thread, with a timeout the watchdog, and the key pool's
+    /// refiller if there is one.
     pub(super) fn new(
         link: Link,
         size: usize,
         watchdog: Option<std::time::Duration>,
+        key_pool: Option<KeyPool>,
     ) -> Result<Self, HsmError> {
         let size = size.max(1);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let link = Arc::new(link);
+        let key_pool = key_pool.map(Arc::new);
         let idle: Arc<[Idle]> = (0..size).map(|_| Mutex::new(None)).collect();
         let mut workers = (0..size)
             .map(|i| {
@@ -74,12 +79,24 @@ impl Pool {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (recovering, closing) = (link.clone(), idle.clone());
+        let (recovering, closing, pooled) = (link.clone(), idle.clone(), key_pool.clone());
         workers.push(spawn("qsign-hsm-recovery".into(), move || {
-            link::recover(&recovering, || close_all(&closing))
+            // The key pool's session last: only with every job finished is
+            // no pooled pair in use.
+            link::recover(&recovering, || {
+                let sessions = close_all(&closing);
+                (sessions, pooled.as_deref().map(KeyPool::close_for_recovery))
+            })
         })?);
         if let Some(timeout) = watchdog {
             workers.push(super::watchdog::start(link.clone(), timeout)?);
+        }
+        if let Some(pool) = &key_pool {
+            let (link, pool) = (link.clone(), pool.clone());
+            // Its own thread and session: refilling never takes a worker.
+            workers.push(spawn("qsign-hsm-keypool".into(), move || {
+                pool.refill(&link)
+            })?);
         }
         Ok(Self {
             jobs: Mutex::new(Some(sender)),
@@ -89,7 +106,12 @@ impl Pool {
             workers: Mutex::new(workers),
             link,
             idle,
+            key_pool,
         })
+    }
+
+    pub(super) fn key_pool(&self) -> Option<&Arc<KeyPool>> {
+        self.key_pool.as_ref()
     }
 
     pub(super) fn link(&self) -> &Arc<Link> {
@@ -117,10 +139,14 @@ impl Pool {
 impl Drop for Pool {
     /// Closes the queue, lets the workers finish the jobs queued (their key
     /// guards destroy their keys) and waits for them; then every session
-    /// closes, the login one last, before the module may be finalised.
+    /// closes, the key pool's after destroying its pairs, the login one
+    /// last, before the module may be finalised.
     fn drop(&mut self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.link.stop();
+        if let Some(pool) = &self.key_pool {
+            pool.stop();
+        }
         for worker in self
             .workers
             .lock()
@@ -130,6 +156,10 @@ impl Drop for Pool {
             let _ = worker.join();
         }
         drop(close_all(&self.idle));
+        // The token keeps no key of ours.
+        if let Some(pool) = &self.key_pool {
+            pool.close();
+        }
     }
 }
 

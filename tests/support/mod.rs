@@ -54,6 +54,7 @@ pub fn env() -> &'static Env {
                 issuing_key_label: config.hsm.issuing_key_label.clone(),
                 ephemeral_label: "qsign-test-fixture".into(),
                 watchdog: None,
+                key_pool: Vec::new(),
             },
         )
         .expect("fixture HSM");
