@@ -19,6 +19,7 @@
 //! [`Database::run`].
 
 pub mod audit;
+mod batch;
 mod group;
 mod migrations;
 pub mod registry;
@@ -27,7 +28,7 @@ mod spent;
 pub use registry::RegistryStore;
 
 pub use group::GroupCommit;
-pub use spent::SpentTokens;
+pub use spent::{Settle, SpentTokens};
 
 use std::future::Future;
 use std::str::FromStr;
