@@ -15,12 +15,13 @@
 //! until its token expires, then pruned like any other row.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::audit::{AppendFn, NewRecord};
-use super::{batch, Database, GroupCommit, StoreError};
+use super::{batch, sqlite, Database, GroupCommit, StoreError};
 use crate::auth::{Claim, LedgerFuture, SpentLedger, TokenId};
 
 /// Batches hold at most this many operations.
@@ -85,25 +86,46 @@ pub(super) enum Answer {
 }
 
 /// The `spent_tokens` table (and the audit appends that settle its rows),
-/// written through one group-commit writer. Each instance is one replica
-/// (a random id in the `replica` column).
+/// written through one batching writer. Each instance is one replica (a
+/// random id in the `replica` column).
 #[derive(Clone)]
 pub struct SpentTokens {
     database: Database,
-    writer: GroupCommit<Op, Answer>,
+    writer: Writer,
 }
+
+#[derive(Clone)]
+enum Writer {
+    /// SQLite: the `qsign-sqlite-writer` thread.
+    Thread(sqlite::Writer),
+    /// PostgreSQL: a group commit on the pool, on the database's runtime.
+    Pool(GroupCommit<Op, Answer>),
+}
+
+type Answering = Pin<Box<dyn Future<Output = Result<Answer, StoreError>> + Send>>;
 
 impl SpentTokens {
     pub fn new(database: Database) -> Self {
         let replica: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        let pruned = Arc::new(AtomicI64::new(0));
-        let writer = GroupCommit::spawn(
-            database.clone(),
-            MAX_BATCH,
-            Box::new(move |db, ops| {
-                Box::pin(batch::write(db, ops, replica.clone(), pruned.clone()))
-            }),
-        );
+        let thread = database
+            .sqlite_file()
+            .map(|file| sqlite::Writer::start(file, replica.clone()));
+        let writer = match thread {
+            Some(Ok(writer)) => Writer::Thread(writer),
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!(error = %e, "no SQLite writer thread; writing through the pool");
+                }
+                let pruned = Arc::new(AtomicI64::new(0));
+                Writer::Pool(GroupCommit::spawn(
+                    database.clone(),
+                    MAX_BATCH,
+                    Box::new(move |db, ops| {
+                        Box::pin(batch::write(db, ops, replica.clone(), pruned.clone()))
+                    }),
+                ))
+            }
+        };
         Self { database, writer }
     }
 
@@ -129,14 +151,23 @@ impl SpentTokens {
         }
     }
 
-    /// Queues `op` at once, on the database's runtime; the future waits.
-    fn start(&self, op: Op) -> impl Future<Output = Result<Answer, StoreError>> + Send + 'static {
-        let writer = self.writer.clone();
-        let task = self
-            .database
-            .handle()
-            .spawn(async move { writer.submit(op).await });
-        async move { task.await.map_err(|_| StoreError::WriterGone)? }
+    /// Queues `op` at once (the future only waits): straight onto the
+    /// SQLite writer's channel, or through a task on the database's runtime.
+    fn start(&self, op: Op) -> Answering {
+        match &self.writer {
+            Writer::Thread(writer) => {
+                let answer = writer.submit(op);
+                Box::pin(async move { answer.await.map_err(|_| StoreError::WriterGone)? })
+            }
+            Writer::Pool(group) => {
+                let group = group.clone();
+                let task = self
+                    .database
+                    .handle()
+                    .spawn(async move { group.submit(op).await });
+                Box::pin(async move { task.await.map_err(|_| StoreError::WriterGone)? })
+            }
+        }
     }
 
     fn ledger(&self, op: Op) -> LedgerFuture<Answer> {
