@@ -57,14 +57,17 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     policy.leeway = config.token.leeway;
     policy.max_lifetime = config.token.max_lifetime;
     let database = database(config)?;
-    let verifier = single_use(Verifier::new(policy, &jwks)?, config, database.as_ref())?;
+    // One writer per replica: the ledger's and the audit log's operations
+    // share its transactions.
+    let spent = database.clone().map(SpentTokens::new);
+    let verifier = single_use(Verifier::new(policy, &jwks)?, config, spent.as_ref())?;
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     let ocsp = ocsp_responder(config, &hsm, &issuer)?;
     let registry = crate::registry::flow::open(config, database.as_ref(), &hsm, &root)?;
     let mut certificate_policy = config.certificate.clone();
     certificate_policy.ocsp_url = config.ocsp.as_ref().map(|o| o.url.clone());
-    let audit = audit_log(config, &hsm, database.as_ref())?;
+    let audit = audit_log(config, &hsm, database.as_ref(), spent)?;
     Ok(Arc::new(SigningCore {
         database,
         audit,
@@ -110,17 +113,17 @@ fn database(config: &Config) -> Result<Option<Database>, Error> {
 fn single_use(
     verifier: Verifier,
     config: &Config,
-    database: Option<&Database>,
+    spent: Option<&SpentTokens>,
 ) -> Result<Verifier, Error> {
-    match (database, &config.token.replay_journal) {
-        (Some(database), journal) => {
+    match (spent, &config.token.replay_journal) {
+        (Some(spent), journal) => {
             if let Some(path) = journal {
                 tracing::warn!(
                     journal = %path.display(),
                     "[token] replay_journal is ignored: spent tokens are kept in [database]"
                 );
             }
-            Ok(verifier.with_ledger(Arc::new(SpentTokens::new(database.clone()))))
+            Ok(verifier.with_ledger(Arc::new(spent.clone())))
         }
         (None, Some(path)) => Ok(verifier.with_journal(path, std::time::SystemTime::now())?),
         (None, None) => Ok(verifier),
@@ -132,6 +135,7 @@ fn audit_log(
     config: &Config,
     hsm: &Hsm,
     database: Option<&Database>,
+    spent: Option<SpentTokens>,
 ) -> Result<Option<Arc<crate::audit::Log>>, Error> {
     let Some(audit) = &config.audit else {
         return Ok(None);
@@ -142,7 +146,9 @@ fn audit_log(
             "[audit] needs a [database] to keep the log in",
         )
     })?;
-    let log = crate::audit::Log::start(database.clone(), hsm.clone(), audit.settings.clone())?;
+    let spent = spent.unwrap_or_else(|| SpentTokens::new(database.clone()));
+    let log =
+        crate::audit::Log::start(database.clone(), spent, hsm.clone(), audit.settings.clone())?;
     Ok(Some(log))
 }
 

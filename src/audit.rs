@@ -6,8 +6,9 @@
 //! its transaction.
 //!
 //! ```text
-//! Log::record(Event) ──GroupCommit──► store::audit::append (one transaction
-//!      ▲ (awaited before the response)   per batch: indices, leaves, roots)
+//! Log::record(Event) ──SpentTokens::append──► one transaction per batch:
+//!      ▲ (awaited before the response)        indices, leaves, roots, and
+//!      │                                      the request's token settled
 //!      │                                        │ wake
 //!      └─ signature_id = record id      checkpoint task ── hsm: Ed25519 ──► audit_checkpoints
 //! ```
@@ -26,7 +27,8 @@ use tokio::sync::Notify;
 
 use crate::hsm::Hsm;
 use crate::store::audit::{self as rows, NewRecord};
-use crate::store::{Database, GroupCommit};
+pub use crate::store::Settle;
+use crate::store::{Database, SpentTokens};
 use crate::{Error, ErrorKind};
 use merkle::Frontier;
 pub use note::{Checkpoint, NoteVerifier};
@@ -60,6 +62,10 @@ pub struct Event {
     pub documents: Vec<[u8; 32]>,
     pub level: Option<String>,
     pub detail: Option<String>,
+    /// The request's activation token (an opaque id from
+    /// `auth::Reservation::ledger_id`), settled in the record's
+    /// transaction: the record exists iff the token is spent (or released).
+    pub token: Option<([u8; 32], Settle)>,
 }
 
 impl Event {
@@ -76,6 +82,7 @@ impl Event {
             documents: Vec::new(),
             level: None,
             detail: None,
+            token: None,
         }
     }
 
@@ -84,12 +91,12 @@ impl Event {
         self.certificate = Some((serial.to_vec(), Sha256::digest(der).into()));
     }
 
-    fn into_record(self, time: SystemTime) -> Record {
+    fn into_record(self, time: SystemTime) -> (Record, Option<([u8; 32], Settle)>) {
         let (certificate_serial, certificate_sha256) = match self.certificate {
             Some((serial, sha256)) => (Some(hex::encode(serial)), Some(hex::encode(sha256))),
             None => (None, None),
         };
-        Record {
+        let record = Record {
             id: self.id,
             time: rfc3339(time),
             event: Some(self.kind),
@@ -103,16 +110,18 @@ impl Event {
             documents: self.documents.iter().map(hex::encode).collect(),
             level: self.level,
             detail: self.detail,
-        }
+        };
+        (record, self.token)
     }
 }
 
-/// The running log: appends through a group commit, signs checkpoints in
-/// the background.
+/// The running log: appends through the spent-token ledger's writer (one
+/// transaction with the token it settles), signs checkpoints in the
+/// background.
 pub struct Log {
     verifier: NoteVerifier,
     database: Database,
-    commit: GroupCommit<NewRecord, u64>,
+    writer: SpentTokens,
     wake: Arc<Notify>,
 }
 
@@ -124,14 +133,14 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// Records of concurrent requests that share one transaction, at most.
-const MAX_BATCH: usize = 256;
-
 impl Log {
-    /// Checks the key in the token and starts the writer and the
-    /// checkpoint signer (both on the database's runtime).
+    /// Checks the key in the token and starts the checkpoint signer (on the
+    /// database's runtime). Records go through `writer`, the replica's
+    /// ledger, so that a record and its token's settlement are one
+    /// transaction.
     pub fn start(
         database: Database,
+        writer: SpentTokens,
         hsm: Hsm,
         settings: AuditSettings,
     ) -> Result<Arc<Self>, Error> {
@@ -156,42 +165,30 @@ impl Log {
             .with_source(e)
         })?;
         let wake = Arc::new(Notify::new());
-        let woken = wake.clone();
-        let commit = GroupCommit::spawn(
-            database.clone(),
-            MAX_BATCH,
-            Box::new(move |db, records| {
-                let woken = woken.clone();
-                Box::pin(async move {
-                    let (indices, _) = rows::append(&db, &records, append_leaves).await?;
-                    woken.notify_one();
-                    Ok(indices)
-                })
-            }),
-        );
         let log = Arc::new(Self {
             verifier,
             database,
-            commit,
+            writer,
             wake,
         });
         Signer::spawn(&log, hsm, settings);
         Ok(log)
     }
 
-    /// Appends `event` and waits until it is committed; its index.
+    /// Appends `event` (and settles its token) and waits until it is
+    /// committed; its index.
     pub async fn record(&self, event: Event) -> Result<u64, Error> {
-        let record = event.into_record(SystemTime::now());
+        let (record, token) = event.into_record(SystemTime::now());
         let json = record.canonical_json();
         let leaf = merkle::leaf_hash(&json);
-        let index = self
-            .commit
-            .submit(NewRecord {
-                id: record.id,
-                json,
-                leaf,
-            })
-            .await?;
+        let new = NewRecord {
+            id: record.id,
+            json,
+            leaf,
+        };
+        let index = self.writer.append(new, token, append_leaves).await?;
+        // A permit while the signer sleeps: it wakes once per interval.
+        self.wake.notify_one();
         Ok(index)
     }
 

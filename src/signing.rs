@@ -11,7 +11,8 @@
 //!                 ├─ SignatureContext::sign   (ephemeral key signs attributes)
 //!                 └─ drop key ───────────────► nothing left in the token
 //!                                   │
-//!        audit::Log::record (issuance or refusal) ── commit the reservation ── response
+//!        audit::Log::record (issuance or refusal; spends or releases the token
+//!                            in the same transaction) ── response
 //! ```
 //!
 //! Every answer of a signing request, success or error, is first committed
@@ -40,6 +41,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use crate::audit::Settle;
 use crate::auth::{Activation, CallingSystem, Profiles, Reservation, Signatory, Verifier};
 use crate::config::Limits;
 use crate::hsm::{Hsm, KeyAlgorithm};
@@ -235,34 +237,54 @@ impl SigningCore {
     /// SPEC §11 and §3: the request's record — an issuance or a refusal —
     /// is committed before the answer leaves; if it cannot be, the answer
     /// is UNAVAILABLE, whatever was signed is dropped and the token is
-    /// released. Then the token is settled: spent when the signature
-    /// leaves (`Reservation::commit`), released or spent on a failure
-    /// (`refused`).
+    /// released. The token is settled in the record's own transaction:
+    /// spent when the signature leaves, released or spent on a failure
+    /// (`spends`), so a record exists iff its token is settled and a
+    /// signature costs one durable commit.
     async fn audited<T>(&self, mut trail: Trail, result: Result<T, Error>) -> Result<T, Error> {
         let reservation = trail.reservation.take();
-        if let Some(log) = &self.audit {
-            let event = trail.event(result.as_ref().err().map(Error::kind));
-            match log.record(event).await {
-                Ok(index) => tracing::debug!(index, ok = result.is_ok(), "audit record written"),
-                Err(e) => {
-                    tracing::error!(error = %e, "the audit log cannot be written; the answer is withheld");
-                    if let Some(reservation) = reservation {
-                        reservation.release().await;
-                    }
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        "the audit log cannot be written; nothing was signed, try again later",
-                    ));
+        let Some(log) = &self.audit else {
+            return settle(result, reservation).await;
+        };
+        let spend = result.as_ref().err().is_none_or(spends);
+        let mut event = trail.event(result.as_ref().err().map(Error::kind));
+        event.token = reservation
+            .as_ref()
+            .and_then(Reservation::ledger_id)
+            .map(|id| {
+                (
+                    id,
+                    if spend {
+                        Settle::Spend
+                    } else {
+                        Settle::Release
+                    },
+                )
+            });
+        match log.record(event).await {
+            Ok(index) => tracing::debug!(index, ok = result.is_ok(), "audit record written"),
+            Err(e) => {
+                tracing::error!(error = %e, "the audit log cannot be written; the answer is withheld");
+                // Rolled back with the record: the token is still reserved.
+                if let Some(reservation) = reservation {
+                    reservation.release().await;
                 }
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "the audit log cannot be written; nothing was signed, try again later",
+                ));
             }
         }
-        match (result, reservation) {
-            (Ok(signed), Some(reservation)) => {
-                reservation.commit().await?;
-                Ok(signed)
+        let Some(reservation) = reservation else {
+            return result;
+        };
+        match (reservation.settled(spend), result) {
+            (Ok(()), result) => result,
+            (Err(e), Ok(_)) => Err(e.into()),
+            (Err(e), Err(error)) => {
+                tracing::warn!(error = %e, "could not spend a refused request's token");
+                Err(error)
             }
-            (Err(e), Some(reservation)) => Err(refused(reservation, e).await),
-            (result, None) => result,
         }
     }
 
@@ -465,16 +487,34 @@ impl SigningCore {
     }
 }
 
-/// A failure after the reservation. The service's own (HSM, TSA, database:
-/// UNAVAILABLE, INTERNAL) releases the token; any other spends it, or the
-/// same request could make the HSM work again and again.
+/// Whether a failure after the reservation spends the token. The service's
+/// own (HSM, TSA, database: UNAVAILABLE, INTERNAL) releases it; any other
+/// spends it, or the same request could make the HSM work again and again.
+fn spends(error: &Error) -> bool {
+    !matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal)
+}
+
+/// A failure after the reservation, with no audit log: released or spent
+/// by [`spends`].
 pub(crate) async fn refused(reservation: Reservation, error: Error) -> Error {
-    if matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
+    if !spends(&error) {
         reservation.release().await;
     } else if let Err(e) = reservation.commit().await {
         tracing::warn!(error = %e, "could not spend a refused request's token");
     }
     error
+}
+
+/// Settles the token without an audit log: a ledger trip of its own.
+async fn settle<T>(result: Result<T, Error>, reservation: Option<Reservation>) -> Result<T, Error> {
+    match (result, reservation) {
+        (Ok(signed), Some(reservation)) => {
+            reservation.commit().await?;
+            Ok(signed)
+        }
+        (Err(e), Some(reservation)) => Err(refused(reservation, e).await),
+        (result, None) => result,
+    }
 }
 
 /// A digest field of a request as a SHA-256 value; `what` names the field.

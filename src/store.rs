@@ -9,9 +9,12 @@
 //! PostgreSQL under an advisory lock, so replicas starting together do not
 //! race.
 //!
-//! Writes on the signing path go through a [`GroupCommit`]: concurrent
-//! requests share one transaction (and one fsync), so a database round trip
-//! per signature never serialises the service.
+//! Writes on the signing path (`spent`: reservations, spent tokens and the
+//! audit records that settle them) are batched: concurrent requests share
+//! one transaction (and one fsync), so a database round trip per signature
+//! never serialises the service. On SQLite one OS thread with its own
+//! rusqlite connection writes them (`sqlite`: no async hops); on
+//! PostgreSQL a [`GroupCommit`] on the pool (`batch`).
 //!
 //! The pool lives on a small runtime of its own (one thread): opening it
 //! needs no caller runtime (start-up and the CLI are synchronous), database
@@ -19,15 +22,17 @@
 //! [`Database::run`].
 
 pub mod audit;
+mod batch;
 mod group;
 mod migrations;
 pub mod registry;
 mod spent;
+mod sqlite;
 
 pub use registry::RegistryStore;
 
 pub use group::GroupCommit;
-pub use spent::SpentTokens;
+pub use spent::{Settle, SpentTokens};
 
 use std::future::Future;
 use std::str::FromStr;
@@ -55,6 +60,8 @@ pub struct Database {
 struct Inner {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's main database file, for the signing path's own writer.
+    sqlite_file: Option<std::path::PathBuf>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -81,6 +88,8 @@ impl std::fmt::Debug for Database {
 pub enum StoreError {
     #[error("database error")]
     Sql(#[from] sqlx::Error),
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("the database writer has stopped")]
     WriterGone,
     #[error("cannot start the database thread")]
@@ -112,13 +121,14 @@ impl Database {
             .map_err(StoreError::Runtime)?;
         let opening = async { connect(url, max_connections).await };
         // A scoped thread: block_on must not run on a runtime's worker.
-        let (pool, backend) =
+        let (pool, backend, sqlite_file) =
             std::thread::scope(|scope| scope.spawn(|| runtime.block_on(opening)).join())
                 .map_err(|_| StoreError::Invalid("the database set-up panicked".into()))??;
         let database = Self {
             inner: Arc::new(Inner {
                 pool,
                 backend,
+                sqlite_file,
                 runtime: Some(runtime),
             }),
         };
@@ -165,7 +175,10 @@ impl Database {
     }
 }
 
-async fn connect(url: &str, max_connections: u32) -> Result<(AnyPool, Backend), StoreError> {
+async fn connect(
+    url: &str,
+    max_connections: u32,
+) -> Result<(AnyPool, Backend, Option<std::path::PathBuf>), StoreError> {
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("sqlite:") {
         Backend::Sqlite
@@ -199,7 +212,18 @@ async fn connect(url: &str, max_connections: u32) -> Result<(AnyPool, Backend), 
         })
         .connect_with(options)
         .await?;
-    Ok((pool, backend))
+    let file = match backend {
+        // The file the pool opened, whatever the URL's form; none in memory.
+        Backend::Sqlite => {
+            let file: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(&pool)
+                    .await?;
+            Some(std::path::PathBuf::from(file)).filter(|f| !f.as_os_str().is_empty())
+        }
+        Backend::Postgres => None,
+    };
+    Ok((pool, backend, file))
 }
 
 impl Database {
@@ -210,6 +234,11 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    /// The SQLite file (none for PostgreSQL or an in-memory database).
+    pub(crate) fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.inner.sqlite_file.as_deref()
     }
 
     /// The pool; use it only inside [`Database::run`] (its I/O belongs to

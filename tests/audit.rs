@@ -377,10 +377,11 @@ async fn no_signature_leaves_without_its_record() {
     .await;
     let data = b"never leaves".to_vec();
     let token = env().token(&Who::jens(), &[sha256(&data)]);
+    let req = request(vec![content(&data)], token, "");
     let status = server
         .client()
         .await
-        .sign_detached(request(vec![content(&data)], token, ""))
+        .sign_detached(req.clone())
         .await
         .expect_err("no record, no signature");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -391,10 +392,20 @@ async fn no_signature_leaves_without_its_record() {
         .await
         .unwrap();
     assert_eq!(count, 2, "nothing was recorded, and nothing was returned");
-    // The log comes back with the disk, and stays one tree.
+    // The log comes back with the disk, and stays one tree. The token's
+    // spending rode in the failed record's transaction: rolled back with
+    // it, so the same request signs now, once.
     exec(&db, "DROP TRIGGER full").await;
+    server
+        .client()
+        .await
+        .sign_detached(req.clone())
+        .await
+        .expect("the token was not spent by the failed request");
+    let replay = server.client().await.sign_detached(req).await;
+    assert_eq!(replay.expect_err("spent").code(), Code::Unauthenticated);
     assert_eq!(sign_some(&server, 1, "after").await.len(), 0);
-    checkpointed(&core, 3).await;
+    checkpointed(&core, 5).await;
     verify(&config_file(dir.path(), &url)).expect("no gap from the failed append");
 }
 

@@ -145,6 +145,27 @@ impl Reservation {
         }
     }
 
+    /// The token's id in the shared ledger, for a store transaction that
+    /// settles it together with the request's audit record; None without a
+    /// ledger. Settle the reservation with [`Reservation::settled`] once
+    /// that transaction committed.
+    pub fn ledger_id(&self) -> Option<TokenId> {
+        self.owner.ledger.as_ref().map(|_| self.id)
+    }
+
+    /// Another transaction (the audit record's) spent or released the token
+    /// in the ledger: memory follows, with no ledger trip. Without a ledger
+    /// it is [`Reservation::commit`] or [`Reservation::release`].
+    pub fn settled(mut self, spent: bool) -> Result<(), AuthError> {
+        if spent {
+            self.owner.seen.commit(self.id, self.until)?;
+        } else {
+            self.owner.seen.release(self.id);
+        }
+        self.settled = true;
+        Ok(())
+    }
+
     /// Drops the memory reservation only: the ledger did not grant one.
     fn forget(mut self) {
         self.settled = true;

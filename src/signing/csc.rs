@@ -359,14 +359,19 @@ impl Csc {
         match prepared.sign(hashes.to_vec()).await {
             Ok(signatures) => {
                 // SPEC §11: the record before the answer; none, no answer.
-                if let Err(e) = self
-                    .record(&activation, &signatory, &prepared, hashes)
+                // The record spends the token in its transaction.
+                let token = reservation.ledger_id();
+                match self
+                    .record(&activation, &signatory, &prepared, hashes, token)
                     .await
                 {
-                    reservation.release().await;
-                    return Err(e.into());
+                    Ok(true) => reservation.settled(true)?,
+                    Ok(false) => reservation.commit().await?,
+                    Err(e) => {
+                        reservation.release().await;
+                        return Err(e.into());
+                    }
                 }
-                reservation.commit().await?;
                 Ok(signatures)
             }
             Err(e) => Err(refused(reservation, e).await.into()),
@@ -374,17 +379,19 @@ impl Csc {
     }
 
     /// The audit record of a `signHash` (SPEC §11: the fields that exist
-    /// here; the hashes are of the client's signed attributes).
+    /// here; the hashes are of the client's signed attributes), spending
+    /// `token` in its transaction; false when there is no audit log.
     async fn record(
         &self,
         activation: &Activation,
         signatory: &Signatory,
         prepared: &Prepared,
         hashes: &[[u8; 32]],
-    ) -> Result<(), Error> {
-        use crate::audit::{Event, EventKind, Outcome};
+        token: Option<crate::auth::TokenId>,
+    ) -> Result<bool, Error> {
+        use crate::audit::{Event, EventKind, Outcome, Settle};
         let Some(log) = &self.core.audit else {
-            return Ok(());
+            return Ok(false);
         };
         let id = uuid::Uuid::new_v4().to_string();
         let mut event = Event::new(id, EventKind::Issuance, Outcome::Success);
@@ -400,7 +407,8 @@ impl Csc {
         });
         event.documents = hashes.to_vec();
         event.detail = Some("CSC signatures/signHash".into());
-        log.record(event).await.map(|_| ())
+        event.token = token.map(|id| (id, Settle::Spend));
+        log.record(event).await.map(|_| true)
     }
 
     /// `signatures/signDoc` (CSC v2.0 §11.11): the core's own flow, the SAD

@@ -14,6 +14,7 @@ use sqlx::Row;
 use super::{Database, StoreError};
 
 /// A record to append: its id, canonical JSON and leaf hash.
+#[derive(Debug)]
 pub struct NewRecord {
     pub id: String,
     pub json: Vec<u8>,
@@ -41,20 +42,19 @@ pub struct Head {
     pub root: [u8; 32],
 }
 
-/// Appends `records` in one transaction; returns each one's index and the
-/// new head.
-pub async fn append(
-    db: &Database,
-    records: &[NewRecord],
+/// Appends `records` inside `tx` (the batch's transaction, which may also
+/// settle tokens); returns the first record's index and the new head.
+pub(super) async fn append_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    records: &[&NewRecord],
     math: AppendFn,
-) -> Result<(Vec<u64>, Head), StoreError> {
+) -> Result<(u64, Head), StoreError> {
     let n = records.len() as i64;
-    let mut tx = db.pool().begin().await?;
     // The write lock first: nobody else can take these indices.
     let row =
         sqlx::query("UPDATE audit_head SET size = size + $1 WHERE id = 1 RETURNING size, frontier")
             .bind(n)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
     let new_size: i64 = row.try_get(0)?;
     let frontier: String = row.try_get(1)?;
@@ -62,16 +62,14 @@ pub async fn append(
     let frontier = hex::decode(frontier).map_err(|_| invalid_head())?;
     let leaves: Vec<[u8; 32]> = records.iter().map(|r| r.leaf).collect();
     let (frontier, roots) = math(old_size, &frontier, &leaves).ok_or_else(invalid_head)?;
-    insert_records(&mut tx, old_size, records, &roots).await?;
+    insert_records(tx, old_size, records, &roots).await?;
     sqlx::query("UPDATE audit_head SET frontier = $1 WHERE id = 1")
         .bind(hex::encode(frontier))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
     let root = *roots.last().ok_or_else(invalid_head)?;
-    let indices = (old_size..new_size as u64).collect();
     Ok((
-        indices,
+        old_size,
         Head {
             size: new_size as u64,
             root,
@@ -83,7 +81,7 @@ pub async fn append(
 async fn insert_records(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     first: u64,
-    records: &[NewRecord],
+    records: &[&NewRecord],
     roots: &[[u8; 32]],
 ) -> Result<(), StoreError> {
     let mut sql = String::from("INSERT INTO audit_records (idx, id, json, leaf, root) VALUES ");
@@ -112,7 +110,7 @@ async fn insert_records(
     Ok(())
 }
 
-fn invalid_head() -> StoreError {
+pub(super) fn invalid_head() -> StoreError {
     StoreError::Invalid("the audit log's head row is inconsistent".into())
 }
 

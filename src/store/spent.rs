@@ -1,80 +1,180 @@
 //! Spent activation tokens shared by every replica (SPEC §3, §12): the
-//! ledger behind `auth::Verifier::reserve`.
+//! ledger behind `auth::Verifier::reserve`, and the audit records that
+//! settle tokens (SPEC §11).
 //!
 //! A reservation is one `INSERT ... ON CONFLICT DO NOTHING`: of two
 //! replicas inserting the same token only one affects a row. Reservations,
-//! commits and releases of concurrent requests share one transaction
-//! ([`GroupCommit`]); rows are visited in token order so that two replicas'
-//! batches cannot deadlock. Expired rows are pruned once a minute, after
-//! a batch (never on every request, nor in the requests' transaction).
+//! commits, releases and audit appends of concurrent requests share one
+//! transaction (`batch`); a request's record carries its token's
+//! settlement, so the record exists iff the token is spent (or released)
+//! and a signature costs one durable commit, not two. Expired rows are
+//! pruned once a minute, after a batch (never on every request, nor in the
+//! requests' transaction).
 //!
 //! A reservation whose replica crashed is never released: it is refused
 //! until its token expires, then pruned like any other row.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, Connection, Executor, Transaction};
-
-use super::{Backend, Database, GroupCommit, StoreError};
+use super::audit::{AppendFn, NewRecord};
+use super::{batch, sqlite, Database, GroupCommit, StoreError};
 use crate::auth::{Claim, LedgerFuture, SpentLedger, TokenId};
 
 /// Batches hold at most this many operations.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 /// Seconds between two prunings of expired rows.
-const PRUNE_EVERY: i64 = 60;
+pub(super) const PRUNE_EVERY: i64 = 60;
 
-const RESERVED: &str = "reserved";
-const SPENT: &str = "spent";
+pub(super) const RESERVED: &str = "reserved";
+pub(super) const SPENT: &str = "spent";
 
-#[derive(Clone, Copy, Debug)]
-enum Op {
-    Reserve { id: TokenId, until: i64 },
-    Commit { id: TokenId },
-    Release { id: TokenId },
+/// What an audit record does to its request's token, in its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// SPEC §3: the signature leaves (or a refusal spends the token).
+    Spend,
+    /// The service failed: the token may be used again.
+    Release,
+}
+
+/// One operation of the signing path.
+pub(super) enum Op {
+    Reserve {
+        id: TokenId,
+        until: i64,
+    },
+    Commit {
+        id: TokenId,
+    },
+    Release {
+        id: TokenId,
+    },
+    Append {
+        record: NewRecord,
+        settle: Option<(TokenId, Settle)>,
+        math: AppendFn,
+    },
 }
 
 impl Op {
-    fn id(&self) -> &TokenId {
+    /// The token the operation touches, if any.
+    pub(super) fn token(&self) -> Option<(TokenId, Option<Settle>)> {
         match self {
-            Op::Reserve { id, .. } | Op::Commit { id } | Op::Release { id } => id,
+            Op::Reserve { id, .. } => Some((*id, None)),
+            Op::Commit { id } => Some((*id, Some(Settle::Spend))),
+            Op::Release { id } => Some((*id, Some(Settle::Release))),
+            Op::Append { settle, .. } => settle.map(|(id, s)| (id, Some(s))),
         }
+    }
+
+    /// Spends a token or appends a record: the batch waits for the disk.
+    pub(super) fn durable(&self) -> bool {
+        matches!(self, Op::Commit { .. } | Op::Append { .. })
     }
 }
 
-/// The `spent_tokens` table, written through one group-commit writer.
-/// Each instance is one replica (a random id in the `replica` column).
+/// An operation's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Answer {
+    Claim(Claim),
+    Index(u64),
+    Done,
+}
+
+/// The `spent_tokens` table (and the audit appends that settle its rows),
+/// written through one batching writer. Each instance is one replica (a
+/// random id in the `replica` column).
 #[derive(Clone)]
 pub struct SpentTokens {
     database: Database,
-    writer: GroupCommit<Op, Option<Claim>>,
+    writer: Writer,
 }
+
+#[derive(Clone)]
+enum Writer {
+    /// SQLite: the `qsign-sqlite-writer` thread.
+    Thread(sqlite::Writer),
+    /// PostgreSQL: a group commit on the pool, on the database's runtime.
+    Pool(GroupCommit<Op, Answer>),
+}
+
+type Answering = Pin<Box<dyn Future<Output = Result<Answer, StoreError>> + Send>>;
 
 impl SpentTokens {
     pub fn new(database: Database) -> Self {
         let replica: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        let pruned = Arc::new(AtomicI64::new(0));
-        let writer = GroupCommit::spawn(
-            database.clone(),
-            MAX_BATCH,
-            Box::new(move |db, ops| Box::pin(write(db, ops, replica.clone(), pruned.clone()))),
-        );
+        let thread = database
+            .sqlite_file()
+            .map(|file| sqlite::Writer::start(file, replica.clone()));
+        let writer = match thread {
+            Some(Ok(writer)) => Writer::Thread(writer),
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!(error = %e, "no SQLite writer thread; writing through the pool");
+                }
+                let pruned = Arc::new(AtomicI64::new(0));
+                Writer::Pool(GroupCommit::spawn(
+                    database.clone(),
+                    MAX_BATCH,
+                    Box::new(move |db, ops| {
+                        Box::pin(batch::write(db, ops, replica.clone(), pruned.clone()))
+                    }),
+                ))
+            }
+        };
         Self { database, writer }
     }
 
-    /// Queues `op` at once, on the database's runtime; the future waits.
-    fn start(&self, op: Op) -> LedgerFuture<Option<Claim>> {
-        let writer = self.writer.clone();
-        let task = self
-            .database
-            .handle()
-            .spawn(async move { writer.submit(op).await });
+    /// Appends `record` (its leaf computed by `math` from the head) and, in
+    /// the same transaction, settles this replica's reservation of a token;
+    /// the record's index once committed.
+    pub fn append(
+        &self,
+        record: NewRecord,
+        settle: Option<(TokenId, Settle)>,
+        math: AppendFn,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
+        let answer = self.start(Op::Append {
+            record,
+            settle,
+            math,
+        });
+        async move {
+            match answer.await? {
+                Answer::Index(index) => Ok(index),
+                _ => Err(StoreError::Invalid("no index for an audit record".into())),
+            }
+        }
+    }
+
+    /// Queues `op` at once (the future only waits): straight onto the
+    /// SQLite writer's channel, or through a task on the database's runtime.
+    fn start(&self, op: Op) -> Answering {
+        match &self.writer {
+            Writer::Thread(writer) => {
+                let answer = writer.submit(op);
+                Box::pin(async move { answer.await.map_err(|_| StoreError::WriterGone)? })
+            }
+            Writer::Pool(group) => {
+                let group = group.clone();
+                let task = self
+                    .database
+                    .handle()
+                    .spawn(async move { group.submit(op).await });
+                Box::pin(async move { task.await.map_err(|_| StoreError::WriterGone)? })
+            }
+        }
+    }
+
+    fn ledger(&self, op: Op) -> LedgerFuture<Answer> {
+        let answer = self.start(op);
         Box::pin(async move {
-            let outcome = task.await.map_err(|_| StoreError::WriterGone)?;
-            outcome.map_err(|e| {
-                tracing::warn!(error = %e, ?op, "spent-token ledger");
+            answer.await.map_err(|e| {
+                tracing::warn!(error = %e, "spent-token ledger");
                 e.into()
             })
         })
@@ -87,172 +187,27 @@ impl SpentLedger for SpentTokens {
             .duration_since(UNIX_EPOCH)
             // Rounded up: a row never goes before its token expires.
             .map_or(0, |d| d.as_secs() as i64 + 1);
-        let answer = self.start(Op::Reserve { id, until });
+        let answer = self.ledger(Op::Reserve { id, until });
         Box::pin(async move {
-            answer
-                .await?
-                .ok_or_else(|| StoreError::Invalid("no answer to a reservation".into()).into())
+            match answer.await? {
+                Answer::Claim(claim) => Ok(claim),
+                _ => Err(StoreError::Invalid("no answer to a reservation".into()).into()),
+            }
         })
     }
 
     fn commit(&self, id: TokenId) -> LedgerFuture<()> {
-        let done = self.start(Op::Commit { id });
+        let done = self.ledger(Op::Commit { id });
         Box::pin(async move { done.await.map(drop) })
     }
 
     fn release(&self, id: TokenId) -> LedgerFuture<()> {
-        let done = self.start(Op::Release { id });
+        let done = self.ledger(Op::Release { id });
         Box::pin(async move { done.await.map(drop) })
     }
 }
 
-/// One batch, one transaction; answers in the order of `ops`.
-///
-/// Reservations and releases must be atomic and visible to every replica,
-/// not survive a crash (a lost reservation signed nothing): a batch of only
-/// those does not wait for the disk. A batch that spends a token does.
-async fn write(
-    db: Database,
-    ops: Vec<Op>,
-    replica: Arc<str>,
-    pruned: Arc<AtomicI64>,
-) -> Result<Vec<Option<Claim>>, StoreError> {
-    let now = unix_now();
-    let durable = ops.iter().any(|op| matches!(op, Op::Commit { .. }));
-    let relaxed_sqlite = !durable && db.backend() == Backend::Sqlite;
-    let mut connection = db.pool().acquire().await?;
-    if relaxed_sqlite {
-        // WAL: NORMAL syncs at checkpoints, not at every commit.
-        connection.execute("PRAGMA synchronous = NORMAL").await?;
-    }
-    let relaxed_postgres = !durable && db.backend() == Backend::Postgres;
-    let answers = transaction(&mut connection, &ops, &replica, now, relaxed_postgres).await;
-    if relaxed_sqlite {
-        if let Err(e) = connection.execute("PRAGMA synchronous = FULL").await {
-            // Never back in the pool less durable than the others.
-            tracing::warn!(error = %e, "closing a database connection");
-            connection.close_on_drop();
-        }
-    }
-    if pruned.load(Ordering::Relaxed) + PRUNE_EVERY <= now {
-        pruned.store(now, Ordering::Relaxed);
-        // Off the batch's answers: its requests do not wait for it.
-        tokio::spawn(async move { prune(&db, now).await });
-    }
-    answers
-}
-
-async fn transaction(
-    connection: &mut PoolConnection<Any>,
-    ops: &[Op],
-    replica: &str,
-    now: i64,
-    relaxed_postgres: bool,
-) -> Result<Vec<Option<Claim>>, StoreError> {
-    let mut order: Vec<usize> = (0..ops.len()).collect();
-    order.sort_by_key(|&i| *ops[i].id());
-    let mut answers = vec![None; ops.len()];
-    let mut tx = connection.begin().await?;
-    if relaxed_postgres {
-        tx.execute("SET LOCAL synchronous_commit = off").await?;
-    }
-    for i in order {
-        answers[i] = apply(&mut tx, ops[i], replica, now).await?;
-    }
-    tx.commit().await?;
-    Ok(answers)
-}
-
-/// Deletes rows whose tokens expired, outside the requests' transaction:
-/// a failure is logged and retried a minute later.
-async fn prune(db: &Database, now: i64) {
-    let pruning = sqlx::query("DELETE FROM spent_tokens WHERE until_unix < $1")
-        .bind(now)
-        .execute(db.pool())
-        .await;
-    match pruning {
-        Ok(done) => tracing::debug!(gone = done.rows_affected(), "pruned expired spent tokens"),
-        Err(e) => tracing::warn!(error = %e, "could not prune expired spent tokens"),
-    }
-}
-
-async fn apply(
-    tx: &mut Transaction<'_, Any>,
-    op: Op,
-    replica: &str,
-    now: i64,
-) -> Result<Option<Claim>, StoreError> {
-    match op {
-        Op::Reserve { id, until } => reserve(tx, id, until, replica, now).await.map(Some),
-        Op::Commit { id } => {
-            let changed = sqlx::query(
-                "UPDATE spent_tokens SET state = $1, changed_unix = $2 \
-                 WHERE jti_sha256 = $3 AND replica = $4 AND state = $5",
-            )
-            .bind(SPENT)
-            .bind(now)
-            .bind(id.to_vec())
-            .bind(replica)
-            .bind(RESERVED)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if changed != 1 {
-                // Only once the row expired and was pruned: then no replica
-                // accepts the token any more.
-                tracing::warn!("committed a token whose reservation is gone");
-            }
-            Ok(None)
-        }
-        Op::Release { id } => {
-            sqlx::query(
-                "DELETE FROM spent_tokens WHERE jti_sha256 = $1 AND replica = $2 AND state = $3",
-            )
-            .bind(id.to_vec())
-            .bind(replica)
-            .bind(RESERVED)
-            .execute(&mut **tx)
-            .await?;
-            Ok(None)
-        }
-    }
-}
-
-/// SPEC §3 single use across replicas: one atomic statement decides.
-async fn reserve(
-    tx: &mut Transaction<'_, Any>,
-    id: TokenId,
-    until: i64,
-    replica: &str,
-    now: i64,
-) -> Result<Claim, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO spent_tokens (jti_sha256, until_unix, state, replica, changed_unix) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti_sha256) DO NOTHING",
-    )
-    .bind(id.to_vec())
-    .bind(until)
-    .bind(RESERVED)
-    .bind(replica)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(Claim::Reserved);
-    }
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM spent_tokens WHERE jti_sha256 = $1")
-            .bind(id.to_vec())
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(match state.as_deref() {
-        Some(SPENT) => Claim::Spent,
-        _ => Claim::Held,
-    })
-}
-
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -302,6 +257,106 @@ mod tests {
         assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
         a.release(id).await.unwrap();
         assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+    }
+
+    fn record(id: &str) -> NewRecord {
+        NewRecord {
+            id: id.into(),
+            json: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+            leaf: [id.len() as u8; 32],
+        }
+    }
+
+    /// The store's side of the tree math: leaves as roots, the size as the
+    /// compact range (the real one is `audit`'s; only SQL is tested here).
+    fn math(size: u64, _: &[u8], leaves: &[[u8; 32]]) -> Option<(Vec<u8>, Vec<[u8; 32]>)> {
+        Some((size.to_be_bytes().to_vec(), leaves.to_vec()))
+    }
+
+    async fn count(db: &Database, sql: &'static str) -> i64 {
+        db.run(move |db| async move { Ok(sqlx::query_scalar(sql).fetch_one(db.pool()).await?) })
+            .await
+            .unwrap()
+    }
+
+    async fn exec(db: &Database, sql: &'static str) {
+        db.run(move |db| async move {
+            sqlx::raw_sql(sql).execute(db.pool()).await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// SPEC §3 with §11: a record and its token's settlement are one
+    /// transaction. A record that cannot be written leaves the token
+    /// reserved (then released, usable again), never spent.
+    #[tokio::test]
+    async fn a_record_and_its_token_commit_together_or_not_at_all() {
+        let (_dir, db) = ledger();
+        let (a, b) = (SpentTokens::new(db.clone()), SpentTokens::new(db.clone()));
+        let id = [3; 32];
+        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        exec(
+            &db,
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_records \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await;
+        let failed = a.append(record("lost"), Some((id, Settle::Spend)), math);
+        assert!(failed.await.is_err());
+        assert_eq!(
+            b.reserve(id, soon()).await.unwrap(),
+            Claim::Held,
+            "not spent"
+        );
+        assert_eq!(count(&db, "SELECT size FROM audit_head").await, 0);
+        a.release(id).await.unwrap();
+        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+
+        exec(&db, "DROP TRIGGER refuse").await;
+        let index = b.append(record("kept"), Some((id, Settle::Spend)), math);
+        assert_eq!(index.await.unwrap(), 0);
+        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Spent);
+        // A refusal's record releases the token in its transaction.
+        let other = [4; 32];
+        assert_eq!(a.reserve(other, soon()).await.unwrap(), Claim::Reserved);
+        let index = a.append(record("refused"), Some((other, Settle::Release)), math);
+        assert_eq!(index.await.unwrap(), 1);
+        assert_eq!(b.reserve(other, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_records").await, 2);
+        assert_eq!(count(&db, "SELECT size FROM audit_head").await, 2);
+    }
+
+    /// Concurrent appends and token operations share batches: every record
+    /// gets its own index, every token its own answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_take_distinct_indices() {
+        let (_dir, db) = ledger();
+        let ledger = SpentTokens::new(db.clone());
+        let tasks: Vec<_> = (0..64u8)
+            .map(|i| {
+                let ledger = ledger.clone();
+                tokio::spawn(async move {
+                    let id = [i; 32];
+                    assert_eq!(ledger.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+                    let name = format!("r{i}");
+                    let spend = Some((id, Settle::Spend));
+                    ledger.append(record(&name), spend, math).await.unwrap()
+                })
+            })
+            .collect();
+        let mut indices = Vec::new();
+        for task in tasks {
+            indices.push(task.await.unwrap());
+        }
+        indices.sort();
+        assert_eq!(indices, (0..64).collect::<Vec<u64>>());
+        let spent = count(
+            &db,
+            "SELECT COUNT(*) FROM spent_tokens WHERE state = 'spent'",
+        );
+        assert_eq!(spent.await, 64);
     }
 
     #[tokio::test]
