@@ -396,3 +396,56 @@ async fn a_bearer_is_a_caller_with_limits() {
     server.csc.shutdown();
     server.assert_no_keys("shutdown").await;
 }
+
+/// SPEC §11: a refused `signHash` is recorded with its CSC error code, a
+/// signed one as an issuance; each with the CSC calling system.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_hash_refusals_and_signatures_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.db");
+    let url = qsign::store::Database::sqlite_url(&file);
+    let server = CscServer::start_with("csc-audit", CscSettings::default(), |config| {
+        config.database = Some(qsign::config::DatabaseConfig {
+            url: url.clone(),
+            max_connections: 2,
+        });
+        config.audit = Some(crate::audit::audit_config());
+    })
+    .await;
+    let jens = Who::jens();
+    let bearer_jens = bearer(&jens);
+    let hash = sha256(b"signed attributes, audited");
+    server.prepare(&bearer_jens, "person").await;
+    let other = env().token(&jens, &[sha256(b"something else")]);
+    let answer = server
+        .sign_hash(&bearer_jens, "person", &other, &[hash])
+        .await;
+    assert_refused(&answer, 400, "invalid_request", "SAD for other hashes");
+    server.prepare(&bearer_jens, "person").await;
+    let sad = env().token(&jens, &[hash]);
+    let (status, body) = server
+        .sign_hash(&bearer_jens, "person", &sad, &[hash])
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file);
+    let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let records: Vec<String> = sqlx::query_scalar("SELECT json FROM audit_records ORDER BY idx")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let (refusal, issuance) = (&records[0], &records[1]);
+    assert_eq!(refusal["event"], "refusal", "{refusal}");
+    assert_eq!(refusal["error_code"], "invalid_request", "{refusal}");
+    assert_eq!(issuance["event"], "issuance", "{issuance}");
+    for record in &records {
+        assert_eq!(record["calling_system"], "csc", "{record}");
+        assert_eq!(record["documents"], json!([hex::encode(hash)]), "{record}");
+    }
+    server.assert_no_keys("audited signHash").await;
+}

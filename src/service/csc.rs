@@ -135,18 +135,17 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CscError> {
 
 /// CSC v1.0.4.0 §10.1, v2.0 §10.1: the status of each error code.
 fn error(e: &CscError) -> Reply {
-    let (status, code) = match e.kind {
-        CscErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
-        CscErrorKind::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
-        CscErrorKind::AccessDenied => (StatusCode::FORBIDDEN, "access_denied"),
-        CscErrorKind::NotFound => (StatusCode::NOT_FOUND, "invalid_request"),
-        CscErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-        CscErrorKind::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-        CscErrorKind::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        CscErrorKind::TemporarilyUnavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
+    let status = match e.kind {
+        CscErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+        CscErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
+        CscErrorKind::AccessDenied => StatusCode::FORBIDDEN,
+        CscErrorKind::NotFound => StatusCode::NOT_FOUND,
+        CscErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        CscErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        CscErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        CscErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
+    let code = e.kind.code();
     let body = serde_json::json!({ "error": code, "error_description": e.description });
     let mut reply = json(status, &body);
     if status == StatusCode::UNAUTHORIZED {

@@ -321,6 +321,10 @@ impl Csc {
 
     /// `signatures/signHash`: the prepared key signs `hashes` (SHA-256 of
     /// the client's signed attributes) once and is destroyed.
+    ///
+    /// SPEC §11: a refusal is recorded too (not one over the caller's
+    /// limits: those write nothing); without its record the answer is
+    /// `temporarily_unavailable`.
     pub async fn sign_hash(
         &self,
         user: &Activation,
@@ -329,6 +333,23 @@ impl Csc {
         hashes: &[[u8; 32]],
     ) -> Result<Vec<Vec<u8>>, CscError> {
         let _admission = self.admit(user)?;
+        let outcome = self.try_sign_hash(user, id, sad, hashes).await;
+        match &outcome {
+            Err(e) if e.kind != CscErrorKind::TooManyRequests => {
+                self.record_refusal(user, id, hashes, e).await?;
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    async fn try_sign_hash(
+        &self,
+        user: &Activation,
+        id: &str,
+        sad: &str,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<Vec<u8>>, CscError> {
         let credential: Credential = id.parse()?;
         if hashes.len() > self.core.limits.max_batch {
             return Err(CscError::invalid_request(format!(
@@ -409,6 +430,41 @@ impl Csc {
         event.detail = Some("CSC signatures/signHash".into());
         event.token = token.map(|id| (id, Settle::Spend));
         log.record(event).await.map(|_| true)
+    }
+
+    /// The record of a refused `signHash`: who, which credential, the
+    /// hashes and the CSC error code; no certificate, no token to settle
+    /// (the refusal settled it already).
+    async fn record_refusal(
+        &self,
+        user: &Activation,
+        id: &str,
+        hashes: &[[u8; 32]],
+        refusal: &CscError,
+    ) -> Result<(), CscError> {
+        use crate::audit::{Event, EventKind, Outcome};
+        let Some(log) = &self.core.audit else {
+            return Ok(());
+        };
+        let record_id = uuid::Uuid::new_v4().to_string();
+        let mut event = Event::new(record_id, EventKind::Refusal, Outcome::Refused);
+        event.error_code = Some(refusal.kind.code().to_owned());
+        event.calling_system = Some("csc".into());
+        event.sub = Some(user.subject.to_string());
+        event.profile = Some(match id.parse::<Credential>() {
+            Ok(credential) => credential.seal_profile().unwrap_or("personal").to_owned(),
+            Err(_) => "unknown credential".into(),
+        });
+        event.documents = hashes.to_vec();
+        event.detail = Some("CSC signatures/signHash".into());
+        if let Err(e) = log.record(event).await {
+            tracing::error!(error = %e, "the audit log cannot be written; the CSC refusal is withheld");
+            return Err(CscError::new(
+                CscErrorKind::TemporarilyUnavailable,
+                "the audit log cannot be written; try again later",
+            ));
+        }
+        Ok(())
     }
 
     /// `signatures/signDoc` (CSC v2.0 §11.11): the core's own flow, the SAD

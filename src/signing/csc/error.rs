@@ -25,6 +25,20 @@ pub struct CscError {
     pub description: String,
 }
 
+impl CscErrorKind {
+    /// The `error` code of CSC §10.1 (OAuth style) that the answer carries.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidRequest | Self::NotFound | Self::TooLarge => "invalid_request",
+            Self::InvalidToken => "invalid_token",
+            Self::AccessDenied => "access_denied",
+            Self::TooManyRequests => "too_many_requests",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
 impl CscError {
     pub fn new(kind: CscErrorKind, description: impl Into<String>) -> Self {
         Self {
