@@ -12,10 +12,11 @@ use crate::config::{Config, PinSource};
 use crate::hsm::{Hsm, HsmSettings, Module};
 use crate::pki::ocsp::Responder;
 use crate::pki::Issuer;
+use crate::service::outbound::HttpTransport;
 use crate::signing::SigningCore;
 use crate::state::{read_certificates, Delegate};
 use crate::store::{redact, Database, SpentTokens};
-use crate::tsa::TimeStampAuthority;
+use crate::tsa::{ExternalTsas, TimeStampAuthority};
 use crate::{Error, ErrorKind};
 
 /// Opens the token and builds everything a request needs.
@@ -84,11 +85,7 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
         limits: config.limits.clone(),
         limiter: crate::limits::Limiter::new(&config.limits),
         tsa,
-        tsa_urls: config
-            .tsa
-            .as_ref()
-            .map(|t| t.urls.clone())
-            .unwrap_or_default(),
+        external_tsa: external_tsas(config),
         registry,
     }))
 }
@@ -192,6 +189,13 @@ fn time_stamp_authority(
         TimeStampAuthority::new(&key, &signer, settings, certificate)
     })?;
     Ok(Some(Arc::new(authority)))
+}
+
+/// `[tsa] urls`, reached over HTTP: the only place the domain's
+/// [`Transport`](crate::tsa::Transport) meets its adapter.
+fn external_tsas(config: &Config) -> Option<ExternalTsas> {
+    let urls = config.tsa.as_ref().map(|t| t.urls.clone())?;
+    (!urls.is_empty()).then(|| ExternalTsas::new(urls, Arc::new(HttpTransport)))
 }
 
 /// The OCSP responder of `[ocsp]`, checked against its key in the token.

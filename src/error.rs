@@ -31,7 +31,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The gRPC status code's name (as `service::status` maps it), for
-    /// records and logs that must not depend on tonic.
+    /// records and logs that must not depend on the gRPC crate.
     pub fn grpc_code_name(self) -> &'static str {
         match self {
             Self::Unauthenticated => "UNAUTHENTICATED",

@@ -1,7 +1,7 @@
 //! Limits per calling system and in total (SPEC §12): requests in progress
 //! and per second of each caller, a memory budget for request messages, a
 //! rate for anonymous HSM work, and connection caps (`connection`). Past a
-//! limit the answer is an error at once, never a queue. No tonic here: the
+//! limit the answer is an error at once, never a queue. No gRPC types here: the
 //! front doors say who the caller is and map the errors.
 
 mod connection;

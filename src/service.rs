@@ -3,7 +3,8 @@
 //! statuses (`status::status`), with health and reflection beside it;
 //! `http` is the HTTP front door (RFC 3161, CRLs, OCSP, CA certificates,
 //! metrics, audit, CSC (SPEC §13), lookup); `tls` holds the TLS set-up both
-//! share.
+//! share. `outbound` is the one way out: the RFC 3161 client behind
+//! [`crate::tsa::Transport`].
 
 pub mod administration;
 pub mod codec;
@@ -12,6 +13,7 @@ mod guard;
 pub mod http;
 pub mod lookup;
 pub mod observe;
+pub mod outbound;
 mod status;
 pub mod tls;
 

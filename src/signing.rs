@@ -72,9 +72,9 @@ pub struct SigningCore {
     pub limiter: Arc<crate::limits::Limiter>,
     /// The built-in time-stamping authority, when `[tsa]` is configured.
     pub tsa: Option<Arc<TimeStampAuthority>>,
-    /// External TSAs (`[tsa] urls`), tried in order; when any is given they
-    /// are used instead of the built-in one.
-    pub tsa_urls: Vec<String>,
+    /// External TSAs (`[tsa] urls`), tried in order; when given they are
+    /// used instead of the built-in one.
+    pub external_tsa: Option<crate::tsa::ExternalTsas>,
     /// `[ocsp]`: certificates name this responder instead of carrying
     /// noRevAvail; B-LT embeds its response about the signer's certificate.
     pub ocsp: Option<Arc<Responder>>,
@@ -296,8 +296,8 @@ impl SigningCore {
     /// A hash-only PDF gets the validation data and the document time-stamp
     /// for the updates its client writes (`SignPdfDigest`, `TimeStamp`).
     fn level(&self, requested: Option<Level>) -> Result<Level, Error> {
-        let time_stamps = self.tsa.is_some() || !self.tsa_urls.is_empty();
-        let built_in = self.tsa.is_some() && self.tsa_urls.is_empty();
+        let time_stamps = self.tsa.is_some() || self.external_tsa.is_some();
+        let built_in = self.tsa.is_some() && self.external_tsa.is_none();
         match requested {
             Some(l @ (Level::BLt | Level::BLta)) if built_in => Ok(l),
             Some(Level::BLt | Level::BLta) => Err(Error::new(
@@ -399,9 +399,9 @@ impl SigningCore {
         let content_digests = digests.clone();
         // The built-in TSA stamps inside the HSM task; external ones after it.
         let stamped = level >= Level::BT;
-        let external = stamped && !self.tsa_urls.is_empty();
+        let external = self.external_tsa.as_ref().filter(|_| stamped);
         let built_in = match (stamped, external, &self.tsa) {
-            (true, false, Some(tsa)) => Some(tsa.clone()),
+            (true, None, Some(tsa)) => Some(tsa.clone()),
             _ => None,
         };
         let mut signed = self
@@ -459,10 +459,10 @@ impl SigningCore {
             })
             .await?;
         let (ref mut result, ref mut context, ref mut signer_infos) = signed;
-        if external {
+        if let Some(external) = external {
             for signer_info in signer_infos.iter_mut() {
                 let imprint = MessageImprint::sha256_of(signer_info.signature.as_bytes());
-                let token = crate::tsa::request_external(&self.tsa_urls, &imprint).await?;
+                let token = external.time_stamp(&imprint).await?;
                 signed_data::add_signature_time_stamp(signer_info, &token)?;
             }
         }

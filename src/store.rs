@@ -199,11 +199,17 @@ async fn connect(
                 if backend == Backend::Sqlite {
                     // WAL: readers never block the writer; FULL: a
                     // committed record survives a power loss; the busy
-                    // timeout lets another process's writer finish.
+                    // timeout lets another process's writer finish. A
+                    // page cache of 256 KiB per connection (SQLite's
+                    // default is 2 MiB): the database grows with every
+                    // signature, so each cache fills for minutes and RSS
+                    // rises with it (issue 11, tests/memory.rs); the OS
+                    // page cache holds the file anyway.
                     connection
                         .execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                                 PRAGMA cache_size = -256;",
                         )
                         .await?;
                 }

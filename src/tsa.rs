@@ -6,7 +6,7 @@
 //! signing. It knows neither the HSM nor HTTP.
 //!
 //! ```text
-//! service::http  POST application/timestamp-query (hyper, 64 KiB limit)
+//! service::http  POST application/timestamp-query (64 KiB limit)
 //!   signing (flow): protocol::check (§2.4.1) ─────────┐ rejection: badAlg, ...
 //!                   Hsm::run ─► TimeStampAuthority::time_stamp(signer)
 //!                     TSTInfo (§2.4.2) → SignedData (eContent encapsulated)
@@ -14,7 +14,8 @@
 //! ◄── application/timestamp-reply TimeStampResp (granted + token | rejection)
 //! ```
 //!
-//! `client::request_external` asks other TSAs (the `[tsa] urls`) instead.
+//! [`ExternalTsas`] asks other TSAs (the `[tsa] urls`) instead, through a
+//! [`Transport`] the wiring supplies (`service::outbound`: HTTP).
 
 pub mod asn1;
 pub mod client;
@@ -43,7 +44,7 @@ use crate::signed_data::{self, encoding};
 use crate::signer::Signer;
 use crate::{Error, ErrorKind};
 pub use asn1::{Accuracy, MessageImprint, TstInfo};
-pub use client::{request_external, tst_info};
+pub use client::{tst_info, Exchange, ExternalTsas, Transport, EXCHANGE_TIMEOUT};
 
 /// What the operator chooses for the built-in TSA (`[tsa]`).
 #[derive(Clone, Debug)]

@@ -61,10 +61,10 @@ fn serve(state: &Path, port: u16) -> (Serving, u16) {
 /// A token from the served TSA endpoint, checked for its imprint.
 fn time_stamp(tsa_port: u16) {
     let imprint = qsign::tsa::MessageImprint::sha256_of(b"cli time-stamp");
-    let urls = [format!("http://127.0.0.1:{tsa_port}/")];
+    let tsa = crate::tsa::authority::external(&[&format!("http://127.0.0.1:{tsa_port}/")]);
     let token = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(qsign::tsa::request_external(&urls, &imprint))
+        .block_on(tsa.time_stamp(&imprint))
         .expect("qsign serve answers RFC 3161 queries");
     let info = qsign::tsa::tst_info(&token).unwrap();
     assert_eq!(info.message_imprint, imprint);

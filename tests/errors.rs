@@ -283,7 +283,7 @@ pub fn broken_core(base: &SigningCore, verifier: qsign::auth::Verifier) -> Arc<S
         limits: base.limits.clone(),
         limiter: base.limiter.clone(),
         tsa: None,
-        tsa_urls: vec![],
+        external_tsa: None,
         ocsp: None,
         database: base.database.clone(),
         registry: None,

@@ -2,7 +2,7 @@
 //! endpoint, checked with `openssl ts` and pyHanko; bad input; the external
 //! client; the TSA certificate's profile. Shared helpers here.
 
-mod authority;
+pub mod authority;
 mod endpoint;
 
 use std::net::SocketAddr;

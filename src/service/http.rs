@@ -264,8 +264,9 @@ async fn body(
     }
 }
 
-/// Whether Content-Type names `expected`, ignoring case and parameters.
-fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+/// Whether Content-Type names `expected`, ignoring case and parameters
+/// (RFC 9110 §8.3.1).
+pub(super) fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,127 +1,97 @@
-//! Asking other TSAs (`[tsa] urls`): RFC 3161 §3.4 over plain HTTP/1.1.
-//! https is not supported: a token is signed, so the transport adds no
-//! integrity; an https-only TSA needs a local forwarder.
+//! Asking other TSAs (`[tsa] urls`): RFC 3161 §3.4 queries through a
+//! [`Transport`] the wiring supplies (`service::outbound` speaks HTTP/1.1;
+//! this module knows no HTTP).
 //!
 //! The reply is checked as §2.4.2 asks of a requester: granted, a token
 //! for this imprint, the nonce echoed. The token's signature and the TSA's
 //! certificate path are for the validator (B-LT validation data), not here.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cms::content_info::ContentInfo;
 use cms::signed_data::SignedData;
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
-use hyper::{Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::asn1::{MessageImprint, TimeStampReq, TimeStampResp, TstInfo, CT_TST_INFO};
-use super::protocol::{QUERY_CONTENT_TYPE, REPLY_CONTENT_TYPE};
 use crate::{Error, ErrorKind};
 
 /// Time one TSA gets for connecting and answering.
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest reply read (a token with a certificate chain is a few KiB).
-const MAX_REPLY_BYTES: usize = 1 << 20;
 
-/// Asks each `urls` entry in order for a token on `imprint` (with a fresh
-/// nonce and certReq true) and returns the first granted one, DER. When
-/// all fail: [`ErrorKind::Unavailable`] naming each URL's failure.
-pub async fn request_external(urls: &[String], imprint: &MessageImprint) -> Result<Vec<u8>, Error> {
-    if urls.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Unavailable,
-            "no external time-stamping authority is configured: set [tsa] urls",
-        ));
-    }
-    let nonce = super::random_nonce()?;
-    let query = TimeStampReq {
-        version: 1,
-        message_imprint: imprint.clone(),
-        req_policy: None,
-        nonce: Some(nonce.clone()),
-        cert_req: Some(true),
-        extensions: None,
-    }
-    .to_der()
-    .map_err(|e| Error::internal("TimeStampReq encoding failed").with_source(e))?;
-    let mut failures = Vec::new();
-    for url in urls {
-        let reply = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(url, &query))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {EXCHANGE_TIMEOUT:?}")));
-        match reply.and_then(|reply| granted_token(&reply, imprint, &nonce)) {
-            Ok(token) => return Ok(token),
-            Err(reason) => {
-                tracing::warn!(url, reason, "time-stamping authority failed");
-                failures.push(format!("{url}: {reason}"));
-            }
-        }
-    }
-    Err(Error::new(
-        ErrorKind::Unavailable,
-        format!(
-            "no time-stamping authority issued a token ({}); check that [tsa] urls are \
-             reachable http URLs of RFC 3161 TSAs, or try again later",
-            failures.join("; ")
-        ),
-    ))
+/// What a transport's exchange returns: the reply's DER, or why there is
+/// none, in words for the operator.
+pub type Exchange<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+
+/// How a TimeStampReq reaches a TSA (RFC 3161 §3: the protocol leaves the
+/// transport open; §3.4 is HTTP).
+pub trait Transport: Send + Sync {
+    /// Sends `query` (a DER TimeStampReq) to `url` and returns the reply
+    /// (a DER TimeStampResp), or fails, within `timeout`; nothing of the
+    /// exchange outlives the returned future.
+    fn exchange<'a>(&'a self, url: &'a str, query: &'a [u8], timeout: Duration) -> Exchange<'a>;
 }
 
-/// One POST of `query` to an http URL; the reply body.
-async fn exchange(url: &str, query: &[u8]) -> Result<Vec<u8>, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("https is not supported; give an http URL".into()),
-        _ => return Err("not an http URL".into()),
+/// The external TSAs of `[tsa] urls` and the transport that reaches them.
+#[derive(Clone)]
+pub struct ExternalTsas {
+    urls: Vec<String>,
+    transport: Arc<dyn Transport>,
+}
+
+impl ExternalTsas {
+    pub fn new(urls: Vec<String>, transport: Arc<dyn Transport>) -> Self {
+        Self { urls, transport }
     }
-    let authority = uri.authority().ok_or("the URL has no host")?.clone();
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let stream = TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
-        .await
-        .map_err(|e| format!("cannot connect ({e})"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed ({e})"))?;
-    let driver = tokio::spawn(connection);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = Request::new(Full::new(Bytes::copy_from_slice(query)));
-    *request.method_mut() = hyper::Method::POST;
-    *request.uri_mut() = path.parse().map_err(|e| format!("bad path ({e})"))?;
-    let headers = request.headers_mut();
-    headers.insert(
-        HOST,
-        HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
-    );
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(QUERY_CONTENT_TYPE));
-    let body = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("no HTTP response ({e})"))?;
-        if response.status() != StatusCode::OK {
-            return Err(format!("HTTP status {}", response.status()));
-        }
-        if !content_type_is(response.headers(), REPLY_CONTENT_TYPE) {
-            return Err(format!("the reply is not {REPLY_CONTENT_TYPE}"));
-        }
-        Limited::new(response.into_body(), MAX_REPLY_BYTES)
-            .collect()
-            .await
-            .map(|c| c.to_bytes().to_vec())
-            .map_err(|e| format!("cannot read the reply ({e})"))
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
     }
-    .await;
-    driver.abort();
-    body
+
+    /// Asks each URL in order for a token on `imprint` (with a fresh nonce
+    /// and certReq true) and returns the first granted one, DER. When all
+    /// fail: [`ErrorKind::Unavailable`] naming each URL's failure.
+    pub async fn time_stamp(&self, imprint: &MessageImprint) -> Result<Vec<u8>, Error> {
+        if self.urls.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "no external time-stamping authority is configured: set [tsa] urls",
+            ));
+        }
+        let nonce = super::random_nonce()?;
+        let query = TimeStampReq {
+            version: 1,
+            message_imprint: imprint.clone(),
+            req_policy: None,
+            nonce: Some(nonce.clone()),
+            cert_req: Some(true),
+            extensions: None,
+        }
+        .to_der()
+        .map_err(|e| Error::internal("TimeStampReq encoding failed").with_source(e))?;
+        let mut failures = Vec::new();
+        for url in &self.urls {
+            let reply = self.transport.exchange(url, &query, EXCHANGE_TIMEOUT).await;
+            match reply.and_then(|reply| granted_token(&reply, imprint, &nonce)) {
+                Ok(token) => return Ok(token),
+                Err(reason) => {
+                    tracing::warn!(url, reason, "time-stamping authority failed");
+                    failures.push(format!("{url}: {reason}"));
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "no time-stamping authority issued a token ({}); check that [tsa] urls are \
+                 reachable http URLs of RFC 3161 TSAs, or try again later",
+                failures.join("; ")
+            ),
+        ))
+    }
 }
 
 /// §2.4.2: the token of a granted reply that is for `imprint` and echoes
@@ -184,14 +154,4 @@ pub fn tst_info(token: &[u8]) -> Result<TstInfo, Error> {
     }
     let octets: OctetString = content.decode_as().map_err(invalid("eContent"))?;
     TstInfo::from_der(octets.as_bytes()).map_err(invalid("TSTInfo"))
-}
-
-/// Whether Content-Type names `expected`, ignoring case and parameters
-/// (RFC 9110 §8.3.1).
-fn content_type_is(headers: &hyper::header::HeaderMap, expected: &str) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }

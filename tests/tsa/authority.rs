@@ -2,10 +2,12 @@
 //! client, the TSA certificate's profile, and refusals at start-up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use der::Decode;
-use qsign::tsa::MessageImprint;
+use qsign::service::outbound::HttpTransport;
+use qsign::tsa::{ExternalTsas, MessageImprint};
 use qsign::{proto, state, ErrorKind};
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectKeyIdentifier,
@@ -14,6 +16,12 @@ use x509_cert::Certificate;
 
 use super::{certificates, openssl, path, pyhanko_validates, tsa_pem, TsaServer, DEV_POLICY};
 use crate::support::{env, tools, Server};
+
+/// `urls` over the service's HTTP adapter, as `app::signing_core` wires them.
+pub fn external(urls: &[&str]) -> ExternalTsas {
+    let urls = urls.iter().map(|u| u.to_string()).collect();
+    ExternalTsas::new(urls, Arc::new(HttpTransport))
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn external_client_tries_urls_in_order() {
@@ -26,21 +34,25 @@ async fn external_client_tries_urls_in_order() {
     let data = b"stamp me from outside".to_vec();
     let imprint = MessageImprint::sha256_of(&data);
 
-    let err = qsign::tsa::request_external(std::slice::from_ref(&closed), &imprint)
+    let err = external(&[&closed])
+        .time_stamp(&imprint)
         .await
         .expect_err("nobody listens");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.message().contains(&closed), "{}", err.message());
-    let err = qsign::tsa::request_external(&[], &imprint)
+    let err = external(&[])
+        .time_stamp(&imprint)
         .await
         .expect_err("no URL");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    let err = qsign::tsa::request_external(&["https://127.0.0.1:1/".into()], &imprint)
+    let err = external(&["https://127.0.0.1:1/"])
+        .time_stamp(&imprint)
         .await
         .expect_err("https");
     assert!(err.message().contains("https"), "{}", err.message());
 
-    let token = qsign::tsa::request_external(&[closed, server.url()], &imprint)
+    let token = external(&[&closed, &server.url()])
+        .time_stamp(&imprint)
         .await
         .expect("the second URL grants");
     let info = qsign::tsa::tst_info(&token).unwrap();
@@ -75,6 +87,35 @@ async fn external_client_tries_urls_in_order() {
         assert!(ok && text.contains("Verification: OK"), "{text}");
     }
     assert_eq!(env().leftover_keys(label), 0);
+}
+
+/// The HTTP adapter keeps the deadline it is given and leaves no
+/// connection behind: a TSA that accepts and never answers sees it closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_tsa_times_out_and_its_connection_closes() {
+    use qsign::tsa::Transport;
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = HttpTransport
+        .exchange(&url, b"query", timeout)
+        .await
+        .expect_err("nobody answers");
+    assert!(err.contains("no answer within"), "{err}");
+    assert!(started.elapsed() < timeout * 10, "{:?}", started.elapsed());
+    let (mut socket, _) = listener.accept().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut request = Vec::new();
+    let read = socket.read_to_end(&mut request);
+    assert!(read.is_ok(), "closed, not left open: {read:?}");
+    assert!(
+        String::from_utf8_lossy(&request).starts_with("POST / HTTP/1.1"),
+        "{request:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
