@@ -41,6 +41,7 @@ impl Writer {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.pragma_update(None, "cache_size", -256)?;
         let (queue, incoming) = mpsc::channel();
         std::thread::Builder::new()
             .name("qsign-sqlite-writer".into())
