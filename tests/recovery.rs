@@ -12,6 +12,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::cli::free_port;
+use crate::shutdown::http;
 use crate::support::binary::{self, sign, sign_with, Load, Qsign};
 use crate::support::{env, key_label, tools};
 
@@ -176,6 +177,8 @@ async fn a_network_hsm_that_hangs_under_load_and_resumes() {
     let config = binary::config("hung", Path::new(P11_KIT_CLIENT), port, &limits);
     let watchdog = Duration::from_secs(2);
     set_watchdog(&config, watchdog);
+    let http_port = free_port();
+    http::http_listener(&config, http_port);
     let address = format!("unix:path={}", socket.display());
     let qsign = Qsign::start(&config, port, &[("P11_KIT_SERVER_ADDRESS", &address)]);
     let mut client = qsign.client().await;
@@ -186,6 +189,17 @@ async fn a_network_hsm_that_hangs_under_load_and_resumes() {
     wait_for(|| load.count() >= 20, "the load to get going").await;
     hsm.signal("STOP");
     let hung = Instant::now();
+    // A time-stamp asked before the watchdog notices: its HSM job waits
+    // behind the stuck ones; the answer must not wait for the token.
+    let stamped = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+            .await
+            .expect("the HTTP listener");
+        let query = http::time_stamp_query();
+        let request = [http::post_head(query.len()).into_bytes(), query].concat();
+        let answer = http::exchange(&mut stream, &request).await;
+        (answer, hung.elapsed())
+    });
     let not_serving = ServingStatus::NotServing as i32;
     assert!(
         qsign.await_health(not_serving, watchdog + DEADLINE).await,
@@ -203,6 +217,15 @@ async fn a_network_hsm_that_hangs_under_load_and_resumes() {
     // Hung past a whole deadline: requests stuck in a call time out.
     tokio::time::sleep((DEADLINE + Duration::from_secs(1)).saturating_sub(hung.elapsed())).await;
     let during = load.count();
+    let (answer, took) = stamped.await.unwrap();
+    // Whole and in time: the RFC 3161 rejection once the watchdog has the
+    // token Down (the queued job fails), or 503 from the HTTP deadline.
+    assert!(
+        matches!(answer, http::Answer::Complete { .. }),
+        "the time-stamp during the hang: {answer:?}\n{}",
+        qsign.log()
+    );
+    assert!(took < DEADLINE + Duration::from_secs(2), "{took:?}");
 
     hsm.signal("CONT");
     let serving = ServingStatus::Serving as i32;

@@ -2,7 +2,7 @@
 //! answered, nothing is left in the token, exit 0; a client holding a
 //! request open delays the exit by the grace at most.
 
-mod http;
+pub mod http;
 
 use std::time::{Duration, Instant};
 

@@ -220,9 +220,22 @@ async fn dispatch(request: Request<Incoming>, front: Arc<Front>) -> Reply {
         .unwrap_or(&TIME_STAMP);
     let span = tracing::info_span!("http", request_id = %id, route = route.name);
     let started = Instant::now();
-    let mut reply = (route.handle)(request, front)
-        .instrument(span.clone())
-        .await;
+    // SPEC §12: the same deadline as gRPC. A request whose HSM call hangs
+    // gets 503 instead of waiting for the token; its job, if still queued,
+    // is dropped unrun, and nothing signed by it leaves.
+    let deadline = front.core.limiter.config.request_timeout();
+    let handled = (route.handle)(request, front).instrument(span.clone());
+    let mut reply = match tokio::time::timeout(deadline, handled).await {
+        Ok(reply) => reply,
+        Err(_) => {
+            crate::metrics::refused("deadline");
+            span.in_scope(|| tracing::warn!("past the request deadline"));
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request did not finish within the deadline; try again later",
+            )
+        }
+    };
     let status = reply.status().as_u16();
     span.in_scope(|| tracing::debug!(status, "answered"));
     crate::metrics::http(route.name, status, started.elapsed());

@@ -26,7 +26,7 @@ const GRACE_SECONDS: u64 = 20;
 
 /// What a client got for one request on its connection.
 #[derive(Debug, PartialEq)]
-enum Answer {
+pub enum Answer {
     /// A whole response: its status, and whether the server said it
     /// closes the connection after it.
     Complete { status: u16, closing: bool },
@@ -144,7 +144,7 @@ async fn keep_alive_loop(address: SocketAddr, i: usize, answered: Arc<AtomicUsiz
 
 /// Sends `request` (a write may fail on a closing connection) and reads
 /// the answer.
-async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Answer {
+pub async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Answer {
     if stream.write_all(request).await.is_err() {
         return Answer::NotTaken;
     }
@@ -203,7 +203,7 @@ fn request(n: usize) -> Vec<u8> {
     }
 }
 
-fn post_head(length: usize) -> String {
+pub fn post_head(length: usize) -> String {
     format!(
         "POST / HTTP/1.1\r\nHost: qsign\r\nContent-Type: application/timestamp-query\r\nContent-Length: {length}\r\n\r\n"
     )
@@ -213,7 +213,7 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: qsign\r\n\r\n").into_bytes()
 }
 
-fn time_stamp_query() -> Vec<u8> {
+pub fn time_stamp_query() -> Vec<u8> {
     TimeStampReq {
         version: 1,
         message_imprint: MessageImprint::sha256([7; 32]),
@@ -228,7 +228,7 @@ fn time_stamp_query() -> Vec<u8> {
 
 /// `[tsa] listen` on `port` in the test's config (`binary::config` leaves
 /// the HTTP listener out).
-fn http_listener(config: &Path, port: u16) {
+pub fn http_listener(config: &Path, port: u16) {
     let text = std::fs::read_to_string(config).unwrap();
     let text = text.replacen(
         "[tsa]\n",
