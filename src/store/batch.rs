@@ -78,13 +78,7 @@ async fn transaction(
             answers[*i] = Answer::Index(first + n as u64);
         }
     }
-    let mut tokens: Vec<(TokenId, usize)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| op.token().map(|(id, _)| (id, i)))
-        .collect();
-    tokens.sort();
-    for (id, i) in tokens {
+    for (id, i) in Op::in_token_order(ops) {
         match ops[i].token().and_then(|(_, settle)| settle) {
             None => {
                 let Op::Reserve { until, .. } = ops[i] else {

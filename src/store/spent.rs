@@ -71,6 +71,19 @@ impl Op {
         }
     }
 
+    /// The indices of `ops` that touch a token, in token order: both
+    /// writers visit rows in that order, so two replicas' batches cannot
+    /// deadlock.
+    pub(super) fn in_token_order(ops: &[Op]) -> Vec<(TokenId, usize)> {
+        let mut tokens: Vec<(TokenId, usize)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| op.token().map(|(id, _)| (id, i)))
+            .collect();
+        tokens.sort();
+        tokens
+    }
+
     /// Spends a token or appends a record: the batch waits for the disk.
     pub(super) fn durable(&self) -> bool {
         matches!(self, Op::Commit { .. } | Op::Append { .. })

@@ -120,13 +120,7 @@ fn transaction(
     let mut answers = vec![Answer::Done; ops.len()];
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     append(&tx, ops, &mut answers)?;
-    let mut tokens: Vec<(TokenId, usize)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| op.token().map(|(id, _)| (id, i)))
-        .collect();
-    tokens.sort();
-    for (id, i) in tokens {
+    for (id, i) in Op::in_token_order(ops) {
         match &ops[i] {
             Op::Reserve { until, .. } => {
                 answers[i] = Answer::Claim(reserve(&tx, &id, *until, replica, now)?);
