@@ -14,6 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use crate::cli::free_port;
 use crate::shutdown::http;
 use crate::support::binary::{self, sign, sign_with, Load, Qsign};
+use crate::support::hang::HangGuard;
 use crate::support::{env, key_label, tools};
 
 /// p11-kit's client module (Debian `p11-kit-modules`).
@@ -25,6 +26,8 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// one process per connection, all in its own process group.
 pub struct P11KitServer {
     child: Child,
+    /// Killed and reaped: its pid (its group's id) may be another's now.
+    killed: bool,
 }
 
 impl P11KitServer {
@@ -47,14 +50,20 @@ impl P11KitServer {
             assert!(Instant::now() < deadline, "p11-kit server made no socket");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child }
+        Self {
+            child,
+            killed: false,
+        }
     }
 
     /// As a network HSM is lost: the server and every connection process
     /// die at once (SIGKILL to the process group).
     fn kill(&mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
+        if !self.killed {
+            self.signal("KILL");
+            let _ = self.child.wait();
+            self.killed = true;
+        }
     }
 
     /// As a network HSM hangs: the server and every connection process
@@ -102,6 +111,10 @@ fn ok_or_unavailable_in_time(outcomes: &[binary::Outcome]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_network_hsm_lost_and_back_under_load() {
+    let _hang = HangGuard::new(
+        "a_network_hsm_lost_and_back_under_load",
+        Duration::from_secs(180),
+    );
     if !p11_kit_available() {
         return;
     }
@@ -163,6 +176,10 @@ async fn a_network_hsm_lost_and_back_under_load() {
 /// none spends its token, and after SIGCONT qsign serves again by itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_network_hsm_that_hangs_under_load_and_resumes() {
+    let _hang = HangGuard::new(
+        "a_network_hsm_that_hangs_under_load_and_resumes",
+        Duration::from_secs(180),
+    );
     if !p11_kit_available() {
         return;
     }
@@ -281,6 +298,10 @@ pub fn stop_clean(mut qsign: Qsign, label: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_under_load_then_restart_on_the_same_state() {
+    let _hang = HangGuard::new(
+        "kill_9_under_load_then_restart_on_the_same_state",
+        Duration::from_secs(180),
+    );
     let port = free_port();
     let limits = [("requests_per_second_per_caller", "10000")];
     let config = binary::config("crash", &qsign::state::softhsm_module(), port, &limits);
@@ -508,6 +529,10 @@ async fn a_lost_login_empties_the_key_pool() {
 /// directory is gone, and signs again once it is back, no restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_softhsm_token_directory_moved_away_and_back() {
+    let _hang = HangGuard::new(
+        "a_softhsm_token_directory_moved_away_and_back",
+        Duration::from_secs(180),
+    );
     let temp = tempfile::tempdir().unwrap();
     let tokens = temp.path().join("tokens");
     let copied = Command::new("cp")

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod binary;
+pub mod hang;
 pub mod pki;
 pub mod postgres;
 pub mod tools;
