@@ -29,9 +29,10 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::cli::free_port;
-use crate::recovery::{p11_kit_available, stop_clean, P11KitServer, P11_KIT_CLIENT};
+use crate::recovery::{p11_kit_available, stop_clean_on, P11KitServer, P11_KIT_CLIENT};
 use crate::support::binary::{self, sign_with, Outcome, Qsign};
 use crate::support::hang::HangGuard;
+use crate::support::token_copy::TokenCopy;
 use crate::support::{env, sha256, Who};
 
 /// The closed loop that finds the maximum rate: `PROBE_SETTLE` first, not
@@ -307,7 +308,8 @@ async fn eighty_percent_of_the_maximum_for_a_minute_flat_memory() {
     );
     let temp = tempfile::tempdir().unwrap();
     let socket = temp.path().join("p11-kit.sock");
-    let _hsm = P11KitServer::start(&socket);
+    let token = TokenCopy::new();
+    let _hsm = P11KitServer::start(&socket, &token);
     let port = free_port();
     // All the load comes from one address: the per-caller limits would
     // answer RESOURCE_EXHAUSTED long before the HSM is the limit.
@@ -349,7 +351,7 @@ async fn eighty_percent_of_the_maximum_for_a_minute_flat_memory() {
             continue;
         };
         flat_memory(offered, &tally, tally.rate(start), before, after);
-        stop_clean(qsign, "memory");
+        stop_clean_on(qsign, &token);
         return;
     }
     panic!(

@@ -15,6 +15,7 @@ use crate::cli::free_port;
 use crate::shutdown::http;
 use crate::support::binary::{self, sign, sign_with, Load, Qsign};
 use crate::support::hang::HangGuard;
+use crate::support::token_copy::TokenCopy;
 use crate::support::{env, key_label, tools};
 
 /// p11-kit's client module (Debian `p11-kit-modules`).
@@ -31,7 +32,9 @@ pub struct P11KitServer {
 }
 
 impl P11KitServer {
-    pub fn start(socket: &Path) -> Self {
+    /// Serves `token`'s copy: stopping or killing this server touches no
+    /// other test's token.
+    pub fn start(socket: &Path, token: &TokenCopy) -> Self {
         let _ = std::fs::remove_file(socket);
         let child = Command::new("p11-kit")
             .args(["server", "--foreground", "--name"])
@@ -39,7 +42,7 @@ impl P11KitServer {
             .arg("--provider")
             .arg(qsign::state::softhsm_module())
             .arg("pkcs11:token=qsign")
-            .env("SOFTHSM2_CONF", env().dir.join(qsign::state::SOFTHSM_CONF))
+            .env("SOFTHSM2_CONF", &token.conf)
             .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -120,7 +123,8 @@ async fn a_network_hsm_lost_and_back_under_load() {
     }
     let temp = tempfile::tempdir().unwrap();
     let socket = temp.path().join("p11-kit.sock");
-    let mut hsm = P11KitServer::start(&socket);
+    let token = TokenCopy::new();
+    let mut hsm = P11KitServer::start(&socket, &token);
     let port = free_port();
     let limits = [
         ("request_timeout_seconds", "5"),
@@ -148,7 +152,7 @@ async fn a_network_hsm_lost_and_back_under_load() {
     // Long enough for several attempts with back-off.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let hsm = P11KitServer::start(&socket);
+    let hsm = P11KitServer::start(&socket, &token);
     let serving = ServingStatus::Serving as i32;
     assert!(
         qsign.await_health(serving, Duration::from_secs(30)).await,
@@ -166,7 +170,7 @@ async fn a_network_hsm_lost_and_back_under_load() {
     assert_eq!(reused.code, Code::Ok, "{reused:?}");
     assert!(qsign.log().contains("the HSM token is back"));
 
-    stop_clean(qsign, "recovery");
+    stop_clean_on(qsign, &token);
     drop(hsm);
 }
 
@@ -185,7 +189,8 @@ async fn a_network_hsm_that_hangs_under_load_and_resumes() {
     }
     let temp = tempfile::tempdir().unwrap();
     let socket = temp.path().join("p11-kit.sock");
-    let hsm = P11KitServer::start(&socket);
+    let token = TokenCopy::new();
+    let hsm = P11KitServer::start(&socket, &token);
     let port = free_port();
     let limits = [
         ("request_timeout_seconds", "5"),
@@ -271,7 +276,7 @@ async fn a_network_hsm_that_hangs_under_load_and_resumes() {
     let log = qsign.log();
     assert!(log.contains("did not answer within 2s"), "{log}");
     assert!(log.contains("the HSM token is back"), "{log}");
-    stop_clean(qsign, "hung");
+    stop_clean_on(qsign, &token);
     drop(hsm);
 }
 
@@ -285,15 +290,26 @@ fn set_watchdog(config: &Path, timeout: Duration) {
 }
 
 /// SIGTERM: exit 0 with no ephemeral key alive and no key object of the
-/// test's label in the token.
-pub fn stop_clean(mut qsign: Qsign, label: &str) {
+/// test's label in the fixture's token.
+pub fn stop_clean(qsign: Qsign, label: &str) {
+    stopped_clean(qsign);
+    assert_eq!(env().leftover_keys(label), 0);
+}
+
+/// As [`stop_clean`], for a server on a copy of the token: no token
+/// object made since the copy.
+pub fn stop_clean_on(qsign: Qsign, token: &TokenCopy) {
+    stopped_clean(qsign);
+    assert_eq!(token.new_objects(), Vec::<std::path::PathBuf>::new());
+}
+
+fn stopped_clean(mut qsign: Qsign) {
     qsign.signal("TERM");
     let status = qsign.wait(Duration::from_secs(40));
     let log = qsign.log();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
     assert!(log.contains("ephemeral_keys_alive=0"), "{log}");
     assert!(!log.contains("still in use"), "every session closed\n{log}");
-    assert_eq!(env().leftover_keys(label), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -533,29 +549,15 @@ async fn a_softhsm_token_directory_moved_away_and_back() {
         "a_softhsm_token_directory_moved_away_and_back",
         Duration::from_secs(180),
     );
-    let temp = tempfile::tempdir().unwrap();
-    let tokens = temp.path().join("tokens");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(env().dir.join("tokens"))
-        .arg(&tokens)
-        .status()
-        .expect("cp");
-    assert!(copied.success());
-    let conf = temp.path().join("softhsm2.conf");
-    let template = include_str!("../softhsm/softhsm2.conf.in");
-    std::fs::write(
-        &conf,
-        template.replace("@TOKENDIR@", tokens.to_str().unwrap()),
-    )
-    .unwrap();
+    let token = TokenCopy::new();
+    let tokens = token.tokens();
     let port = free_port();
     let limits = [("request_timeout_seconds", "5")];
     let config = binary::config("moved", &qsign::state::softhsm_module(), port, &limits);
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text.replace(
         "softhsm_conf = \"softhsm2.conf\"",
-        &format!("softhsm_conf = \"{}\"", conf.display()),
+        &format!("softhsm_conf = \"{}\"", token.conf.display()),
     );
     std::fs::write(&config, text).unwrap();
     let qsign = Qsign::start(&config, port, &[]);
@@ -564,8 +566,8 @@ async fn a_softhsm_token_directory_moved_away_and_back() {
     let first = b_lt(b"before").send(&mut client).await;
     assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
 
-    let away = temp.path().join("tokens.away");
-    std::fs::rename(&tokens, &away).unwrap();
+    let away = tokens.with_extension("away");
+    std::fs::rename(tokens, &away).unwrap();
     let failed = b_lt(b"while away").send(&mut client).await;
     assert_eq!(
         failed.code,
@@ -580,7 +582,7 @@ async fn a_softhsm_token_directory_moved_away_and_back() {
         "{}",
         qsign.log()
     );
-    std::fs::rename(&away, &tokens).unwrap();
+    std::fs::rename(&away, tokens).unwrap();
     let serving = ServingStatus::Serving as i32;
     let back = qsign.await_health(serving, Duration::from_secs(30)).await;
     assert!(back, "{}", qsign.log());
@@ -598,5 +600,5 @@ async fn a_softhsm_token_directory_moved_away_and_back() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop_clean(qsign, "moved");
+    stop_clean_on(qsign, &token);
 }

@@ -78,9 +78,12 @@ impl Qsign {
             .stderr(stderr)
             .spawn()
             .expect("qsign serve");
-        let qsign = Self { child, port, log };
+        let mut qsign = Self { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = qsign.child.try_wait() {
+                panic!("qsign serve exited ({status}): {}", qsign.log());
+            }
             assert!(
                 Instant::now() < deadline,
                 "qsign serve did not start: {}",

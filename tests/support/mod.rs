@@ -6,6 +6,7 @@ pub mod binary;
 pub mod hang;
 pub mod pki;
 pub mod postgres;
+pub mod token_copy;
 pub mod tools;
 pub mod webdriver;
 
