@@ -31,7 +31,7 @@ use tonic::Code;
 use crate::cli::free_port;
 use crate::recovery::{p11_kit_available, stop_clean_on, P11KitServer, P11_KIT_CLIENT};
 use crate::support::binary::{self, sign_with, Outcome, Qsign};
-use crate::support::hang::HangGuard;
+use crate::support::hang;
 use crate::support::token_copy::TokenCopy;
 use crate::support::{env, sha256, Who};
 
@@ -297,11 +297,14 @@ async fn phase(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[test]
 #[ignore = "2 minutes of load measuring RSS: run alone (see the module comment)"]
-async fn eighty_percent_of_the_maximum_for_a_minute_flat_memory() {
+fn eighty_percent_of_the_maximum_for_a_minute_flat_memory() {
     // Normally 2-4 minutes (three attempts at most).
-    let _hang = HangGuard::new("the load test", Duration::from_secs(900));
+    hang::run("the load test", Duration::from_secs(900), load_test());
+}
+
+async fn load_test() {
     assert!(
         p11_kit_available(),
         "p11-kit's remoting is needed: softhsm/setup.sh --verifiers"

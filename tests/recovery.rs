@@ -14,7 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use crate::cli::free_port;
 use crate::shutdown::http;
 use crate::support::binary::{self, sign, sign_with, Load, Qsign};
-use crate::support::hang::HangGuard;
+use crate::support::hang;
 use crate::support::token_copy::TokenCopy;
 use crate::support::{env, key_label, tools};
 
@@ -112,12 +112,16 @@ fn ok_or_unavailable_in_time(outcomes: &[binary::Outcome]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_network_hsm_lost_and_back_under_load() {
-    let _hang = HangGuard::new(
+#[test]
+fn a_network_hsm_lost_and_back_under_load() {
+    hang::run(
         "a_network_hsm_lost_and_back_under_load",
         Duration::from_secs(180),
+        lost_and_back(),
     );
+}
+
+async fn lost_and_back() {
     if !p11_kit_available() {
         return;
     }
@@ -178,12 +182,16 @@ async fn a_network_hsm_lost_and_back_under_load() {
 /// the watchdog's probe finds no answer within `watchdog_seconds` and the
 /// token is Down; every request ends OK or UNAVAILABLE within its deadline,
 /// none spends its token, and after SIGCONT qsign serves again by itself.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_network_hsm_that_hangs_under_load_and_resumes() {
-    let _hang = HangGuard::new(
+#[test]
+fn a_network_hsm_that_hangs_under_load_and_resumes() {
+    hang::run(
         "a_network_hsm_that_hangs_under_load_and_resumes",
         Duration::from_secs(180),
+        hangs_and_resumes(),
     );
+}
+
+async fn hangs_and_resumes() {
     if !p11_kit_available() {
         return;
     }
@@ -312,12 +320,16 @@ fn stopped_clean(mut qsign: Qsign) {
     assert!(!log.contains("still in use"), "every session closed\n{log}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_under_load_then_restart_on_the_same_state() {
-    let _hang = HangGuard::new(
+#[test]
+fn kill_9_under_load_then_restart_on_the_same_state() {
+    hang::run(
         "kill_9_under_load_then_restart_on_the_same_state",
         Duration::from_secs(180),
+        killed_and_restarted(),
     );
+}
+
+async fn killed_and_restarted() {
     let port = free_port();
     let limits = [("requests_per_second_per_caller", "10000")];
     let config = binary::config("crash", &qsign::state::softhsm_module(), port, &limits);
@@ -543,12 +555,16 @@ async fn a_lost_login_empties_the_key_pool() {
 /// running server and back (on a copy of the fixture's token). B-LT reads
 /// token objects, so it fails UNAVAILABLE (not INTERNAL) while the
 /// directory is gone, and signs again once it is back, no restart.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_softhsm_token_directory_moved_away_and_back() {
-    let _hang = HangGuard::new(
+#[test]
+fn a_softhsm_token_directory_moved_away_and_back() {
+    hang::run(
         "a_softhsm_token_directory_moved_away_and_back",
         Duration::from_secs(180),
+        moved_away_and_back(),
     );
+}
+
+async fn moved_away_and_back() {
     let token = TokenCopy::new();
     let tokens = token.tokens();
     let port = free_port();
