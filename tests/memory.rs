@@ -53,7 +53,7 @@ const LOAD: Duration = Duration::from_secs(60);
 /// The offered rate, as a share of the maximum.
 const SHARE: f64 = 0.8;
 /// Attempts at a rate the server keeps; each later one offers less.
-const ATTEMPTS: usize = 4;
+const ATTEMPTS: usize = 6;
 /// Requests in flight beyond this many seconds' worth of the offered rate:
 /// the server is not keeping up, and the queue, not signatures, would grow
 /// its memory (a shared machine's capacity varies from minute to minute).
