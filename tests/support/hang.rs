@@ -55,6 +55,7 @@ impl HangGuard {
                     format!("\n{test} did not end within {limit:?}: a hang. Where it waits:\n");
                 // Past the test harness's capture, which would drop it at exit.
                 let _ = std::io::stderr().write_all((said + &report()).as_bytes());
+                end_children();
                 std::process::exit(101);
             }
         });
@@ -129,6 +130,18 @@ fn report() -> String {
         }
     }
     said
+}
+
+/// `exit` runs no destructor: what would kill this binary's children
+/// (qsign servers, p11-kit servers and their process groups) is done here.
+fn end_children() {
+    let me = std::process::id().to_string();
+    let children = output_of("ps", &["-o", "pid=", "--ppid", &me]);
+    for pid in children.split_whitespace() {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}"), pid])
+            .output();
+    }
 }
 
 fn output_of(program: &str, args: &[&str]) -> String {
