@@ -17,6 +17,7 @@ mod watchdog;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
@@ -172,6 +173,14 @@ impl Module {
             tracing::warn!(error = %e, "C_Finalize failed");
         }
     }
+
+    /// Shutdown with calls still in progress ([`Closed`]): no C_Finalize,
+    /// undefined while other threads are inside Cryptoki calls (PKCS#11
+    /// v2.40 §5.4), and the library stays loaded under them. The process
+    /// exits next; its connection to the token ends with it.
+    pub fn leave(self) {
+        std::mem::forget(self);
+    }
 }
 
 /// Settings of the session pool.
@@ -281,33 +290,42 @@ impl Hsm {
         self.inner.pool.key_pool().map_or(0, |pool| pool.used())
     }
 
-    /// Shutdown: when this is the last handle, the workers finish the jobs
-    /// queued (their guards destroy their keys) and every session closes,
-    /// the login session last. Returns the ephemeral key pairs still
-    /// alive: 0, unless another handle keeps the pool open.
-    pub fn close(self) -> u64 {
+    /// How long shutdown waits for the HSM's threads once the requests'
+    /// grace is over: the watchdog's timeout, the operator's bound on a
+    /// token call; a call older than that counts as hung anyway.
+    pub fn shutdown_wait(&self) -> Duration {
+        self.inner.settings.watchdog.unwrap_or(SHUTDOWN_WAIT)
+    }
+
+    /// Shutdown by `deadline`: the workers finish their jobs (their guards
+    /// destroy their keys) and every session closes, the login session
+    /// last. Threads still inside a call at the deadline (a hung token)
+    /// are left behind and no session closes (`Pool::close`); see
+    /// [`Closed`]. Background tasks (the audit log's checkpoint signer)
+    /// let go of their handles as they notice the shutdown; one still held
+    /// after a moment keeps the login session, which C_Finalize closes.
+    pub fn close(self, deadline: Instant) -> Closed {
         let keys = self.inner.keys.clone();
-        // Background tasks (the audit log's checkpoint signer) let go of
-        // their handles as they notice the shutdown: give them a moment.
-        let mut inner = self.inner;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match Arc::try_unwrap(inner) {
-                Ok(inner) => {
-                    drop(inner);
-                    break;
-                }
-                Err(shared) if std::time::Instant::now() < deadline => {
-                    inner = shared;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(_) => {
-                    tracing::warn!("the HSM is still in use; its sessions stay open");
-                    break;
-                }
+        // Down, a handle still held waits for a stuck call (a new job fails
+        // at once): the threads get the time instead.
+        let until = if self.inner.pool.link().is_up() {
+            deadline.min(Instant::now() + HANDLES)
+        } else {
+            Instant::now()
+        };
+        let inner = last_handle(self.inner, until);
+        let calls_in_progress = match &inner {
+            Ok(inner) => inner.pool.close(Some(deadline)),
+            Err(shared) => {
+                tracing::warn!("the HSM is still in use; shutting it down all the same");
+                shared.pool.close(Some(deadline))
             }
+        };
+        drop(inner);
+        Closed {
+            ephemeral_keys_alive: keys.alive.load(Ordering::Relaxed),
+            calls_in_progress,
         }
-        keys.alive.load(Ordering::Relaxed)
     }
 
     /// The async boundary: waits for a permit, then runs `work` on a
@@ -430,6 +448,37 @@ impl Hsm {
 
 fn panicked() -> Error {
     Error::from(HsmError::Task("the HSM task panicked".into()))
+}
+
+/// [`Hsm::shutdown_wait`] without a watchdog (set-up, the CLI, tests).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long background tasks get to let go of their handles.
+const HANDLES: Duration = Duration::from_secs(5);
+
+/// `inner` unshared once the other handles are gone, or still shared at
+/// `until`.
+fn last_handle(mut inner: Arc<Inner>, until: Instant) -> Result<Inner, Arc<Inner>> {
+    loop {
+        match Arc::try_unwrap(inner) {
+            Err(shared) if Instant::now() < until => {
+                inner = shared;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// What [`Hsm::close`] left.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// Ephemeral key pairs not destroyed: 0 after a clean close.
+    pub ephemeral_keys_alive: u64,
+    /// Threads left inside a PKCS#11 call, or waiting behind one, at the
+    /// deadline: the token hangs. Their sessions stay open and the module
+    /// may not be finalised ([`Module::leave`]).
+    pub calls_in_progress: usize,
 }
 
 /// One pooled session, lent to one request.

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use qsign::client::{self, Connection, DetachedJob, TokenSource};
@@ -43,7 +44,17 @@ fn init_tracing(format: LogFormat) {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gRPC server (embedded development default without --config).
+    /// Run the gRPC server (embedded development default without --config)
+    ///
+    /// SIGTERM or SIGINT: the requests in flight get [limits] shutdown_grace_seconds,
+    /// then the HSM's threads [hsm] watchdog_seconds to end.
+    ///
+    /// Exit status:
+    ///   0   stopped: every ephemeral key destroyed, every session closed
+    ///   1   could not start or serve
+    ///   69  the HSM token hung at shutdown (sysexits EX_UNAVAILABLE): calls
+    ///       still in progress, their sessions left to end with the process
+    #[command(verbatim_doc_comment)]
     Serve {
         /// Configuration file; without it, the embedded default in --state-dir.
         #[arg(long)]
@@ -310,7 +321,10 @@ fn main() -> ExitCode {
             state_dir,
             listen,
             tsa_listen,
-        } => serve(config, state_dir, listen, tsa_listen),
+        } => match serve(config, state_dir, listen, tsa_listen) {
+            Ok(status) => return status,
+            Err(e) => Err(e),
+        },
         Command::InitCa {
             config,
             root_key_label,
@@ -392,7 +406,7 @@ fn serve(
     state_dir: PathBuf,
     listen: Option<SocketAddr>,
     tsa_listen: Option<SocketAddr>,
-) -> Result<(), String> {
+) -> Result<ExitCode, String> {
     // Before any thread exists: SoftHSM reads SOFTHSM2_CONF from the environment.
     let (config, module) =
         qsign::app::load(config.as_deref(), &state_dir, listen).map_err(|e| e.to_string())?;
@@ -407,7 +421,7 @@ fn serve(
     let hsm = core.hsm.clone();
     let tsa_listen = tsa_listen.or(config.tsa.as_ref().and_then(|t| t.listen));
     let runtime = runtime()?;
-    runtime.block_on(async {
+    let csc = runtime.block_on(async {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         // The TSA first: once the gRPC port answers, both are listening.
         let tsa_server = match tsa_listen {
@@ -437,19 +451,59 @@ fn serve(
         if let Some(http) = cut_http {
             http.abort();
         }
-        // SPEC §12, §13: no prepared CSC key outlives the process.
-        if let Some(csc) = csc.flatten() {
-            csc.shutdown();
+        let csc = csc.flatten();
+        // Serving failed: no HSM shutdown follows, but the CSC keys go.
+        if let (Err(_), Some(csc)) = (&served, &csc) {
+            csc.shutdown(None);
         }
-        served
+        served.map(|()| csc)
     })?;
+    Ok(shut_down(runtime, csc, hsm, module))
+}
+
+/// After the requests' grace: the HSM's threads get until a deadline
+/// (`Hsm::shutdown_wait`) to end. Threads still inside a call then (a hung
+/// token) are left behind: no session closes, no C_Finalize (`Hsm::close`),
+/// and the exit status says so.
+fn shut_down(
+    runtime: tokio::runtime::Runtime,
+    csc: Option<std::sync::Arc<qsign::signing::csc::Csc>>,
+    hsm: qsign::hsm::Hsm,
+    module: qsign::hsm::Module,
+) -> ExitCode {
+    let deadline = Instant::now() + hsm.shutdown_wait();
+    // SPEC §12, §13: no prepared CSC key outlives the process.
+    if let Some(csc) = csc {
+        csc.shutdown(Some(deadline));
+    }
     // Cancels what the grace cut; their key guards run as they drop.
-    drop(runtime);
-    close(hsm);
+    runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
+    let closed = hsm.close(deadline);
+    if closed.calls_in_progress > 0 {
+        tracing::error!(
+            calls_in_progress = closed.calls_in_progress,
+            ephemeral_keys_alive = closed.ephemeral_keys_alive,
+            "the HSM token hangs: calls did not return by the shutdown deadline; sessions not closed, module not finalised (the token drops their objects, ephemeral keys included, when this process's connection ends)"
+        );
+        module.leave();
+        return ExitCode::from(EXIT_HSM_HUNG);
+    }
+    match closed.ephemeral_keys_alive {
+        0 => tracing::info!(ephemeral_keys_alive = 0, "HSM sessions closed"),
+        alive => tracing::error!(
+            ephemeral_keys_alive = alive,
+            "HSM sessions closed with ephemeral keys alive"
+        ),
+    }
     module.finalize();
     tracing::info!("stopped");
-    Ok(())
+    ExitCode::SUCCESS
 }
+
+/// `qsign serve`'s exit status when the token hung at shutdown: sysexits.h
+/// EX_UNAVAILABLE (a service it needs is unavailable), apart from 1 (could
+/// not start) and 2 (usage).
+const EXIT_HSM_HUNG: u8 = 69;
 
 /// Serves until SIGTERM or SIGINT, then tells the listeners to stop
 /// accepting (`stop`) and gives the requests in flight `grace` to finish;
@@ -506,18 +560,6 @@ impl Signals {
 /// Completes once `stop` says so (or its sender is gone).
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
-}
-
-/// Closes the token: the workers finish their jobs (each destroying its
-/// key), then every session closes.
-fn close(hsm: qsign::hsm::Hsm) {
-    match hsm.close() {
-        0 => tracing::info!(ephemeral_keys_alive = 0, "HSM sessions closed"),
-        alive => tracing::error!(
-            ephemeral_keys_alive = alive,
-            "HSM sessions closed with ephemeral keys alive"
-        ),
-    }
 }
 
 /// Starts the HTTP front door (RFC 3161, CRLs, OCSP, CA certificates,

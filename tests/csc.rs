@@ -368,7 +368,7 @@ async fn refusals_are_csc_errors_and_leave_no_key() {
         4,
         "two prepared key pairs"
     );
-    server.csc.shutdown();
+    server.csc.shutdown(None);
     server.assert_no_keys("shutdown").await;
 }
 
@@ -393,7 +393,7 @@ async fn a_bearer_is_a_caller_with_limits() {
     }
     // Another user is another caller.
     server.prepare(&bearer(&Who::sealer()), "seal:dev").await;
-    server.csc.shutdown();
+    server.csc.shutdown(None);
     server.assert_no_keys("shutdown").await;
 }
 

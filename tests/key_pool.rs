@@ -8,7 +8,7 @@ use qsign::proto;
 
 use crate::detached::{cms_certificates, content, request};
 use crate::recovery::wait_for;
-use crate::support::{env, key_label, sha256, tools, Server, Who};
+use crate::support::{close_clean, env, key_label, sha256, tools, Server, Who};
 
 const POOLED: usize = 3;
 
@@ -76,7 +76,7 @@ async fn pooled_rsa_keys_sign_once_refill_and_leave_with_shutdown() {
     assert_eq!(env().leftover_keys(label), 2 * POOLED);
 
     server.stop().await;
-    assert_eq!(hsm.close(), 0, "no request key alive");
+    close_clean(hsm);
     assert_eq!(env().leftover_keys(label), 0, "shutdown destroyed the pool");
 }
 
@@ -114,6 +114,6 @@ fn a_pooled_private_key_cannot_be_read() {
     })
     .expect("hsm work");
     assert_eq!(hsm.pooled_keys_used(), 2, "both came from the pool");
-    assert_eq!(hsm.close(), 0);
+    close_clean(hsm);
     assert_eq!(env().leftover_keys(label), 0);
 }

@@ -4,7 +4,7 @@
 //! clean qsign without operator action.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::shutdown::http;
 use crate::support::binary::{self, sign, sign_with, Load, Qsign};
 use crate::support::hang;
 use crate::support::token_copy::TokenCopy;
-use crate::support::{env, key_label, tools};
+use crate::support::{close_clean, env, key_label, tools};
 
 /// p11-kit's client module (Debian `p11-kit-modules`).
 pub const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
@@ -97,6 +97,40 @@ pub fn p11_kit_available() -> bool {
     tools::require("p11-kit") && module
 }
 
+/// A copy of the fixture's token for a p11-kit server of the test's own,
+/// on a socket of its own.
+struct RemoteToken {
+    token: TokenCopy,
+    socket: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl RemoteToken {
+    /// `None` without p11-kit (outside CI).
+    fn new() -> Option<Self> {
+        if !p11_kit_available() {
+            return None;
+        }
+        let temp = tempfile::tempdir().unwrap();
+        Some(Self {
+            token: TokenCopy::new(),
+            socket: temp.path().join("p11-kit.sock"),
+            _temp: temp,
+        })
+    }
+
+    fn serve(&self) -> P11KitServer {
+        P11KitServer::start(&self.socket, &self.token)
+    }
+
+    /// `qsign serve` on `config` (whose module is p11-kit's client),
+    /// reaching the server.
+    fn qsign(&self, config: &Path, port: u16) -> Qsign {
+        let address = format!("unix:path={}", self.socket.display());
+        Qsign::start(config, port, &[("P11_KIT_SERVER_ADDRESS", &address)])
+    }
+}
+
 /// Every request of a load ended OK or UNAVAILABLE (never INTERNAL, never
 /// a hang) within the deadline.
 fn ok_or_unavailable_in_time(outcomes: &[binary::Outcome]) {
@@ -122,21 +156,17 @@ fn a_network_hsm_lost_and_back_under_load() {
 }
 
 async fn lost_and_back() {
-    if !p11_kit_available() {
+    let Some(remote) = RemoteToken::new() else {
         return;
-    }
-    let temp = tempfile::tempdir().unwrap();
-    let socket = temp.path().join("p11-kit.sock");
-    let token = TokenCopy::new();
-    let mut hsm = P11KitServer::start(&socket, &token);
+    };
+    let mut hsm = remote.serve();
     let port = free_port();
     let limits = [
         ("request_timeout_seconds", "5"),
         ("requests_per_second_per_caller", "10000"),
     ];
     let config = binary::config("recovery", Path::new(P11_KIT_CLIENT), port, &limits);
-    let address = format!("unix:path={}", socket.display());
-    let qsign = Qsign::start(&config, port, &[("P11_KIT_SERVER_ADDRESS", &address)]);
+    let qsign = remote.qsign(&config, port);
     let mut client = qsign.client().await;
     let first = sign(&mut client, b"before the outage").await;
     assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
@@ -156,7 +186,7 @@ async fn lost_and_back() {
     // Long enough for several attempts with back-off.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let hsm = P11KitServer::start(&socket, &token);
+    let hsm = remote.serve();
     let serving = ServingStatus::Serving as i32;
     assert!(
         qsign.await_health(serving, Duration::from_secs(30)).await,
@@ -174,7 +204,7 @@ async fn lost_and_back() {
     assert_eq!(reused.code, Code::Ok, "{reused:?}");
     assert!(qsign.log().contains("the HSM token is back"));
 
-    stop_clean_on(qsign, &token);
+    stop_clean_on(qsign, &remote.token);
     drop(hsm);
 }
 
@@ -192,13 +222,10 @@ fn a_network_hsm_that_hangs_under_load_and_resumes() {
 }
 
 async fn hangs_and_resumes() {
-    if !p11_kit_available() {
+    let Some(remote) = RemoteToken::new() else {
         return;
-    }
-    let temp = tempfile::tempdir().unwrap();
-    let socket = temp.path().join("p11-kit.sock");
-    let token = TokenCopy::new();
-    let hsm = P11KitServer::start(&socket, &token);
+    };
+    let hsm = remote.serve();
     let port = free_port();
     let limits = [
         ("request_timeout_seconds", "5"),
@@ -209,8 +236,7 @@ async fn hangs_and_resumes() {
     set_watchdog(&config, watchdog);
     let http_port = free_port();
     http::http_listener(&config, http_port);
-    let address = format!("unix:path={}", socket.display());
-    let qsign = Qsign::start(&config, port, &[("P11_KIT_SERVER_ADDRESS", &address)]);
+    let qsign = remote.qsign(&config, port);
     let mut client = qsign.client().await;
     let first = sign(&mut client, b"before the hang").await;
     assert_eq!(first.code, Code::Ok, "{first:?}\n{}", qsign.log());
@@ -284,7 +310,86 @@ async fn hangs_and_resumes() {
     let log = qsign.log();
     assert!(log.contains("did not answer within 2s"), "{log}");
     assert!(log.contains("the HSM token is back"), "{log}");
-    stop_clean_on(qsign, &token);
+    stop_clean_on(qsign, &remote.token);
+    drop(hsm);
+}
+
+/// SIGTERM while the token hangs (the p11-kit server stopped, requests
+/// stuck inside their calls): the grace, then the watchdog's timeout for
+/// the HSM's threads; the stuck ones are left behind, no session closes,
+/// no C_Finalize, exit 69 in bounded time; the token keeps nothing of it
+/// and serves the next qsign.
+#[test]
+fn sigterm_while_the_token_hangs_exits_in_bounded_time() {
+    hang::run(
+        "sigterm_while_the_token_hangs_exits_in_bounded_time",
+        Duration::from_secs(180),
+        sigterm_while_hung(),
+    );
+}
+
+async fn sigterm_while_hung() {
+    let Some(remote) = RemoteToken::new() else {
+        return;
+    };
+    let hsm = remote.serve();
+    let port = free_port();
+    let (grace, watchdog) = (Duration::from_secs(2), Duration::from_secs(2));
+    // A deadline past the grace: the stuck requests are still waiting.
+    let limits = [
+        ("request_timeout_seconds", "30"),
+        ("requests_per_second_per_caller", "10000"),
+        ("shutdown_grace_seconds", "2"),
+    ];
+    let config = binary::config("hungstop", Path::new(P11_KIT_CLIENT), port, &limits);
+    set_watchdog(&config, watchdog);
+    let mut qsign = remote.qsign(&config, port);
+    let load = Load::start(&qsign, 4).await;
+    wait_for(|| load.count() >= 20, "the load to get going").await;
+    hsm.signal("STOP");
+    let not_serving = ServingStatus::NotServing as i32;
+    assert!(
+        qsign.await_health(not_serving, watchdog + DEADLINE).await,
+        "NOT_SERVING while the token hangs\n{}",
+        qsign.log()
+    );
+
+    let signalled = Instant::now();
+    qsign.signal("TERM");
+    let status = qsign.wait(Duration::from_secs(60));
+    let took = signalled.elapsed();
+    let log = qsign.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(69), "{status:?}\n{log}");
+    let bound = grace + watchdog + Duration::from_secs(3);
+    assert!(took < bound, "exited {took:?} after SIGTERM\n{log}");
+    let said = log.lines().find(|l| l.contains("the HSM token hangs"));
+    let said = said.unwrap_or_else(|| panic!("the error line\n{log}"));
+    assert!(said.contains("ERROR") && said.contains("calls_in_progress="));
+    assert!(
+        !log.contains("HSM sessions closed"),
+        "no session closed\n{log}"
+    );
+    // What was left behind, for a person reading the test's output.
+    let stopping = log.lines().skip_while(|l| !l.contains("stopping"));
+    eprintln!("exited {took:?} after SIGTERM");
+    stopping
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .for_each(|l| eprintln!("{l}"));
+    // Each request ended, answered or cut with the connection.
+    let outcomes = load.stop().await;
+    assert!(outcomes.iter().any(|o| o.code == Code::Ok));
+
+    // The connection's end drops the session objects: no token object.
+    hsm.signal("CONT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(hsm);
+    assert_eq!(remote.token.new_objects(), Vec::<PathBuf>::new());
+    let hsm = remote.serve();
+    let qsign = remote.qsign(&config, port);
+    let mut client = qsign.client().await;
+    let after = sign(&mut client, b"after the hung shutdown").await;
+    assert_eq!(after.code, Code::Ok, "{after:?}\n{}", qsign.log());
+    stop_clean_on(qsign, &remote.token);
     drop(hsm);
 }
 
@@ -448,7 +553,7 @@ async fn a_lost_login_is_recovered_in_process() {
     up.expect("Up in time").expect("health");
     ephemeral(&hsm).expect("signs after");
     assert_eq!(hsm.ephemeral_keys_alive(), 0);
-    assert_eq!(hsm.close(), 0);
+    close_clean(hsm);
 }
 
 /// A token of the test's own (a logout logs out every session of the
@@ -537,7 +642,7 @@ async fn a_lost_login_empties_the_key_pool() {
     );
     sign(&hsm).expect("signs after, with a fresh pooled pair");
     assert_eq!(hsm.pooled_keys_used(), 2);
-    assert_eq!(hsm.close(), 0);
+    close_clean(hsm);
     let look = Hsm::open(
         module,
         &pin,
@@ -548,7 +653,7 @@ async fn a_lost_login_empties_the_key_pool() {
     )
     .expect("open");
     assert_eq!(objects(&look).len(), 0, "no key of the pool is left");
-    look.close();
+    close_clean(look);
 }
 
 /// The issue's own finding: SoftHSM's token directory moved away under a

@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::time::Instant;
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
@@ -34,6 +35,9 @@ type Command = Box<dyn FnOnce(&mut Worker) + Send>;
 pub struct HeldKeys {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Told when the worker is left inside a call at shutdown; weak, so
+    /// that the login session still closes with the pool's `Hsm`.
+    link: Weak<Link>,
 }
 
 struct Pair {
@@ -60,6 +64,7 @@ impl HeldKeys {
         counts: Arc<KeyCounts>,
     ) -> Result<Self, HsmError> {
         let session = link.open_session()?;
+        let weak = Arc::downgrade(&link);
         let (sender, receiver) = mpsc::channel::<Command>();
         let mut worker = Worker {
             session,
@@ -80,6 +85,7 @@ impl HeldKeys {
         Ok(Self {
             commands: Mutex::new(Some(sender)),
             worker: Mutex::new(Some(thread)),
+            link: weak,
         })
     }
 
@@ -145,15 +151,18 @@ impl HeldKeys {
     }
 
     /// Destroys every held key and closes the session (shutdown); waits
-    /// for the worker. Idempotent; `Drop` does it too.
-    pub fn close(&self) {
+    /// for the worker until `deadline` (`None`: however long it takes).
+    /// A worker still inside a call then (a hung token) is left behind
+    /// and counted (`Pool::close`). Idempotent; `Drop` does it too.
+    pub fn close(&self, deadline: Option<Instant>) {
         self.commands
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let thread = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        let left = super::pool::join_by(thread.into_iter().collect(), deadline);
+        if let (1.., Some(link)) = (left, self.link.upgrade()) {
+            link.leave_behind(left);
         }
     }
 }
@@ -168,7 +177,7 @@ fn panicked() -> HsmError {
 
 impl Drop for HeldKeys {
     fn drop(&mut self) {
-        self.close();
+        self.close(None);
     }
 }
 

@@ -18,6 +18,7 @@
 //! found or reached at all, with every pooled session closed first: one
 //! `Hsm` per module where a token can be lost.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ pub(super) struct Link {
     /// Wakes the recovery thread (token lost, or shutting down).
     wake: Condvar,
     stopping: Mutex<bool>,
+    /// Threads left inside a PKCS#11 call, or waiting behind one, at
+    /// shutdown (a hung token): once there is one, nothing may close a
+    /// session or finalise the module (`Pool::close`).
+    left_behind: AtomicUsize,
 }
 
 struct Connection {
@@ -84,6 +89,7 @@ impl Link {
             health: watch::Sender::new(Health::Up),
             wake: Condvar::new(),
             stopping: Mutex::new(false),
+            left_behind: AtomicUsize::new(0),
         };
         link.connect()?;
         Ok(link)
@@ -213,6 +219,15 @@ impl Link {
     pub(super) fn stop(&self) {
         *self.stopping.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.wake.notify_all();
+    }
+
+    /// Shutdown left `threads` behind, still in (or waiting for) a call.
+    pub(super) fn leave_behind(&self, threads: usize) {
+        self.left_behind.fetch_add(threads, Ordering::SeqCst);
+    }
+
+    pub(super) fn left_behind(&self) -> usize {
+        self.left_behind.load(Ordering::SeqCst)
     }
 
     /// Waits up to `timeout` (for ever with `None`) while Up and running;

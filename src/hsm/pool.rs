@@ -9,6 +9,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -32,7 +34,7 @@ type Idle = Mutex<Option<PooledSession>>;
 pub(super) struct Pool {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     permits: Arc<Semaphore>,
-    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     link: Arc<Link>,
     idle: Arc<[Idle]>,
     key_pool: Option<Arc<KeyPool>>,
@@ -134,39 +136,77 @@ impl Pool {
             .and_then(|sender| sender.send(job).ok())
             .ok_or(HsmError::Token("session pool closed"))
     }
-}
 
-impl Drop for Pool {
-    /// Closes the queue, lets the workers finish the jobs queued (their key
-    /// guards destroy their keys) and waits for them; then every session
-    /// closes, the key pool's after destroying its pairs, the login one
-    /// last, before the module may be finalised.
-    fn drop(&mut self) {
+    /// Shutdown by `deadline` (`None`: however long it takes): closes the
+    /// queue, stops the recovery, the watchdog and the refiller and waits
+    /// for every thread; the workers finish the jobs queued (their key
+    /// guards destroy their keys). Then every session closes, the key
+    /// pool's after destroying its pairs; the login one closes with the
+    /// `Link`, last. Returns the threads left behind at the deadline, the
+    /// held keys' worker's included (`Link::leave_behind`): with any, the
+    /// token hangs and no session closes: C_CloseSession would hang too,
+    /// and would pull a session from under the call using it.
+    pub(super) fn close(&self, deadline: Option<Instant>) -> usize {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.link.stop();
         if let Some(pool) = &self.key_pool {
             pool.stop();
         }
-        for worker in self
-            .workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = worker.join();
+        let threads = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        // Just told to stop: an idle thread gets a moment even past the
+        // deadline, so that only a thread in (or behind) a call counts.
+        let deadline = deadline.map(|d| d.max(Instant::now() + STOPPING));
+        self.link.leave_behind(join_by(threads, deadline));
+        let left = self.link.left_behind();
+        if left == 0 {
+            drop(close_all(&self.idle));
+            // The token keeps no key of ours.
+            if let Some(pool) = &self.key_pool {
+                pool.close();
+            }
         }
-        drop(close_all(&self.idle));
-        // The token keeps no key of ours.
-        if let Some(pool) = &self.key_pool {
-            pool.close();
+        left
+    }
+}
+
+/// Time a thread that is not inside a PKCS#11 call takes to end once told.
+const STOPPING: Duration = Duration::from_millis(200);
+
+impl Drop for Pool {
+    /// [`Pool::close`], unless done. With threads left inside calls the
+    /// sessions are leaked, never closed: the process exits next, and the
+    /// token drops their objects when its connection ends.
+    fn drop(&mut self) {
+        if self.close(None) > 0 {
+            std::mem::forget(self.idle.clone());
+            std::mem::forget(self.key_pool.clone());
+            std::mem::forget(self.link.clone());
         }
     }
 }
 
-fn spawn(
-    name: String,
-    body: impl FnOnce() + Send + 'static,
-) -> Result<std::thread::JoinHandle<()>, HsmError> {
+/// Joins the threads that have ended by `deadline` (`None`: every one,
+/// however long); returns how many have not, left behind (detached).
+pub(super) fn join_by(threads: Vec<JoinHandle<()>>, deadline: Option<Instant>) -> usize {
+    if let Some(deadline) = deadline {
+        while Instant::now() < deadline && !threads.iter().all(JoinHandle::is_finished) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut left = 0;
+    for thread in threads {
+        if deadline.is_none() || thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            let name = thread.thread().name().unwrap_or("?").to_owned();
+            tracing::warn!(thread = name, "an HSM thread did not end by the deadline");
+            left += 1;
+        }
+    }
+    left
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, HsmError> {
     std::thread::Builder::new()
         .name(name)
         .spawn(body)
@@ -370,5 +410,23 @@ fn read_algorithm(session: &Session, key: ObjectHandle) -> Result<KeyAlgorithm, 
         Some(KeyType::RSA) if modulus_len > 300 => Ok(KeyAlgorithm::Rsa3072),
         Some(KeyType::RSA) => Ok(KeyAlgorithm::Rsa2048),
         _ => Err(HsmError::Token("unsupported key type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_does_not_end_by_the_deadline_is_left_behind() {
+        let (release, held) = mpsc::channel::<()>();
+        let stuck = std::thread::spawn(move || held.recv().unwrap_or_default());
+        let ends = std::thread::spawn(|| {});
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(100);
+        assert_eq!(join_by(vec![ends, stuck], Some(deadline)), 1);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2));
+        drop(release);
     }
 }

@@ -67,8 +67,12 @@ fn watch(link: &Arc<Link>, timeout: Duration) {
         }
     }
     drop(ask);
-    // A probe still inside a hung call is left behind, not waited for.
-    if !stuck {
+    // A probe still inside a hung call is left behind, not waited for,
+    // and counted: shutdown then closes no session (`Pool::close`).
+    if stuck {
+        tracing::warn!("the watchdog's probe is left inside C_GetTokenInfo");
+        link.leave_behind(1);
+    } else {
         let _ = probe.join();
     }
 }

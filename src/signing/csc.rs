@@ -530,9 +530,10 @@ impl Csc {
     }
 
     /// Shutdown (SPEC §12): every prepared key is destroyed before this
-    /// returns; later CSC calls that need a key fail.
-    pub fn shutdown(&self) {
-        self.keys.close();
+    /// returns, unless the token hangs past `deadline` (`None`: no bound;
+    /// see `Hsm::close`); later CSC calls that need a key fail.
+    pub fn shutdown(&self, deadline: Option<std::time::Instant>) {
+        self.keys.close(deadline);
     }
 
     /// Prepared keys right now (metrics, tests).

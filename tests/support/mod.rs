@@ -36,6 +36,15 @@ pub struct Env {
 
 static ENV: OnceLock<Env> = OnceLock::new();
 
+/// Closes `hsm` as `qsign serve` does at shutdown: every key destroyed,
+/// every session closed, no call left behind.
+pub fn close_clean(hsm: Hsm) {
+    let deadline = std::time::Instant::now() + hsm.shutdown_wait();
+    let closed = hsm.close(deadline);
+    assert_eq!(closed.ephemeral_keys_alive, 0, "no ephemeral key alive");
+    assert_eq!(closed.calls_in_progress, 0, "every call returned");
+}
+
 /// The process-wide fixture: SoftHSM token, CA and dev IdP, made once.
 pub fn env() -> &'static Env {
     ENV.get_or_init(|| {

@@ -167,11 +167,12 @@ impl Keys {
     }
 
     /// Destroys every prepared key and closes the held-keys session
-    /// (shutdown): returns once the token holds none of them.
-    pub(super) fn close(&self) {
+    /// (shutdown): returns once the token holds none of them, or at
+    /// `deadline` if the token hangs (`HeldKeys::close`).
+    pub(super) fn close(&self, deadline: Option<Instant>) {
         let all: Vec<_> = self.state().prepared.drain().collect();
         drop(all);
-        self.held.close();
+        self.held.close(deadline);
     }
 
     pub(super) fn len(&self) -> usize {
