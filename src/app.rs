@@ -65,6 +65,8 @@ pub fn signing_core(config: &Config, module: &Module) -> Result<Arc<SigningCore>
     let profiles = Profiles::new(config.profiles.clone())?;
     let tsa = time_stamp_authority(config, &hsm)?;
     let ocsp = ocsp_responder(config, &hsm, &issuer)?;
+    // On the ledger's database: a reservation brings the registry's profile
+    // version with it (SPEC §9, `signing::live`).
     let registry = crate::registry::flow::open(config, database.as_ref(), &hsm, &root)?;
     let mut certificate_policy = config.certificate.clone();
     certificate_policy.ocsp_url = config.ocsp.as_ref().map(|o| o.url.clone());

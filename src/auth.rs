@@ -42,7 +42,7 @@ pub use claims::MAX_JTI_LEN;
 pub use error::AuthError;
 pub use profile::{Cvr, Profile, ProfileId, Profiles, Right};
 pub use single_use::{
-    token_id, Claim, LedgerError, LedgerFuture, Reservation, SpentLedger, TokenId,
+    token_id, Claim, Epoch, LedgerError, LedgerFuture, Reservation, SpentLedger, TokenId,
 };
 pub use token::{TokenPolicy, Verifier, MAX_TOKEN_LEN};
 

@@ -5,6 +5,7 @@
 //!        │                                                          │
 //!        └────────────── reserve jti (single use) ◄─────────────────┘
 //!                                   │  spent or in use: UNAUTHENTICATED, no key made
+//!                                   │  profiles moved meanwhile: authorize again (`live`)
 //!                 Hsm::run (one job on a pooled session's worker thread)
 //!                 ├─ generate_ephemeral       (or a pooled pair; guard: destroyed on drop)
 //!                 ├─ pki::issue               (issuing CA key signs the TBS)
@@ -26,8 +27,11 @@
 
 mod archive;
 pub mod csc;
+mod live;
 mod ltv;
 mod public;
+
+use live::Authorized;
 
 pub use public::CrlCache;
 
@@ -136,7 +140,7 @@ pub struct PdfDigestSignature {
 /// What one HSM task is asked: who, with which key, which digests.
 struct Job {
     activation: Activation,
-    signatory: Signatory,
+    authorized: Authorized,
     algorithm: KeyAlgorithm,
     /// What the token approved, for the audit record.
     approved: Vec<[u8; 32]>,
@@ -198,19 +202,18 @@ impl SigningCore {
         let digests = digests(documents, self.limits.max_document_bytes).await?;
         trail.documents = digests.clone();
         let now = SystemTime::now();
-        let (activation, signatory) = self.check(&authorization, &digests, now, trail).await?;
-        let (signed, reservation) = self
-            .sign_digests(Job {
-                activation,
-                signatory,
-                algorithm: authorization.key_algorithm,
-                approved: digests.clone(),
-                digests,
-                signing_time: SigningTime::Attribute(now),
-                level,
-                signature_id: trail.id.clone(),
-            })
-            .await?;
+        let (activation, authorized) = self.check(&authorization, &digests, now, trail).await?;
+        let job = Job {
+            activation,
+            authorized,
+            algorithm: authorization.key_algorithm,
+            approved: digests.clone(),
+            digests,
+            signing_time: SigningTime::Attribute(now),
+            level,
+            signature_id: trail.id.clone(),
+        };
+        let (signed, reservation) = self.sign_digests(job, &authorization).await?;
         trail.issued(&signed);
         trail.reservation = Some(reservation);
         Ok(DetachedSignatures {
@@ -325,34 +328,20 @@ impl SigningCore {
     }
 
     /// SPEC §3, §4: a valid token that covers every digest and allows the
-    /// profile. `sign_digests` reserves it before the HSM task; `deliver`
-    /// spends it.
+    /// profile. `sign_digests` reserves it before the HSM task (and confirms
+    /// the profile, SPEC §9); `audited` spends it.
     async fn check(
         &self,
         authorization: &Authorization,
         digests: &[[u8; 32]],
         now: SystemTime,
         trail: &mut Trail,
-    ) -> Result<(Activation, Signatory), Error> {
+    ) -> Result<(Activation, Authorized), Error> {
         let activation = self.verifier.verify(&authorization.activation_token, now)?;
         trail.sub = Some(activation.subject.to_string());
         activation.covers(digests)?;
-        let seal = authorization
-            .seal_profile
-            .as_deref()
-            .filter(|p| !p.is_empty());
-        let client = authorization.client.as_ref();
-        // SPEC §9: the registry's profiles are live on every replica.
-        let signatory = match &self.registry {
-            Some(registry) => {
-                registry
-                    .current_profiles()
-                    .await?
-                    .authorize(&activation, seal, client)?
-            }
-            None => self.profiles.authorize(&activation, seal, client)?,
-        };
-        Ok((activation, signatory))
+        let authorized = self.authorize(&activation, authorization).await?;
+        Ok((activation, authorized))
     }
 
     /// Before `bytes` of content are hashed: a token that cannot be valid
@@ -370,11 +359,12 @@ impl SigningCore {
     /// before any HSM work, so a spent or in-use token is refused before a
     /// key is made. The flow hands the reservation to its `Trail`;
     /// `audited` settles it.
-    async fn sign_digests(self: &Arc<Self>, job: Job) -> Result<(Signed, Reservation), Error> {
-        let reservation = self
-            .verifier
-            .reserve(&job.activation, SystemTime::now())
-            .await?;
+    async fn sign_digests(
+        self: &Arc<Self>,
+        mut job: Job,
+        authorization: &Authorization,
+    ) -> Result<(Signed, Reservation), Error> {
+        let reservation = self.reserve(&mut job, authorization).await?;
         match self.sign_reserved(job).await {
             Ok(signed) => Ok((signed, reservation)),
             Err(e) => Err(refused(reservation, e).await),
@@ -385,7 +375,7 @@ impl SigningCore {
     async fn sign_reserved(self: &Arc<Self>, job: Job) -> Result<Signed, Error> {
         let Job {
             activation: _,
-            signatory,
+            authorized: Authorized { signatory, .. },
             algorithm,
             approved,
             digests,

@@ -369,7 +369,7 @@ async fn bad_pdfs_get_their_codes() {
 }
 
 /// A one-page PDF with a classic xref table.
-fn minimal_pdf() -> Vec<u8> {
+pub fn minimal_pdf() -> Vec<u8> {
     let objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",

@@ -30,9 +30,14 @@ async fn lifecycle_on_postgres() {
 
 /// A profile naming the organisation (EN 319 412-3 O comes from it).
 pub async fn put_profile(c: &mut Client, id: &str, allow: &[&str]) {
+    put_named_profile(c, id, "Acme A/S", allow).await;
+}
+
+/// [`put_profile`] with the organisation name `name`.
+pub async fn put_named_profile(c: &mut Client, id: &str, name: &str, allow: &[&str]) {
     let profile = proto::Profile {
         id: id.into(),
-        organization_name: "Acme A/S".into(),
+        organization_name: name.into(),
         cvr: CVR.into(),
         allow: allow.iter().map(|a| (*a).to_owned()).collect(),
         ..Default::default()

@@ -1,15 +1,16 @@
 //! Two replicas on one PostgreSQL (SPEC §9): racing on one name, one order
 //! and one revocation, exactly one wins and nothing is duplicated; a
-//! profile changed through one is used by the other's next signature.
+//! profile changed through one is used by the other's next signature (on
+//! one SQLite file too).
 
 use qsign::proto;
 use tonic::Code;
 
 use crate::detached::{content, request};
-use crate::registry::{issue_csr, order, ordered, put_profile};
+use crate::registry::{issue_csr, order, ordered, put_named_profile, put_profile};
 use crate::support::admin::{self, admin, with, Replica, CVR};
 use crate::support::postgres::Postgres;
-use crate::support::{env, sha256, Who};
+use crate::support::{env, sha256, sign_pdf_request, tools, Who};
 
 /// Which of two results succeeded: exactly one must, the other with `loser`.
 fn one_wins<T: std::fmt::Debug>(results: [Result<T, tonic::Status>; 2], loser: Code) -> T {
@@ -113,7 +114,16 @@ async fn replicas_race_and_share_profiles() {
             );
         }
     }
-    profile_reaches_the_other_replica(&a, &b, &mut ca).await;
+    profile_reaches_the_other_replica(&b, &mut ca).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_sqlite_file_share_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = qsign::store::Database::sqlite_url(&dir.path().join("shared.db"));
+    let a = Replica::start("live-a", Some(&url)).await;
+    let b = Replica::start("live-b", Some(&url)).await;
+    profile_reaches_the_other_replica(&b, &mut a.client().await).await;
 }
 
 fn serial_of(der: &[u8]) -> String {
@@ -122,44 +132,96 @@ fn serial_of(der: &[u8]) -> String {
     qsign::registry::certificate::serial_hex(certificate.tbs_certificate.serial_number.as_bytes())
 }
 
-async fn seal_on(
-    server: &crate::support::Server,
-    sealer: &Who,
-) -> Result<tonic::Response<proto::SignDetachedResponse>, tonic::Status> {
-    let data = b"sealed under a profile made on the other replica".to_vec();
-    let req = request(
-        vec![content(&data)],
-        env().token(sealer, &[sha256(&data)]),
-        "acme-live",
-    );
-    server.client().await.sign_detached(req).await
-}
-
-/// SPEC §9: a change takes effect for the next signature on every replica.
-async fn profile_reaches_the_other_replica(a: &Replica, b: &Replica, ca: &mut admin::AdminClient) {
-    let sealer = Who {
+fn sealer() -> Who {
+    Who {
         given: "Mette",
         family: "Sørensen",
         cvr: CVR,
         seal_profiles: vec!["acme-live"],
-    };
-    let refused = seal_on(&b.server, &sealer)
-        .await
-        .expect_err("no such profile yet");
+    }
+}
+
+/// A seal of the profile `acme-live`, with a fresh token.
+fn sealed() -> proto::SignDetachedRequest {
+    let data = format!("sealed under a live profile {}", uuid::Uuid::new_v4()).into_bytes();
+    let token = env().token(&sealer(), &[sha256(&data)]);
+    request(vec![content(&data)], token, "acme-live")
+}
+
+/// SignPdf of an `acme-live` seal with a visible appearance on `b`: the
+/// signed file validates; the appearance's text (None without pdftotext).
+async fn seal_pdf_on(b: &Replica) -> Option<String> {
+    let pdf = crate::pades::minimal_pdf();
+    let mut req = sign_pdf_request(pdf.clone(), &sealer(), "acme-live", proto::Level::BB);
+    req.appearance = Some(proto::Appearance {
+        page: 1,
+        x: 40.0,
+        y: 40.0,
+        width: 200.0,
+        height: 50.0,
+    });
+    let signed = b.server.client().await.sign_pdf(req).await.expect("sealed");
+    let dir = tempfile::tempdir().unwrap();
+    let (original, path) = (dir.path().join("in.pdf"), dir.path().join("out.pdf"));
+    std::fs::write(&original, &pdf).unwrap();
+    std::fs::write(&path, signed.into_inner().signed_pdf).unwrap();
+    crate::pades::judge(&path, &original, "seal");
+    if !tools::require("pdftotext") {
+        return None;
+    }
+    let text = std::process::Command::new("pdftotext")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&text.stdout).into_owned())
+}
+
+/// `req` on `b`: the organisation name (O) of its certificate.
+async fn seal_on(b: &Replica, req: proto::SignDetachedRequest) -> Result<String, tonic::Status> {
+    let signed = b.server.client().await.sign_detached(req).await?;
+    let der = signed.into_inner().certificate;
+    let certificate = <x509_cert::Certificate as der::Decode>::from_der(&der).unwrap();
+    let subject = certificate.tbs_certificate.subject.to_string();
+    let o = subject.split(',').find_map(|rdn| rdn.strip_prefix("O="));
+    Ok(o.expect("a seal names its organisation").to_owned())
+}
+
+/// SPEC §9: a change through A takes effect for B's next signature. B
+/// decides on the profiles it last read and learns their version from its
+/// token's reservation; the rename and the deletion reach it that way, the
+/// deletion as a refusal that leaves the token unspent.
+async fn profile_reaches_the_other_replica(b: &Replica, ca: &mut admin::AdminClient) {
+    let refused = seal_on(b, sealed()).await.expect_err("no such profile yet");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     put_profile(ca, "acme-live", &["seal"]).await;
-    seal_on(&b.server, &sealer)
+    let o = seal_on(b, sealed())
         .await
         .expect("B uses the profile A made");
+    assert_eq!(o, "Acme A/S");
+    put_named_profile(ca, "acme-live", "Acme Renamed A/S", &["seal"]).await;
+    let o = seal_on(b, sealed()).await.expect("renamed through A");
+    assert_eq!(o, "Acme Renamed A/S", "B's next signature has the new name");
+    // SignPdf draws the appearance before the reservation: drawn again.
+    put_named_profile(ca, "acme-live", "Acme Again A/S", &["seal"]).await;
+    if let Some(text) = seal_pdf_on(b).await {
+        assert!(text.contains("Elektronisk segl: Acme Again A/S"), "{text}");
+    }
+
     let delete = proto::DeleteProfileRequest {
         id: "acme-live".into(),
     };
     ca.delete_profile(with(&admin(), delete)).await.unwrap();
-    let refused = seal_on(&b.server, &sealer)
+    let req = sealed();
+    let refused = seal_on(b, req.clone())
         .await
         .expect_err("deleted through A");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    let _ = a;
+    put_profile(ca, "acme-live", &["seal"]).await;
+    let o = seal_on(b, req)
+        .await
+        .expect("the refused token was not spent");
+    assert_eq!(o, "Acme A/S");
 }
 
 #[tokio::test]

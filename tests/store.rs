@@ -57,7 +57,7 @@ async fn replicas_reserving_the_same_tokens_win_each_once() {
             [a.clone(), b.clone()].map(|ledger| {
                 tokio::spawn(async move {
                     let claim = ledger.reserve(id, until).await.expect("reserve");
-                    if claim == Claim::Reserved {
+                    if matches!(claim, Claim::Reserved { .. }) {
                         ledger.commit(id).await.expect("commit");
                     }
                     (id, claim)
@@ -68,7 +68,7 @@ async fn replicas_reserving_the_same_tokens_win_each_once() {
     let mut won = std::collections::HashMap::<[u8; 32], usize>::new();
     for task in tasks {
         let (id, claim) = task.await.unwrap();
-        *won.entry(id).or_default() += usize::from(claim == Claim::Reserved);
+        *won.entry(id).or_default() += usize::from(matches!(claim, Claim::Reserved { .. }));
     }
     assert_eq!(won.len(), 400);
     assert!(won.values().all(|&n| n == 1), "each token won exactly once");

@@ -38,11 +38,18 @@ pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
 
 pub type LedgerFuture<T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send>>;
 
+/// A number the ledger reads in a reservation's own transaction, for the
+/// holder to compare with one it read earlier from the same database.
+/// `auth` gives it no meaning; the store's ledger reads the registry's
+/// profile version there (SPEC §9), so a signature learns whether the
+/// profiles it was checked against still hold without a trip of its own.
+pub type Epoch = i64;
+
 /// What the ledger says to a reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// This replica holds the token now.
-    Reserved,
+    /// This replica holds the token now, as of `epoch`.
+    Reserved { epoch: Epoch },
     /// Spent: refused for as long as the token could verify.
     Spent,
     /// Another request (on another replica) holds it.
@@ -76,10 +83,11 @@ impl SingleUse {
         now: SystemTime,
     ) -> Result<Reservation, AuthError> {
         self.seen.reserve(id, until, now)?;
-        let guard = Reservation {
+        let mut guard = Reservation {
             owner: self.clone(),
             id,
             until,
+            epoch: None,
             settled: false,
         };
         let Some(ledger) = &self.ledger else {
@@ -89,7 +97,10 @@ impl SingleUse {
         // ledger may have granted.
         let claim = ledger.reserve(id, until).await;
         match claim {
-            Ok(Claim::Reserved) => Ok(guard),
+            Ok(Claim::Reserved { epoch }) => {
+                guard.epoch = Some(epoch);
+                Ok(guard)
+            }
             Ok(Claim::Spent) => {
                 guard.forget();
                 self.seen.spent_elsewhere(id, until);
@@ -117,6 +128,7 @@ pub struct Reservation {
     owner: Arc<SingleUse>,
     id: TokenId,
     until: SystemTime,
+    epoch: Option<Epoch>,
     settled: bool,
 }
 
@@ -151,6 +163,11 @@ impl Reservation {
     /// that transaction committed.
     pub fn ledger_id(&self) -> Option<TokenId> {
         self.owner.ledger.as_ref().map(|_| self.id)
+    }
+
+    /// The ledger's [`Epoch`] as of this reservation; None without a ledger.
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.epoch
     }
 
     /// Another transaction (the audit record's) spent or released the token
@@ -234,7 +251,7 @@ mod tests {
                 Some(_) => Claim::Held,
                 None => {
                     rows.insert(id, Claim::Held);
-                    Claim::Reserved
+                    Claim::Reserved { epoch: 7 }
                 }
             };
             drop(rows);
@@ -336,5 +353,16 @@ mod tests {
         let err = single_use.reserve(id, until, now).await.unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
         assert_eq!(down.calls(), ["reserve", "release"]);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_carries_the_ledgers_epoch() {
+        let (until, now) = times();
+        let ledger = Arc::new(Fake::default());
+        let held = with(&ledger).reserve(token_id("a"), until, now).await;
+        assert_eq!(held.unwrap().epoch(), Some(7));
+        let alone = Arc::new(SingleUse::default());
+        let held = alone.reserve(token_id("a"), until, now).await;
+        assert_eq!(held.unwrap().epoch(), None);
     }
 }

@@ -82,9 +82,29 @@ impl Registry {
         &self.chain[0]
     }
 
-    /// The profiles a signature is checked against now (SPEC §4, §9).
+    /// The profiles as of now (SPEC §4, §9): one read.
     pub async fn current_profiles(&self) -> Result<Arc<Profiles>, Error> {
+        Ok(self.live_profiles().await?.1)
+    }
+
+    /// [`Registry::current_profiles`] and their version.
+    pub async fn live_profiles(&self) -> Result<(i64, Arc<Profiles>), Error> {
         self.profiles.current(&self.store).await
+    }
+
+    /// The profiles last read and their version, with no read but the
+    /// first; a signature's reservation confirms the version (SPEC §9,
+    /// `signing::live`).
+    pub async fn cached_profiles(&self) -> Result<(i64, Arc<Profiles>), Error> {
+        match self.profiles.cached() {
+            Some(cached) => Ok(cached),
+            None => self.live_profiles().await,
+        }
+    }
+
+    /// The profiles at `version`, read from this registry's database.
+    pub async fn profiles_at(&self, version: i64) -> Result<Arc<Profiles>, Error> {
+        self.profiles.at(&self.store, version).await
     }
 
     // ---- profiles --------------------------------------------------------

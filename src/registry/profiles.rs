@@ -1,7 +1,9 @@
 //! SPEC §4 profiles as the registry administers them: the TOML defaults
-//! (read-only) and the database's, live on every replica. Each signature
-//! reads one counter row; the profiles are reread only when it moved, so a
-//! change through any replica holds for the next signature everywhere.
+//! (read-only) and the database's, live on every replica. Every change
+//! bumps one counter row in its transaction; the profiles are reread only
+//! when it moved, so a change through any replica holds for the next
+//! signature everywhere. A signature gets the counter from its token's
+//! reservation (`signing::live`), administration reads it.
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -33,12 +35,27 @@ impl LiveProfiles {
         &self.defaults
     }
 
-    /// The profiles as of now (one cheap read when nothing changed).
-    pub async fn current(&self, store: &RegistryStore) -> Result<Arc<Profiles>, Error> {
+    /// The profiles last read and their version, with no read; None before
+    /// the first.
+    pub fn cached(&self) -> Option<(i64, Arc<Profiles>)> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The profiles as of now and their version (one cheap read when
+    /// nothing changed).
+    pub async fn current(&self, store: &RegistryStore) -> Result<(i64, Arc<Profiles>), Error> {
         let version = store.profiles_version().await?;
-        if let Some((cached, profiles)) = &*self.cache.lock().unwrap_or_else(|e| e.into_inner()) {
-            if *cached == version {
-                return Ok(profiles.clone());
+        Ok((version, self.at(store, version).await?))
+    }
+
+    /// The profiles at `version`, a counter the caller read from `store`:
+    /// the cache when it is of that version, else read again. Rows read
+    /// after the counter are at least that new, so caching them under it
+    /// never hides a change.
+    pub async fn at(&self, store: &RegistryStore, version: i64) -> Result<Arc<Profiles>, Error> {
+        if let Some((cached, profiles)) = self.cached() {
+            if cached == version {
+                return Ok(profiles);
             }
         }
         let rows = store.profiles().await?;
@@ -107,5 +124,37 @@ pub fn row(p: &Profile) -> ProfileRow {
         organization_name: p.organization_name.clone(),
         allow: p.allow.iter().map(ToString::to_string).collect(),
         allowed_clients: p.allowed_clients.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Database;
+
+    /// SPEC §9: the cache answers at its own version and is read again at
+    /// another (the one a signature's reservation brings).
+    #[tokio::test]
+    async fn profiles_are_read_again_only_when_the_version_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Database::sqlite_url(&dir.path().join("q.db"));
+        let store = RegistryStore::new(Database::open(&url, 2).unwrap());
+        let live = LiveProfiles::new(Vec::new());
+        assert!(live.cached().is_none());
+        let (version, profiles) = live.current(&store).await.unwrap();
+        assert_eq!((version, profiles.iter().count()), (0, 0));
+        let acme = ProfileRow {
+            id: "acme".into(),
+            cvr: "12345678".into(),
+            organization_name: "Acme A/S".into(),
+            allow: vec!["seal".into()],
+            allowed_clients: Vec::new(),
+        };
+        assert!(store.put_profile(acme, 0).await.unwrap());
+        let cached = live.at(&store, 0).await.unwrap();
+        assert_eq!(cached.iter().count(), 0, "no read at the cached version");
+        let moved = live.at(&store, 1).await.unwrap();
+        assert_eq!(moved.iter().count(), 1, "read again at a new version");
+        assert_eq!(live.cached().map(|(v, _)| v), Some(1));
     }
 }

@@ -7,10 +7,10 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use super::{
-    blocking_if_large, ltv, sha256_digest, Authorization, DetachedSignatures, Job, Level,
-    PdfDigestSignature, Signed, SigningCore, Trail,
+    blocking_if_large, ltv, sha256_digest, Authorization, Authorized, DetachedSignatures, Job,
+    Level, PdfDigestSignature, Signed, SigningCore, Trail,
 };
-use crate::auth::{Activation, Reservation, Signatory};
+use crate::auth::{Activation, Signatory};
 use crate::pades;
 use crate::signed_data::SigningTime;
 use crate::{Error, ErrorKind};
@@ -113,33 +113,45 @@ impl SigningCore {
         .await?;
         trail.documents = vec![document_digest];
         let now = SystemTime::now();
-        let (activation, signatory) = self
+        let checked = self
             .check(&authorization, &[document_digest], now, trail)
             .await?;
-        let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
-        let request = pdf_request(&PdfSigner::from(&signatory), &options, now, capacity)?;
-        let (prepared, byte_range_digest) = blocking_if_large(pdf.len(), {
-            let pdf = pdf.clone();
-            move || {
-                let prepared = pades::prepare_bytes(&pdf, &request)?;
-                let digest = prepared.digest(Sha256::new_with_prefix(pdf.as_slice()));
-                Ok((prepared, digest))
+        let shown = PdfSigner::from(&checked.1.signatory);
+        let (mut prepared, byte_range_digest) = self.prepare(&pdf, &options, &shown, now).await?;
+        let digests = (document_digest, byte_range_digest);
+        let mut job = byte_range_job(checked, &authorization, digests, level, trail);
+        let reservation = self.reserve(&mut job, &authorization).await?;
+        // SPEC §9: profiles that moved since `check` may rename the seal
+        // that the appearance shows.
+        let signer = PdfSigner::from(&job.authorized.signatory);
+        if signer != shown {
+            match self.prepare(&pdf, &options, &signer, now).await {
+                Ok((again, digest)) => (prepared, job.digests) = (again, vec![digest]),
+                Err(e) => {
+                    reservation.release().await;
+                    return Err(e);
+                }
             }
-        })
-        .await?;
-        let (signed, reservation) = self
-            .sign_byte_range(
-                (activation, signatory),
-                &authorization,
-                document_digest,
-                byte_range_digest,
-                level,
-                trail,
-            )
-            .await?;
+        }
+        let signed = match self.sign_reserved(job).await {
+            Ok(signed) => signed,
+            Err(e) => return Err(super::refused(reservation, e).await),
+        };
+        trail.issued(&signed);
         // The update and B-LT/B-LTA data; `audited` settles the token.
         trail.reservation = Some(reservation);
-        let mut prepared = prepared;
+        self.signed_pdf(pdf, prepared, signed, level).await
+    }
+
+    /// The input followed by its signed update, then for B-LT and up the
+    /// validation data and the document time-stamp (`ltv`).
+    async fn signed_pdf(
+        self: &Arc<Self>,
+        pdf: Arc<Vec<u8>>,
+        mut prepared: pades::PreparedUpdate,
+        signed: Signed,
+        level: Level,
+    ) -> Result<SignedPdf, Error> {
         prepared.embed(&signed.cms[0])?;
         let repaired = prepared.repaired();
         let mut signed_pdf = Arc::try_unwrap(pdf).unwrap_or_else(|shared| shared.as_ref().clone());
@@ -191,19 +203,13 @@ impl SigningCore {
         let document_digest = sha256_digest(document_digest, "document_digest")?;
         trail.documents = vec![document_digest];
         let now = SystemTime::now();
-        let (activation, signatory) = self
+        let checked = self
             .check(&authorization, &[document_digest], now, trail)
             .await?;
-        let (signed, reservation) = self
-            .sign_byte_range(
-                (activation, signatory),
-                &authorization,
-                document_digest,
-                byte_range_digest,
-                level,
-                trail,
-            )
-            .await?;
+        let digests = (document_digest, byte_range_digest);
+        let job = byte_range_job(checked, &authorization, digests, level, trail);
+        let (signed, reservation) = self.sign_digests(job, &authorization).await?;
+        trail.issued(&signed);
         // EN 319 142-1 §5.4.2: the /DSS the client writes after the
         // signature holds every certificate of its paths and their
         // revocation data, as SignPdf's does (`ltv::extend`).
@@ -228,36 +234,50 @@ impl SigningCore {
         Ok(signature)
     }
 
-    /// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs
-    /// the ByteRange digest; the audit records the approved document.
-    async fn sign_byte_range(
-        self: &Arc<Self>,
-        (activation, signatory): (Activation, Signatory),
-        authorization: &Authorization,
-        document_digest: [u8; 32],
-        byte_range_digest: [u8; 32],
-        level: Level,
-        trail: &mut Trail,
-    ) -> Result<(Signed, Reservation), Error> {
-        let (signed, reservation) = self
-            .sign_digests(Job {
-                activation,
-                signatory,
-                algorithm: authorization.key_algorithm,
-                approved: vec![document_digest],
-                digests: vec![byte_range_digest],
-                signing_time: SigningTime::Omitted,
-                level,
-                signature_id: trail.id.clone(),
-            })
-            .await?;
-        trail.issued(&signed);
-        Ok((signed, reservation))
+    /// The incremental update for `signer`, whose name a visible
+    /// appearance shows, and the ByteRange digest the CMS signs.
+    async fn prepare(
+        &self,
+        pdf: &Arc<Vec<u8>>,
+        options: &PdfOptions,
+        signer: &PdfSigner,
+        now: SystemTime,
+    ) -> Result<(pades::PreparedUpdate, [u8; 32]), Error> {
+        let capacity = crate::signed_data::pades_capacity(&self.trust_chain);
+        let request = pdf_request(signer, options, now, capacity)?;
+        let pdf = pdf.clone();
+        blocking_if_large(pdf.len(), move || {
+            let prepared = pades::prepare_bytes(&pdf, &request)?;
+            let digest = prepared.digest(Sha256::new_with_prefix(pdf.as_slice()));
+            Ok((prepared, digest))
+        })
+        .await
+    }
+}
+
+/// PAdES (EN 319 142-1 §6.3): no signing-time attribute, the CMS signs the
+/// ByteRange digest; the audit records the approved document.
+fn byte_range_job(
+    (activation, authorized): (Activation, Authorized),
+    authorization: &Authorization,
+    (document_digest, byte_range_digest): ([u8; 32], [u8; 32]),
+    level: Level,
+    trail: &Trail,
+) -> Job {
+    Job {
+        activation,
+        authorized,
+        algorithm: authorization.key_algorithm,
+        approved: vec![document_digest],
+        digests: vec![byte_range_digest],
+        signing_time: SigningTime::Omitted,
+        level,
+        signature_id: trail.id.clone(),
     }
 }
 
 /// Who a PDF signature shows: a person's name, or an organisation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PdfSigner {
     Person {
         name: String,

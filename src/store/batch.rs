@@ -10,9 +10,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection, Executor, Transaction};
 
 use super::audit::{self as rows, NewRecord};
+use super::registry::PROFILES_VERSION;
 use super::spent::{unix_now, Answer, Op, Settle, PRUNE_EVERY, RESERVED, SPENT};
 use super::{Backend, Database, StoreError};
-use crate::auth::{Claim, TokenId};
+use crate::auth::{Claim, Epoch, TokenId};
 
 /// One batch, one transaction; answers in the order of `ops`.
 ///
@@ -78,13 +79,23 @@ async fn transaction(
             answers[*i] = Answer::Index(first + n as u64);
         }
     }
+    // SPEC §9: the profiles' version rides in the reservations' answers
+    // (`signing::live`); read committed: every change committed before the
+    // batch began is seen.
+    let epoch = if Op::reserves(ops) {
+        sqlx::query_scalar(PROFILES_VERSION)
+            .fetch_one(&mut *tx)
+            .await?
+    } else {
+        0
+    };
     for (id, i) in Op::in_token_order(ops) {
         match ops[i].token().and_then(|(_, settle)| settle) {
             None => {
                 let Op::Reserve { until, .. } = ops[i] else {
                     unreachable!("only a reservation settles nothing")
                 };
-                let claim = reserve(&mut tx, id, until, replica, now).await?;
+                let claim = reserve(&mut tx, id, until, epoch, replica, now).await?;
                 answers[i] = Answer::Claim(claim);
             }
             Some(settle) => settle_token(&mut tx, id, settle, replica, now).await?,
@@ -149,11 +160,13 @@ async fn settle_token(
     Ok(())
 }
 
-/// SPEC §3 single use across replicas: one atomic statement decides.
+/// SPEC §3 single use across replicas: one atomic statement decides; a
+/// reservation carries the batch's `epoch`.
 async fn reserve(
     tx: &mut Transaction<'_, Any>,
     id: TokenId,
     until: i64,
+    epoch: Epoch,
     replica: &str,
     now: i64,
 ) -> Result<Claim, StoreError> {
@@ -170,7 +183,7 @@ async fn reserve(
     .await?
     .rows_affected();
     if inserted == 1 {
-        return Ok(Claim::Reserved);
+        return Ok(Claim::Reserved { epoch });
     }
     let state: Option<String> =
         sqlx::query_scalar("SELECT state FROM spent_tokens WHERE jti_sha256 = $1")

@@ -70,6 +70,10 @@ CREATE TABLE issued_serials (
 CREATE INDEX issued_serials_revoked ON issued_serials (revoked_unix);
 ";
 
+/// The profiles' version counter, bumped in every profile change's
+/// transaction; the signing path reads it with its reservations (`spent`).
+pub(super) const PROFILES_VERSION: &str = "SELECT version FROM registry_version WHERE id = 1";
+
 /// A profile row (SPEC §4 fields; lists as text).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfileRow {
@@ -105,11 +109,9 @@ impl RegistryStore {
     pub async fn profiles_version(&self) -> Result<i64, StoreError> {
         self.db
             .run(|db| async move {
-                Ok(
-                    sqlx::query_scalar("SELECT version FROM registry_version WHERE id = 1")
-                        .fetch_one(db.pool())
-                        .await?,
-                )
+                Ok(sqlx::query_scalar(PROFILES_VERSION)
+                    .fetch_one(db.pool())
+                    .await?)
             })
             .await
     }

@@ -84,6 +84,11 @@ impl Op {
         tokens
     }
 
+    /// Whether a batch reserves a token, and so reads the profiles' version.
+    pub(super) fn reserves(ops: &[Op]) -> bool {
+        ops.iter().any(|op| matches!(op, Op::Reserve { .. }))
+    }
+
     /// Spends a token or appends a record: the batch waits for the disk.
     pub(super) fn durable(&self) -> bool {
         matches!(self, Op::Commit { .. } | Op::Append { .. })
@@ -115,6 +120,19 @@ enum Writer {
     Pool(GroupCommit<Op, Answer>),
 }
 
+impl Writer {
+    fn pool(database: &Database, replica: Arc<str>) -> Self {
+        let pruned = Arc::new(AtomicI64::new(0));
+        Writer::Pool(GroupCommit::spawn(
+            database.clone(),
+            MAX_BATCH,
+            Box::new(move |db, ops| {
+                Box::pin(batch::write(db, ops, replica.clone(), pruned.clone()))
+            }),
+        ))
+    }
+}
+
 type Answering = Pin<Box<dyn Future<Output = Result<Answer, StoreError>> + Send>>;
 
 impl SpentTokens {
@@ -129,14 +147,7 @@ impl SpentTokens {
                 if let Some(Err(e)) = other {
                     tracing::warn!(error = %e, "no SQLite writer thread; writing through the pool");
                 }
-                let pruned = Arc::new(AtomicI64::new(0));
-                Writer::Pool(GroupCommit::spawn(
-                    database.clone(),
-                    MAX_BATCH,
-                    Box::new(move |db, ops| {
-                        Box::pin(batch::write(db, ops, replica.clone(), pruned.clone()))
-                    }),
-                ))
+                Writer::pool(&database, replica)
             }
         };
         Self { database, writer }
@@ -247,7 +258,10 @@ mod tests {
         let (_dir, db) = ledger();
         let (a, b) = (SpentTokens::new(db.clone()), SpentTokens::new(db));
         let id = [7; 32];
-        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            a.reserve(id, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
         assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Held);
         // Only its own replica can release it.
         b.release(id).await.unwrap();
@@ -262,14 +276,50 @@ mod tests {
         );
     }
 
+    /// SPEC §9: a reservation carries the profiles' version as of its own
+    /// transaction, from the writer thread and from the pool's batches.
+    #[tokio::test]
+    async fn a_reservation_carries_the_profiles_version() {
+        let (_dir, db) = ledger();
+        let thread = SpentTokens::new(db.clone());
+        let pool = SpentTokens {
+            writer: Writer::pool(&db, "pool".into()),
+            database: db.clone(),
+        };
+        let registry = crate::store::RegistryStore::new(db);
+        for (n, ledger) in [thread, pool].iter().enumerate() {
+            let row = crate::store::registry::ProfileRow {
+                id: format!("p{n}"),
+                cvr: "12345678".into(),
+                organization_name: "Acme A/S".into(),
+                allow: vec!["seal".into()],
+                allowed_clients: Vec::new(),
+            };
+            assert!(registry.put_profile(row, 0).await.unwrap());
+            let claim = ledger.reserve([n as u8; 32], soon()).await.unwrap();
+            assert_eq!(
+                claim,
+                Claim::Reserved {
+                    epoch: n as i64 + 1
+                }
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_released_token_can_be_reserved_again() {
         let (_dir, db) = ledger();
         let (a, b) = (SpentTokens::new(db.clone()), SpentTokens::new(db));
         let id = [9; 32];
-        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            a.reserve(id, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
         a.release(id).await.unwrap();
-        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            b.reserve(id, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
     }
 
     fn record(id: &str) -> NewRecord {
@@ -309,7 +359,10 @@ mod tests {
         let (_dir, db) = ledger();
         let (a, b) = (SpentTokens::new(db.clone()), SpentTokens::new(db.clone()));
         let id = [3; 32];
-        assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            a.reserve(id, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
         exec(
             &db,
             "CREATE TRIGGER refuse BEFORE INSERT ON audit_records \
@@ -325,7 +378,10 @@ mod tests {
         );
         assert_eq!(count(&db, "SELECT size FROM audit_head").await, 0);
         a.release(id).await.unwrap();
-        assert_eq!(b.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            b.reserve(id, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
 
         exec(&db, "DROP TRIGGER refuse").await;
         let index = b.append(record("kept"), Some((id, Settle::Spend)), math);
@@ -333,10 +389,16 @@ mod tests {
         assert_eq!(a.reserve(id, soon()).await.unwrap(), Claim::Spent);
         // A refusal's record releases the token in its transaction.
         let other = [4; 32];
-        assert_eq!(a.reserve(other, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            a.reserve(other, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
         let index = a.append(record("refused"), Some((other, Settle::Release)), math);
         assert_eq!(index.await.unwrap(), 1);
-        assert_eq!(b.reserve(other, soon()).await.unwrap(), Claim::Reserved);
+        assert_eq!(
+            b.reserve(other, soon()).await.unwrap(),
+            Claim::Reserved { epoch: 0 }
+        );
         assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_records").await, 2);
         assert_eq!(count(&db, "SELECT size FROM audit_head").await, 2);
     }
@@ -352,7 +414,10 @@ mod tests {
                 let ledger = ledger.clone();
                 tokio::spawn(async move {
                     let id = [i; 32];
-                    assert_eq!(ledger.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+                    assert_eq!(
+                        ledger.reserve(id, soon()).await.unwrap(),
+                        Claim::Reserved { epoch: 0 }
+                    );
                     let name = format!("r{i}");
                     let spend = Some((id, Settle::Spend));
                     ledger.append(record(&name), spend, math).await.unwrap()
@@ -414,7 +479,10 @@ mod tests {
                 tokio::spawn(async move {
                     let mut id = [0; 32];
                     id[..4].copy_from_slice(&i.to_be_bytes());
-                    assert_eq!(ledger.reserve(id, soon()).await.unwrap(), Claim::Reserved);
+                    assert_eq!(
+                        ledger.reserve(id, soon()).await.unwrap(),
+                        Claim::Reserved { epoch: 0 }
+                    );
                     ledger.commit(id).await.unwrap();
                 })
             })

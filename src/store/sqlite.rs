@@ -19,9 +19,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::audit::{invalid_head, NewRecord};
+use super::registry::PROFILES_VERSION;
 use super::spent::{unix_now, Answer, Op, Settle, MAX_BATCH, PRUNE_EVERY, RESERVED, SPENT};
 use super::StoreError;
-use crate::auth::{Claim, TokenId};
+use crate::auth::{Claim, Epoch, TokenId};
 
 type Reply = oneshot::Sender<Result<Answer, StoreError>>;
 
@@ -120,10 +121,20 @@ fn transaction(
     let mut answers = vec![Answer::Done; ops.len()];
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     append(&tx, ops, &mut answers)?;
+    // SPEC §9: the profiles' version rides in the reservations' answers
+    // (`signing::live`); read under the write lock, so no change committed
+    // before the batch began is missed.
+    let epoch = if Op::reserves(ops) {
+        tx.prepare_cached(PROFILES_VERSION)?
+            .query_row([], |row| row.get(0))?
+    } else {
+        0
+    };
     for (id, i) in Op::in_token_order(ops) {
         match &ops[i] {
             Op::Reserve { until, .. } => {
-                answers[i] = Answer::Claim(reserve(&tx, &id, *until, replica, now)?);
+                let claim = reserve(&tx, &id, *until, epoch, replica, now)?;
+                answers[i] = Answer::Claim(claim);
             }
             op => {
                 if let Some((_, Some(settle))) = op.token() {
@@ -186,11 +197,13 @@ fn append(
     Ok(())
 }
 
-/// SPEC §3 single use across replicas: one atomic statement decides.
+/// SPEC §3 single use across replicas: one atomic statement decides; a
+/// reservation carries the batch's `epoch`.
 fn reserve(
     tx: &rusqlite::Transaction<'_>,
     id: &TokenId,
     until: i64,
+    epoch: Epoch,
     replica: &str,
     now: i64,
 ) -> Result<Claim, StoreError> {
@@ -201,7 +214,7 @@ fn reserve(
         )?
         .execute(params![&id[..], until, RESERVED, replica, now])?;
     if inserted == 1 {
-        return Ok(Claim::Reserved);
+        return Ok(Claim::Reserved { epoch });
     }
     let state: Option<String> = tx
         .prepare_cached("SELECT state FROM spent_tokens WHERE jti_sha256 = ?1")?
