@@ -1,7 +1,9 @@
 //! The CSC API (SPEC §13): pyHanko's own CSC client and an independent CSC
 //! 2.0 client sign through qsign; a SAD for other hashes, a reused SAD,
 //! another user's SAD or credential, an expired credential are refused with
-//! CSC errors, and no one-time key is ever left in the token.
+//! CSC errors, and no one-time key is ever left in the token. A seal
+//! profile administered in the registry is a CSC credential at once, and
+//! no more once deleted (SPEC §9, §13).
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -35,11 +37,19 @@ impl CscServer {
         settings: CscSettings,
         tweak: impl FnOnce(&mut qsign::config::Config),
     ) -> Self {
+        Self::serve(label, env().core(label, tweak), settings).await
+    }
+
+    /// The CSC API of `core` (e.g. one with a registry).
+    async fn serve(
+        label: &'static str,
+        core: Arc<qsign::signing::SigningCore>,
+        settings: CscSettings,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
-        let core = env().core(label, tweak);
         let csc = Csc::start(core.clone(), settings).expect("CSC facade");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(qsign::service::http::serve_with(
@@ -448,4 +458,95 @@ async fn sign_hash_refusals_and_signatures_are_audited() {
         assert_eq!(record["documents"], json!([hex::encode(hash)]), "{record}");
     }
     server.assert_no_keys("audited signHash").await;
+}
+
+/// SPEC §9, §13: a seal profile put through the AdministrationService is a
+/// CSC credential for the next call (listed, prepared, signed with, its
+/// organisation in the certificate); deleted, it is refused at the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_seal_profiles_are_live_csc_credentials() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    use qsign::proto;
+
+    use crate::support::admin::{self, admin, with, CVR};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = admin::core("csc-registry", None, dir.path());
+    let admin_server = crate::support::Server::start(core.clone()).await;
+    let server = CscServer::serve("csc-registry", core, CscSettings::default()).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", admin_server.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut c =
+        qsign::proto::administration_service_client::AdministrationServiceClient::new(channel);
+    let sealer = Who {
+        given: "Mette",
+        family: "Sørensen",
+        cvr: CVR,
+        seal_profiles: vec!["acme-csc"],
+    };
+    let bearer = bearer(&sealer);
+    let listed = || async {
+        let (status, answer) = server
+            .call("v1", "credentials/list", &bearer, json!({}))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let ids = answer["credentialIDs"].as_array().expect("credentialIDs");
+        ids.contains(&json!("seal:acme-csc"))
+    };
+    assert!(!listed().await, "no such profile yet");
+
+    crate::registry::put_named_profile(&mut c, "acme-csc", "Acme CSC A/S", &["seal"]).await;
+    assert!(listed().await, "the profile just put");
+    let info = server.prepare(&bearer, "seal:acme-csc").await;
+    let certificate = STANDARD
+        .decode(
+            info["cert"]["certificates"][0]
+                .as_str()
+                .expect("a certificate"),
+        )
+        .unwrap();
+    let certificate = <x509_cert::Certificate as der::Decode>::from_der(&certificate).unwrap();
+    let subject = certificate.tbs_certificate.subject.to_string();
+    assert!(
+        subject.split(',').any(|rdn| rdn == "O=Acme CSC A/S"),
+        "{subject}"
+    );
+    let hash = sha256(b"sealed under a registry profile");
+    let sad = env().token(&sealer, &[hash]);
+    let (status, answer) = server
+        .sign_hash(&bearer, "seal:acme-csc", &sad, &[hash])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let signature = STANDARD
+        .decode(answer["signatures"][0].as_str().expect("a signature"))
+        .unwrap();
+    let signature = p256::ecdsa::Signature::from_der(&signature)
+        .or_else(|_| p256::ecdsa::Signature::from_slice(&signature))
+        .expect("an ECDSA signature");
+    let spki = &certificate.tbs_certificate.subject_public_key_info;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
+        .expect("a P-256 key");
+    key.verify_prehash(&hash, &signature)
+        .expect("the signature verifies with the certificate's key");
+
+    // Deleted: refused at the next call, prepared or not.
+    server.prepare(&bearer, "seal:acme-csc").await;
+    let delete = proto::DeleteProfileRequest {
+        id: "acme-csc".into(),
+    };
+    c.delete_profile(with(&admin(), delete)).await.unwrap();
+    assert!(!listed().await, "deleted");
+    let sad = env().token(&sealer, &[hash]);
+    let answer = server
+        .sign_hash(&bearer, "seal:acme-csc", &sad, &[hash])
+        .await;
+    assert_refused(&answer, 403, "access_denied", "signHash, deleted");
+    let body = json!({ "credentialID": "seal:acme-csc" });
+    let answer = server.call("v1", "credentials/info", &bearer, body).await;
+    assert_refused(&answer, 403, "access_denied", "credentials/info, deleted");
+    server.assert_no_keys("a deleted profile").await;
 }

@@ -53,7 +53,7 @@ async fn dispatch(request: Request<Incoming>, csc: &Csc) -> Result<Value, CscErr
     let user = csc.authenticate(bearer.as_deref())?;
     let body = body(request, csc.max_request_bytes()).await?;
     match method {
-        "credentials/list" => Ok(wire::list(version, &csc.credentials(&user))),
+        "credentials/list" => Ok(wire::list(version, &csc.credentials(&user).await?)),
         "credentials/info" => {
             let request: wire::InfoRequest = parse(&body)?;
             let info = csc.prepare(&user, &request.credential_id).await?;
@@ -63,7 +63,9 @@ async fn dispatch(request: Request<Incoming>, csc: &Csc) -> Result<Value, CscErr
             let request: wire::AuthorizeRequest = parse(&body)?;
             let hashes = wire::hashes(request.hashes.as_deref())?;
             let token = request.activation_token()?;
-            let sad = csc.authorize(&user, &request.credential_id, &hashes, token)?;
+            let sad = csc
+                .authorize(&user, &request.credential_id, &hashes, token)
+                .await?;
             Ok(wire::sad(&sad))
         }
         "signatures/signHash" => {

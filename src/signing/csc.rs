@@ -181,19 +181,22 @@ impl Csc {
     }
 
     /// `credentials/list`: `person` when the profiles allow it, and each
-    /// seal profile the bearer may seal with.
-    pub fn credentials(&self, user: &Activation) -> Vec<Credential> {
-        let profiles = &self.core.profiles;
-        let person = profiles
-            .authorize(user, None, None)
-            .is_ok()
-            .then_some(Credential::Person);
-        let seals = user
-            .seal_profiles
-            .iter()
-            .filter(|id| profiles.authorize(user, Some(id.as_str()), None).is_ok())
-            .map(|id| Credential::Seal(id.clone()));
-        person.into_iter().chain(seals).collect()
+    /// seal profile the bearer may seal with; the registry's profiles are
+    /// live here too (SPEC §9, §13).
+    pub async fn credentials(&self, user: &Activation) -> Result<Vec<Credential>, CscError> {
+        let listed = self.core.with_profiles(|profiles| {
+            let person = profiles
+                .authorize(user, None, None)
+                .is_ok()
+                .then_some(Credential::Person);
+            let seals = user
+                .seal_profiles
+                .iter()
+                .filter(|id| profiles.authorize(user, Some(id.as_str()), None).is_ok())
+                .map(|id| Credential::Seal(id.clone()));
+            person.into_iter().chain(seals).collect()
+        });
+        Ok(listed.await?)
     }
 
     /// SPEC §12's per-caller limits, the bearer's `sub` as the caller: every
@@ -204,21 +207,34 @@ impl Csc {
     }
 
     /// The credential `id` if it is the bearer's, with its signatory.
-    fn credential(&self, user: &Activation, id: &str) -> Result<(Credential, Signatory), CscError> {
+    async fn credential(
+        &self,
+        user: &Activation,
+        id: &str,
+    ) -> Result<(Credential, Signatory), CscError> {
         let credential: Credential = id.parse()?;
-        let signatory = self
-            .core
-            .profiles
-            .authorize(user, credential.seal_profile(), None)
-            .map_err(|e| CscError::new(CscErrorKind::AccessDenied, e.to_string()))?;
+        let signatory = self.signatory(user, &credential).await?;
         Ok((credential, signatory))
+    }
+
+    /// Who signs with `credential` for `user`, on the profiles as of now
+    /// (SPEC §9: a registry profile deleted is refused at the next call).
+    async fn signatory(
+        &self,
+        user: &Activation,
+        credential: &Credential,
+    ) -> Result<Signatory, CscError> {
+        self.core
+            .with_profiles(|profiles| profiles.authorize(user, credential.seal_profile(), None))
+            .await?
+            .map_err(|e| CscError::new(CscErrorKind::AccessDenied, e.to_string()))
     }
 
     /// `credentials/info`: prepares the one-time key and its certificate
     /// (SPEC §13), bound to the bearer's `sub` and the credential.
     pub async fn prepare(&self, user: &Activation, id: &str) -> Result<CredentialInfo, CscError> {
         let _admission = self.admit(user)?;
-        let (credential, signatory) = self.credential(user, id)?;
+        let (credential, signatory) = self.credential(user, id).await?;
         let slot = self.keys.admit(user.subject, &credential)?;
         let (key, public_key) = self.keys.generate(self.settings.key_algorithm).await?;
         // From here the key is held by `prepared`: dropped, it is destroyed.
@@ -265,14 +281,14 @@ impl Csc {
     /// `credentials/authorize` (SCAL2): the SAD is the activation token the
     /// IdP gave the signer for exactly these hashes (SPEC §3, §13); checked
     /// here, spent by `signHash`.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         user: &Activation,
         id: &str,
         hashes: &[[u8; 32]],
         activation_token: &str,
     ) -> Result<Sad, CscError> {
-        self.credential(user, id)?;
+        self.credential(user, id).await?;
         let now = SystemTime::now();
         let sad = self.check_sad(user, activation_token, hashes, now)?;
         let expires_in = sad.expires_at.duration_since(now).unwrap_or_default();
@@ -366,11 +382,7 @@ impl Csc {
         })?;
         let now = SystemTime::now();
         let activation = self.check_sad(user, sad, hashes, now)?;
-        let signatory = self
-            .core
-            .profiles
-            .authorize(&activation, credential.seal_profile(), None)
-            .map_err(|e| CscError::new(CscErrorKind::AccessDenied, e.to_string()))?;
+        let signatory = self.signatory(&activation, &credential).await?;
         let reservation = self
             .core
             .verifier
@@ -479,7 +491,7 @@ impl Csc {
         level: Option<Level>,
     ) -> Result<SignedDocuments, CscError> {
         let _admission = self.admit(user)?;
-        let (credential, _) = self.credential(user, id)?;
+        let (credential, _) = self.credential(user, id).await?;
         let activation = self
             .core
             .verifier

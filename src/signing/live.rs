@@ -62,6 +62,22 @@ impl SigningCore {
         })
     }
 
+    /// SPEC §9: `decide` on the profiles as of now, the registry's when
+    /// there is one (a version read; the rows again only when it moved),
+    /// else the TOML's. The CSC facade's credentials are these (SPEC §13).
+    pub(crate) async fn with_profiles<T>(
+        &self,
+        decide: impl FnOnce(&Profiles) -> T,
+    ) -> Result<T, Error> {
+        match &self.registry {
+            Some(registry) => {
+                let profiles = registry.current_profiles().await?;
+                Ok(decide(&profiles))
+            }
+            None => Ok(decide(&self.profiles)),
+        }
+    }
+
     /// SPEC §3: reserves the job's token before any HSM work, then confirms
     /// its signatory (SPEC §9). A refusal then, or a failure to read the
     /// profiles, releases the token: as a refusal in `check`, it is not
