@@ -29,10 +29,9 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::cli::free_port;
-use crate::recovery::{p11_kit_available, stop_clean_on, P11KitServer, P11_KIT_CLIENT};
+use crate::recovery::{stop_clean_on, RemoteToken, P11_KIT_CLIENT};
 use crate::support::binary::{self, sign_with, Outcome, Qsign};
 use crate::support::hang;
-use crate::support::token_copy::TokenCopy;
 use crate::support::{env, sha256, Who};
 
 /// The closed loop that finds the maximum rate: `PROBE_SETTLE` first, not
@@ -312,18 +311,13 @@ async fn phase(
 #[ignore = "2 minutes of load measuring RSS: run alone (see the module comment)"]
 fn eighty_percent_of_the_maximum_for_a_minute_flat_memory() {
     // Normally 2-4 minutes; at most ATTEMPTS x 70 s more.
-    hang::run("the load test", Duration::from_secs(900), load_test());
+    hang::run(Duration::from_secs(900), load_test());
 }
 
 async fn load_test() {
-    assert!(
-        p11_kit_available(),
-        "p11-kit's remoting is needed: softhsm/setup.sh --verifiers"
-    );
-    let temp = tempfile::tempdir().unwrap();
-    let socket = temp.path().join("p11-kit.sock");
-    let token = TokenCopy::new();
-    let _hsm = P11KitServer::start(&socket, &token);
+    let remote =
+        RemoteToken::new().expect("p11-kit's remoting is needed: softhsm/setup.sh --verifiers");
+    let _hsm = remote.serve();
     let port = free_port();
     // All the load comes from one address: the per-caller limits would
     // answer RESOURCE_EXHAUSTED long before the HSM is the limit.
@@ -332,8 +326,7 @@ async fn load_test() {
         ("concurrent_requests_per_caller", "100000"),
     ];
     let config = binary::config("memory", Path::new(P11_KIT_CLIENT), port, &limits);
-    let address = format!("unix:path={}", socket.display());
-    let qsign = Qsign::start(&config, port, &[("P11_KIT_SERVER_ADDRESS", &address)]);
+    let qsign = remote.qsign(&config, port);
 
     let (max, probe) = closed_loop(&qsign, mint("probe", PROBE_TOKENS)).await;
     no_errors("closed loop", &probe);
@@ -365,7 +358,7 @@ async fn load_test() {
             continue;
         };
         flat_memory(offered, &tally, tally.rate(start), before, after);
-        stop_clean_on(qsign, &token);
+        stop_clean_on(qsign, &remote.token);
         return;
     }
     panic!(

@@ -99,15 +99,15 @@ pub fn p11_kit_available() -> bool {
 
 /// A copy of the fixture's token for a p11-kit server of the test's own,
 /// on a socket of its own.
-struct RemoteToken {
-    token: TokenCopy,
+pub struct RemoteToken {
+    pub token: TokenCopy,
     socket: PathBuf,
     _temp: tempfile::TempDir,
 }
 
 impl RemoteToken {
     /// `None` without p11-kit (outside CI).
-    fn new() -> Option<Self> {
+    pub fn new() -> Option<Self> {
         if !p11_kit_available() {
             return None;
         }
@@ -119,13 +119,13 @@ impl RemoteToken {
         })
     }
 
-    fn serve(&self) -> P11KitServer {
+    pub fn serve(&self) -> P11KitServer {
         P11KitServer::start(&self.socket, &self.token)
     }
 
     /// `qsign serve` on `config` (whose module is p11-kit's client),
     /// reaching the server.
-    fn qsign(&self, config: &Path, port: u16) -> Qsign {
+    pub fn qsign(&self, config: &Path, port: u16) -> Qsign {
         let address = format!("unix:path={}", self.socket.display());
         Qsign::start(config, port, &[("P11_KIT_SERVER_ADDRESS", &address)])
     }
@@ -148,11 +148,7 @@ fn ok_or_unavailable_in_time(outcomes: &[binary::Outcome]) {
 
 #[test]
 fn a_network_hsm_lost_and_back_under_load() {
-    hang::run(
-        "a_network_hsm_lost_and_back_under_load",
-        Duration::from_secs(180),
-        lost_and_back(),
-    );
+    hang::run(Duration::from_secs(180), lost_and_back());
 }
 
 async fn lost_and_back() {
@@ -214,11 +210,7 @@ async fn lost_and_back() {
 /// none spends its token, and after SIGCONT qsign serves again by itself.
 #[test]
 fn a_network_hsm_that_hangs_under_load_and_resumes() {
-    hang::run(
-        "a_network_hsm_that_hangs_under_load_and_resumes",
-        Duration::from_secs(180),
-        hangs_and_resumes(),
-    );
+    hang::run(Duration::from_secs(180), hangs_and_resumes());
 }
 
 async fn hangs_and_resumes() {
@@ -321,11 +313,7 @@ async fn hangs_and_resumes() {
 /// and serves the next qsign.
 #[test]
 fn sigterm_while_the_token_hangs_exits_in_bounded_time() {
-    hang::run(
-        "sigterm_while_the_token_hangs_exits_in_bounded_time",
-        Duration::from_secs(180),
-        sigterm_while_hung(),
-    );
+    hang::run(Duration::from_secs(180), sigterm_while_hung());
 }
 
 async fn sigterm_while_hung() {
@@ -427,11 +415,7 @@ fn stopped_clean(mut qsign: Qsign) {
 
 #[test]
 fn kill_9_under_load_then_restart_on_the_same_state() {
-    hang::run(
-        "kill_9_under_load_then_restart_on_the_same_state",
-        Duration::from_secs(180),
-        killed_and_restarted(),
-    );
+    hang::run(Duration::from_secs(180), killed_and_restarted());
 }
 
 async fn killed_and_restarted() {
@@ -662,11 +646,7 @@ async fn a_lost_login_empties_the_key_pool() {
 /// directory is gone, and signs again once it is back, no restart.
 #[test]
 fn a_softhsm_token_directory_moved_away_and_back() {
-    hang::run(
-        "a_softhsm_token_directory_moved_away_and_back",
-        Duration::from_secs(180),
-        moved_away_and_back(),
-    );
+    hang::run(Duration::from_secs(180), moved_away_and_back());
 }
 
 async fn moved_away_and_back() {

@@ -20,9 +20,11 @@ use std::time::Duration;
 
 /// Runs `test` on a multi-threaded runtime of its own under a [`HangGuard`]
 /// of `limit` that lasts until the runtime has shut down (blocking tasks
-/// get 30 s, then are left behind).
-pub fn run(name: &'static str, limit: Duration, test: impl Future<Output = ()>) {
-    let _hang = HangGuard::new(name, limit);
+/// get 30 s, then are left behind). The report names the test by its
+/// thread, which the test harness names after it.
+pub fn run(limit: Duration, test: impl Future<Output = ()>) {
+    let current = std::thread::current();
+    let _hang = HangGuard::new(current.name().unwrap_or("a test"), limit);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,7 +43,8 @@ pub struct HangGuard {
 }
 
 impl HangGuard {
-    pub fn new(test: &'static str, limit: Duration) -> Self {
+    pub fn new(test: &str, limit: Duration) -> Self {
+        let test = test.to_owned();
         let done = Arc::new((Mutex::new(false), Condvar::new()));
         let watched = done.clone();
         std::thread::spawn(move || {
